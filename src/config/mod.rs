@@ -1,0 +1,95 @@
+//! Typed config: parse the file (`raw`), validate everything in one pass reporting each problem
+//! with its location (`validate`), and hand out one compiled `Config` that is swapped whole.
+
+pub mod problems;
+pub mod raw;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::Uri;
+
+pub use problems::{Problem, Problems};
+use raw::{RawAdmin, RawAuth, RawDecisionLog, RawGrants, RawListen, RawRateLimit, RawShutdown};
+
+use crate::route::Router;
+
+/// A validated config. Everything the request path needs is precomputed here.
+#[derive(Debug)]
+pub struct Config {
+    /// The file it came from (None for embedded configs).
+    pub source: Option<PathBuf>,
+    pub listen: RawListen,
+    pub admin: RawAdmin,
+    pub auth: RawAuth,
+    pub grants: Option<RawGrants>,
+    pub decision_log: RawDecisionLog,
+    pub shadow: bool,
+    pub rate_limit: Option<RawRateLimit>,
+    pub shutdown: RawShutdown,
+    pub watch: bool,
+    pub apis: Vec<Api>,
+    pub router: Router,
+}
+
+/// An upstream API and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub name: String,
+    /// Normalised: starts with `/`, no trailing `/`; empty when the API has no prefix.
+    pub prefix: String,
+    pub strip_prefix: bool,
+    /// `scheme://authority` of the upstream; the request path is appended.
+    pub upstream: Uri,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(Problems),
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::from_yaml(&text).map_err(ConfigError::Invalid)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
+    }
+
+    /// Parses and validates config text (YAML; JSON is YAML too).
+    pub fn from_yaml(text: &str) -> Result<Config, Problems> {
+        let raw = parse(text)?;
+        validate::validate(raw)
+    }
+}
+
+/// Parses without validating; a syntax or type error is reported with its line and path.
+pub fn parse(text: &str) -> Result<raw::RawConfig, Problems> {
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let mut problems = Problems::default();
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let location = match inner.location() {
+            Some(l) if path != "." => format!("{path} (line {} column {})", l.line(), l.column()),
+            Some(l) => format!("line {} column {}", l.line(), l.column()),
+            None => path,
+        };
+        problems.push(location, inner.to_string());
+        problems
+    })
+}

@@ -1,0 +1,349 @@
+//! One pass over the raw config that reports every problem with its location and, when there
+//! are none, yields the compiled `Config`.
+
+use std::collections::HashSet;
+
+use http::{Method, Uri};
+
+use super::raw::{RawAccess, RawAllow, RawApi, RawConfig, RawRoute, RawValueSource};
+use super::{Api, Config, Problems};
+use crate::authn::identity::{Role, RoleSet};
+use crate::authz::rule::{Access, Allow, Rule, ValueSource};
+use crate::route::{Route, Router};
+
+pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
+    let mut problems = Problems::default();
+
+    check_listen(&raw, &mut problems);
+    check_auth(&raw, &mut problems);
+
+    let mut apis = Vec::with_capacity(raw.apis.len());
+    let mut router = Router::default();
+    let mut ids = HashSet::new();
+    if raw.apis.is_empty() {
+        problems.push("apis", "at least one API is required");
+    }
+    for (ai, api) in raw.apis.iter().enumerate() {
+        let at = format!("apis[{ai}]");
+        let prefix = check_prefix(api, &at, &mut problems);
+        let upstream = check_upstream(&api.upstream, &format!("{at}.upstream"), &mut problems);
+        for (ri, route) in api.routes.iter().enumerate() {
+            let at = format!("{at}.routes[{ri}]");
+            if !ids.insert(route.id.clone()) {
+                problems.push(
+                    format!("{at}.id"),
+                    format!("route id {:?} is used twice", route.id),
+                );
+            }
+            if let Some((full_path, compiled)) =
+                compile_route(route, ai, &prefix, raw.grants.is_some(), &at, &mut problems)
+            {
+                if let Err(e) = router.insert(&full_path, compiled) {
+                    problems.push(format!("{at}.route"), e.to_string());
+                }
+            }
+        }
+        if let Some(upstream) = upstream {
+            apis.push(Api {
+                name: api.name.clone(),
+                prefix,
+                strip_prefix: api.strip_prefix,
+                upstream,
+                connect_timeout: api.connect_timeout,
+                request_timeout: api.request_timeout,
+            });
+        }
+    }
+
+    problems.into_result(Config {
+        source: None,
+        listen: raw.listen,
+        admin: raw.admin,
+        auth: raw.auth,
+        grants: raw.grants,
+        decision_log: raw.decision_log,
+        shadow: raw.shadow,
+        rate_limit: raw.rate_limit,
+        shutdown: raw.shutdown,
+        watch: raw.watch,
+        apis,
+        router,
+    })
+}
+
+fn check_listen(raw: &RawConfig, problems: &mut Problems) {
+    let l = &raw.listen;
+    if l.max_headers == 0 {
+        problems.push("listen.max_headers", "must be at least 1");
+    }
+    if l.max_header_bytes < 1024 {
+        problems.push("listen.max_header_bytes", "must be at least 1024");
+    }
+    if l.header_read_timeout.is_zero() {
+        problems.push("listen.header_read_timeout", "must be above zero");
+    }
+    if let Some(tls) = &l.tls {
+        for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if !path.is_file() {
+                problems.push(
+                    format!("listen.tls.{field}"),
+                    format!("{} is not a readable file", path.display()),
+                );
+            }
+        }
+    }
+    if raw.admin.addr == l.addr {
+        problems.push("admin.addr", "must differ from listen.addr");
+    }
+    if !(0.0..=1.0).contains(&raw.decision_log.allow_sample_rate) {
+        problems.push("decision_log.allow_sample_rate", "must be between 0 and 1");
+    }
+}
+
+fn check_auth(raw: &RawConfig, problems: &mut Problems) {
+    let a = &raw.auth;
+    if a.token_sources.is_empty() {
+        problems.push(
+            "auth.token_sources",
+            "at least one token source is required",
+        );
+    }
+    match (&a.jwks, &a.hs256_secret) {
+        (None, None) => problems.push("auth", "one of auth.jwks or auth.hs256_secret is required"),
+        (Some(_), Some(_)) => problems.push(
+            "auth.hs256_secret",
+            "HS256 secrets cannot be mixed with public keys from auth.jwks",
+        ),
+        _ => {}
+    }
+    for (i, alg) in a.algorithms.iter().enumerate() {
+        match alg.as_str() {
+            "RS256" | "PS256" | "ES256" | "EdDSA" => {
+                if a.hs256_secret.is_some() {
+                    problems.push(
+                        format!("auth.algorithms[{i}]"),
+                        format!("{alg} needs public keys, but auth.hs256_secret is set"),
+                    );
+                }
+            }
+            "HS256" => {
+                if a.hs256_secret.is_none() {
+                    problems.push(
+                        format!("auth.algorithms[{i}]"),
+                        "HS256 needs auth.hs256_secret",
+                    );
+                }
+            }
+            other => problems.push(
+                format!("auth.algorithms[{i}]"),
+                format!("{other:?} is not allowed (RS256, PS256, ES256, EdDSA, HS256)"),
+            ),
+        }
+    }
+    if a.algorithms.is_empty() {
+        problems.push("auth.algorithms", "at least one algorithm is required");
+    }
+    if a.issuer.is_empty() {
+        problems.push("auth.issuer", "must not be empty");
+    }
+    if a.audience.is_empty() {
+        problems.push("auth.audience", "must not be empty");
+    }
+    if a.leeway.as_secs() > 300 {
+        problems.push("auth.leeway", "must be at most 5m");
+    }
+    if a.token_cache_entries == 0 {
+        problems.push("auth.token_cache_entries", "must be at least 1");
+    }
+}
+
+fn check_prefix(api: &RawApi, at: &str, problems: &mut Problems) -> String {
+    let Some(prefix) = api.prefix.as_deref() else {
+        if api.strip_prefix {
+            problems.push(format!("{at}.strip_prefix"), "needs a prefix");
+        }
+        return String::new();
+    };
+    let trimmed = prefix.trim_end_matches('/');
+    if !prefix.starts_with('/')
+        || trimmed.is_empty()
+        || trimmed.contains(['{', '}', '?', '#', '%', '\\'])
+        || trimmed
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        problems.push(
+            format!("{at}.prefix"),
+            format!("{prefix:?} must be a plain absolute path like /work"),
+        );
+    }
+    trimmed.to_owned()
+}
+
+fn check_upstream(text: &str, at: &str, problems: &mut Problems) -> Option<Uri> {
+    match text.parse::<Uri>() {
+        Ok(uri)
+            if matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.authority().is_some()
+                && matches!(uri.path(), "" | "/")
+                && uri.query().is_none() =>
+        {
+            Some(uri)
+        }
+        _ => {
+            problems.push(
+                at,
+                format!("{text:?} must be http(s)://host[:port] with no path"),
+            );
+            None
+        }
+    }
+}
+
+fn compile_route(
+    raw: &RawRoute,
+    api: usize,
+    prefix: &str,
+    has_grants: bool,
+    at: &str,
+    problems: &mut Problems,
+) -> Option<(String, Route)> {
+    let before = problems.len();
+    if raw.id.is_empty()
+        || !raw
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        problems.push(
+            format!("{at}.id"),
+            format!("{:?} must be non-empty [A-Za-z0-9_.-]", raw.id),
+        );
+    }
+    let (method, template) = match raw.route.split_once(' ') {
+        Some((m, t)) if t.starts_with('/') => (m, t),
+        _ => {
+            problems.push(
+                format!("{at}.route"),
+                format!("{:?} must be \"METHOD /path\"", raw.route),
+            );
+            return None;
+        }
+    };
+    let method = match method.parse::<Method>() {
+        Ok(m) if method.bytes().all(|b| b.is_ascii_uppercase()) => Some(m),
+        _ => {
+            problems.push(
+                format!("{at}.route"),
+                format!("{method:?} is not an HTTP method"),
+            );
+            None
+        }
+    };
+    let params = template_params(template);
+
+    let allow = match &raw.allow {
+        RawAllow::Public => Allow::Public,
+        RawAllow::Roles(names) => {
+            let mut set = RoleSet::EMPTY;
+            for (i, name) in names.iter().enumerate() {
+                match Role::parse(name) {
+                    Some(role) => set = set.with(role),
+                    None => problems.push(
+                        format!("{at}.allow.roles[{i}]"),
+                        format!("unknown role {name:?}"),
+                    ),
+                }
+            }
+            if names.is_empty() {
+                problems.push(
+                    format!("{at}.allow.roles"),
+                    "needs at least one role (or use `public`)",
+                );
+            }
+            Allow::Roles(set)
+        }
+    };
+
+    let source = |s: &RawValueSource, problems: &mut Problems| -> ValueSource {
+        match s {
+            RawValueSource::Path(p) => {
+                if !params.contains(&p.as_str()) {
+                    problems.push(
+                        format!("{at}.access"),
+                        format!("path parameter {{{p}}} is not in the template"),
+                    );
+                }
+                ValueSource::Path(p.as_str().into())
+            }
+            RawValueSource::Query(q) => ValueSource::Query(q.as_str().into()),
+            RawValueSource::Body(pointer) => {
+                if !pointer.starts_with('/') {
+                    problems.push(
+                        format!("{at}.access"),
+                        format!(
+                            "body field {pointer:?} must be a JSON pointer like /workstream_prefix"
+                        ),
+                    );
+                }
+                ValueSource::Body(pointer.as_str().into())
+            }
+        }
+    };
+    let access = match &raw.access {
+        None => Access::RoleOnly,
+        Some(RawAccess::ReadWork(s)) => Access::ReadWork(source(s, problems)),
+        Some(RawAccess::WriteWork(s)) => Access::WriteWork(source(s, problems)),
+        Some(RawAccess::MapView) => Access::MapView,
+        Some(RawAccess::CreateInWorkstream(s)) => Access::CreateInWorkstream(source(s, problems)),
+        Some(RawAccess::OwnOrganisation(s)) => Access::OwnOrganisation(source(s, problems)),
+        Some(RawAccess::Filtered) => Access::Filtered,
+    };
+    if !matches!(access, Access::RoleOnly) {
+        if !has_grants {
+            problems.push(format!("{at}.access"), "needs a `grants` section");
+        }
+        if allow == Allow::Public {
+            problems.push(
+                format!("{at}.access"),
+                "a public route cannot have an access rule",
+            );
+        }
+    }
+    if raw.organisation_member && !matches!(access, Access::ReadWork(_) | Access::WriteWork(_)) {
+        problems.push(
+            format!("{at}.organisation_member"),
+            "needs a read_work or write_work access rule",
+        );
+    }
+
+    let method = method?;
+    if problems.len() != before {
+        return None;
+    }
+    let route = Route {
+        id: raw.id.as_str().into(),
+        api,
+        method,
+        template: template.into(),
+        rule: Rule {
+            allow,
+            access,
+            organisation_member: raw.organisation_member,
+        },
+        creates_work: raw.creates_work.clone(),
+        response: raw.response.clone(),
+        shadow: raw.shadow,
+    };
+    Some((format!("{prefix}{template}"), route))
+}
+
+/// Names of `{param}` segments in a template.
+fn template_params(template: &str) -> Vec<&str> {
+    template
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .map(|p| p.trim_start_matches('*'))
+        .collect()
+}

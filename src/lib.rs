@@ -1,0 +1,16 @@
+//! streetgate: an authorization sidecar for street-works APIs.
+//!
+//! A request's path through the code, in order:
+//! `listener` (accept, TLS, HTTP limits) → `normalize` (request target and framing checks) →
+//! `route` (radix-tree match) → `authn` (JWT → identity) → `authz` (the pure decision) →
+//! `forward` (upstream client) → `filter` (response rows and redaction).
+//! Beside them: `grants` (the snapshot store), `config`, `telemetry`, `admin`.
+//! `proxy` strings the phases together; `error` is the one place rejections become responses.
+
+pub mod authn;
+pub mod authz;
+pub mod config;
+pub mod filter;
+pub mod grants;
+pub mod reason;
+pub mod route;
