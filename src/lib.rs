@@ -10,7 +10,9 @@
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod fetch;
 pub mod filter;
 pub mod grants;
 pub mod reason;
 pub mod route;
+pub mod telemetry;

@@ -37,10 +37,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
             }
             if let Some((full_path, compiled)) =
                 compile_route(route, ai, &prefix, raw.grants.is_some(), &at, &mut problems)
+                && let Err(e) = router.insert(&full_path, compiled)
             {
-                if let Err(e) = router.insert(&full_path, compiled) {
-                    problems.push(format!("{at}.route"), e.to_string());
-                }
+                problems.push(format!("{at}.route"), e.to_string());
             }
         }
         if let Some(upstream) = upstream {

@@ -3,4 +3,5 @@
 
 pub mod codes;
 pub mod format;
+pub mod overlay;
 pub mod snapshot;

@@ -1,0 +1,93 @@
+//! A small HTTP(S) GET for control-plane documents (JWKS, grants snapshots): pooled client,
+//! timeout, body size cap, conditional requests. Not used on the request path.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Client<Https, Empty<Bytes>>,
+    timeout: Duration,
+    max_body: usize,
+}
+
+#[derive(Debug)]
+pub enum Fetched {
+    /// 304: the document is unchanged since `etag`.
+    NotModified,
+    Body {
+        body: Bytes,
+        etag: Option<HeaderValue>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("invalid URL {0:?}")]
+    Url(String),
+    #[error("request failed: {0}")]
+    Request(#[source] hyper_util::client::legacy::Error),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("unexpected status {0}")]
+    Status(StatusCode),
+    #[error("body larger than {0} bytes or unreadable")]
+    Body(usize),
+}
+
+impl Fetcher {
+    pub fn new(timeout: Duration, max_body: usize) -> Fetcher {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Fetcher {
+            client: Client::builder(TokioExecutor::new()).build(https),
+            timeout,
+            max_body,
+        }
+    }
+
+    /// GET `url`; with `etag`, sends `If-None-Match` and reports 304 as `NotModified`.
+    pub async fn get(&self, url: &str, etag: Option<&HeaderValue>) -> Result<Fetched, FetchError> {
+        let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
+        let mut req = Request::get(uri);
+        if let Some(tag) = etag {
+            req = req.header(header::IF_NONE_MATCH, tag);
+        }
+        let req = req
+            .body(Empty::new())
+            .map_err(|_| FetchError::Url(url.to_owned()))?;
+        let work = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(FetchError::Request)?;
+            match resp.status() {
+                StatusCode::NOT_MODIFIED if etag.is_some() => return Ok(Fetched::NotModified),
+                StatusCode::OK => {}
+                other => return Err(FetchError::Status(other)),
+            }
+            let etag = resp.headers().get(header::ETAG).cloned();
+            let body = Limited::new(resp.into_body(), self.max_body)
+                .collect()
+                .await
+                .map_err(|_| FetchError::Body(self.max_body))?
+                .to_bytes();
+            Ok(Fetched::Body { body, etag })
+        };
+        tokio::time::timeout(self.timeout, work)
+            .await
+            .map_err(|_| FetchError::Timeout(self.timeout))?
+    }
+}

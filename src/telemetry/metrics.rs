@@ -1,0 +1,150 @@
+//! Every metric streetgate exports, registered in one place so names stay stable and labels stay
+//! bounded (route ids from config and fixed enums only; never raw paths or user ids).
+
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// route, decision (allow | deny | shadow_deny), reason.
+    pub decisions: IntCounterVec,
+    /// Authentication + authorization time, without the upstream.
+    pub decision_duration: Histogram,
+    /// route, status_class (2xx, 3xx, 4xx, 5xx, error).
+    pub upstream_duration: HistogramVec,
+    pub requests_in_flight: IntGauge,
+    pub snapshot_version: IntGauge,
+    pub snapshot_age_seconds: Gauge,
+    /// result: ok | not_modified | error | invalid.
+    pub snapshot_fetch: IntCounterVec,
+    /// result: ok | error | invalid | rate_limited.
+    pub jwks_refresh: IntCounterVec,
+    /// result: hit | miss.
+    pub token_cache: IntCounterVec,
+    /// result: ok | invalid | error.
+    pub config_reload: IntCounterVec,
+    /// route, outcome: kept | dropped.
+    pub filtered_rows: IntCounterVec,
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered; tests build their own.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let m = Metrics {
+            decisions: IntCounterVec::new(
+                Opts::new("streetgate_decisions_total", "Authorization decisions."),
+                &["route", "decision", "reason"],
+            )
+            .expect("valid metric"),
+            decision_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "streetgate_decision_duration_seconds",
+                    "Authentication and authorization time per request, upstream excluded.",
+                )
+                .buckets(vec![
+                    0.000_001, 0.000_002, 0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1,
+                    0.000_25, 0.000_5, 0.001, 0.005, 0.025, 0.1,
+                ]),
+            )
+            .expect("valid metric"),
+            upstream_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "streetgate_upstream_duration_seconds",
+                    "Time from forwarding a request to the upstream's response head.",
+                )
+                .buckets(vec![
+                    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0, 30.0,
+                ]),
+                &["route", "status_class"],
+            )
+            .expect("valid metric"),
+            requests_in_flight: IntGauge::new(
+                "streetgate_requests_in_flight",
+                "Requests being handled.",
+            )
+            .expect("valid metric"),
+            snapshot_version: IntGauge::new(
+                "streetgate_snapshot_version",
+                "Version of the grants snapshot in force (0 before the first).",
+            )
+            .expect("valid metric"),
+            snapshot_age_seconds: Gauge::new(
+                "streetgate_snapshot_age_seconds",
+                "Seconds since the last successful grants fetch.",
+            )
+            .expect("valid metric"),
+            snapshot_fetch: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_snapshot_fetch_total",
+                    "Grants snapshot fetches.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            jwks_refresh: IntCounterVec::new(
+                Opts::new("streetgate_jwks_refresh_total", "JWKS refreshes."),
+                &["result"],
+            )
+            .expect("valid metric"),
+            token_cache: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_token_cache_total",
+                    "Verified-token cache lookups.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
+            config_reload: IntCounterVec::new(
+                Opts::new("streetgate_config_reload_total", "Config reloads."),
+                &["result"],
+            )
+            .expect("valid metric"),
+            filtered_rows: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_filtered_rows_total",
+                    "Response rows kept or dropped by filtering.",
+                ),
+                &["route", "outcome"],
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+            Box::new(m.decisions.clone()),
+            Box::new(m.decision_duration.clone()),
+            Box::new(m.upstream_duration.clone()),
+            Box::new(m.requests_in_flight.clone()),
+            Box::new(m.snapshot_version.clone()),
+            Box::new(m.snapshot_age_seconds.clone()),
+            Box::new(m.snapshot_fetch.clone()),
+            Box::new(m.jwks_refresh.clone()),
+            Box::new(m.token_cache.clone()),
+            Box::new(m.config_reload.clone()),
+            Box::new(m.filtered_rows.clone()),
+        ];
+        for c in collectors {
+            m.registry.register(c).expect("metric names are unique");
+        }
+        m
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let families = self.registry.gather();
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&families, &mut out) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,3 @@
+//! Metrics and the decision log.
+
+pub mod metrics;
