@@ -7,12 +7,20 @@
 //! Beside them: `grants` (the snapshot store), `config`, `telemetry`, `admin`.
 //! `proxy` strings the phases together; `error` is the one place rejections become responses.
 
+pub mod admin;
+pub mod app;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod demo;
+pub mod error;
 pub mod fetch;
 pub mod filter;
+pub mod forward;
 pub mod grants;
+pub mod listener;
+pub mod normalize;
+pub mod proxy;
 pub mod reason;
 pub mod route;
 pub mod telemetry;

@@ -1,3 +1,4 @@
 //! Metrics and the decision log.
 
+pub mod decision_log;
 pub mod metrics;

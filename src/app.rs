@@ -1,0 +1,108 @@
+//! Starting and stopping a sidecar: bind both listeners, start the control-plane tasks, and
+//! shut everything down gracefully. Used by `serve`, `demo` and the integration tests.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::authn::{AuthSetupError, Authenticator};
+use crate::config::Config;
+use crate::listener::{self, Limits, tls::TlsError};
+use crate::proxy::{Gateway, Runtime};
+use crate::telemetry::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+}
+
+/// A started sidecar.
+pub struct Running {
+    /// Where the main listener actually bound (port 0 resolved).
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    shutdown: watch::Sender<bool>,
+    main: JoinHandle<()>,
+    admin: JoinHandle<()>,
+}
+
+pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartError> {
+    let listen = config.listen.clone();
+    let admin_addr = config.admin.addr;
+    let drain = config.shutdown.drain;
+    let tls = match &listen.tls {
+        Some(t) => Some(listener::tls::server_config(&t.cert, &t.key)?),
+        None => None,
+    };
+    let auth = Authenticator::new(&config.auth, metrics.clone())?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    auth.spawn_refresh(shutdown_rx.clone());
+
+    let main_listener = bind(listen.addr).await?;
+    let admin_listener = bind(admin_addr).await?;
+    let addr = main_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: listen.addr,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            addr: admin_addr,
+            source,
+        })?;
+
+    let gateway = Arc::new(Gateway::new(Runtime::new(config), auth, metrics));
+    let main = tokio::spawn(listener::serve(
+        main_listener,
+        Arc::new(ArcSwapOption::new(tls)),
+        gateway.clone(),
+        Limits::from(&listen),
+        shutdown_rx.clone(),
+        drain,
+    ));
+    let admin = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        gateway.clone(),
+        shutdown_rx,
+    ));
+    tracing::info!(%addr, %admin_addr, "streetgate listening");
+    Ok(Running {
+        addr,
+        admin_addr,
+        gateway,
+        shutdown,
+        main,
+        admin,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Running {
+    /// Stops accepting and waits for in-flight requests (up to the configured drain time).
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.main.await;
+        let _ = self.admin.await;
+    }
+}

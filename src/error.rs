@@ -1,0 +1,95 @@
+//! The one place where failures become HTTP responses. Every variant maps explicitly to a
+//! stable reason; the detail goes to the log, never to the client.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, header};
+use http_body_util::Full;
+
+use crate::reason::Reason;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// A check or decision said no; the reason says why.
+    #[error("rejected: {0}")]
+    Rejected(Reason),
+    #[error("upstream {api} unreachable")]
+    Upstream {
+        api: String,
+        #[source]
+        source: hyper_util::client::legacy::Error,
+    },
+    #[error("upstream {api} gave no response head within {timeout:?}")]
+    UpstreamTimeout { api: String, timeout: Duration },
+    #[error("reading the request body failed")]
+    RequestBody(#[source] BoxError),
+}
+
+impl ProxyError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            ProxyError::Rejected(reason) => *reason,
+            ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
+            ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
+            ProxyError::RequestBody(source) => {
+                if source.is::<http_body_util::LengthLimitError>() {
+                    Reason::BodyTooLarge
+                } else {
+                    Reason::BadBody
+                }
+            }
+        }
+    }
+}
+
+impl From<Reason> for ProxyError {
+    fn from(reason: Reason) -> Self {
+        ProxyError::Rejected(reason)
+    }
+}
+
+/// The JSON body every rejection carries: `{"error", "reason", "decision_id"}`.
+pub fn rejection(reason: Reason, decision_id: &str) -> Response<Full<Bytes>> {
+    let status = reason.status();
+    let body = format!(
+        r#"{{"error":"{}","reason":"{}","decision_id":"{}"}}"#,
+        status.canonical_reason().unwrap_or("Error"),
+        reason.as_str(),
+        decision_id,
+    );
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(id) = HeaderValue::from_str(decision_id) {
+        headers.insert(crate::forward::headers::DECISION_ID, id);
+    }
+    if reason == Reason::RateLimited {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn body_is_stable_json() {
+        let resp = rejection(Reason::WorkstreamNoAccess, "abc123");
+        assert_eq!(resp.status(), 403);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"], "Forbidden");
+        assert_eq!(v["reason"], "workstream_no_access");
+        assert_eq!(v["decision_id"], "abc123");
+    }
+}

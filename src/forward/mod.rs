@@ -1,0 +1,102 @@
+//! Forwarding to the upstream API: one pooled client per API, connect and response-head
+//! timeouts, bodies streamed both ways.
+
+pub mod headers;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{Either, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::Api;
+use crate::error::ProxyError;
+
+/// A client body streams on, size-capped; a body the decision had to read is sent buffered.
+pub type RequestBody = Either<Limited<Incoming>, Full<Bytes>>;
+
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+
+pub struct Upstream {
+    name: String,
+    scheme_authority: String,
+    prefix_len: usize,
+    timeout: Duration,
+    client: Client<Connector, RequestBody>,
+}
+
+impl Upstream {
+    pub fn new(api: &Api) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(api.connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        let scheme = api.upstream.scheme_str().unwrap_or("http");
+        let authority = api
+            .upstream
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default();
+        Upstream {
+            name: api.name.clone(),
+            scheme_authority: format!("{scheme}://{authority}"),
+            prefix_len: if api.strip_prefix {
+                api.prefix.len()
+            } else {
+                0
+            },
+            timeout: api.request_timeout,
+            client,
+        }
+    }
+
+    /// The upstream URI for a checked path and query: the same bytes the decision saw (minus
+    /// the API prefix when the operator asked for it to be stripped).
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+        let path = match &path[self.prefix_len..] {
+            "" => "/",
+            rest => rest,
+        };
+        let mut uri = String::with_capacity(self.scheme_authority.len() + path.len() + 64);
+        uri.push_str(&self.scheme_authority);
+        uri.push_str(path);
+        if let Some(q) = query {
+            uri.push('?');
+            uri.push_str(q);
+        }
+        uri.parse()
+            .map_err(|_| ProxyError::Rejected(crate::reason::Reason::BadPath))
+    }
+
+    /// Sends the request and waits (bounded) for the response head; the body then streams.
+    pub async fn send(
+        &self,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(source)) => Err(ProxyError::Upstream {
+                api: self.name.clone(),
+                source,
+            }),
+            Err(_) => Err(ProxyError::UpstreamTimeout {
+                api: self.name.clone(),
+                timeout: self.timeout,
+            }),
+        }
+    }
+}

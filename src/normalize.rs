@@ -1,0 +1,352 @@
+//! Request checks before routing: the request target and the message framing. Anything
+//! ambiguous is rejected (400) rather than guessed at, so the path the decision sees is exactly
+//! the path the upstream receives (DESIGN.md, "What is authorized is what is forwarded").
+
+use http::{HeaderMap, Method, Uri, Version, header};
+
+use crate::reason::Reason;
+
+/// A checked origin-form target. `path` is still percent-encoded, exactly as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+/// Checks the target, Host and framing headers of a request head.
+pub fn check<'a>(
+    method: &Method,
+    uri: &'a Uri,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<Target<'a>, Reason> {
+    if method == Method::CONNECT {
+        return Err(Reason::BadTarget);
+    }
+    check_host(uri, version, headers)?;
+    check_framing(headers)?;
+    let path = uri.path();
+    if !path.starts_with('/') {
+        // asterisk-form (`OPTIONS *`) and anything else that is not a path.
+        return Err(Reason::BadTarget);
+    }
+    check_path(path)?;
+    let query = uri.query();
+    if let Some(q) = query {
+        check_query(q)?;
+    }
+    Ok(Target { path, query })
+}
+
+/// HTTP/1.1 needs exactly one Host; an absolute-form target must name that same host. HTTP/2
+/// carries `:authority` in the URI; a Host header beside it must agree.
+fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Reason> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err(Reason::BadHost);
+    }
+    let host = match host {
+        Some(h) => Some(h.to_str().map_err(|_| Reason::BadHost)?),
+        None => None,
+    };
+    if host.is_some_and(|h| h.is_empty() || h.contains(['/', '@', ' ', '\\'])) {
+        return Err(Reason::BadHost);
+    }
+    match (version, uri.authority(), host) {
+        (Version::HTTP_2 | Version::HTTP_3, Some(authority), Some(host)) => {
+            if !authority.as_str().eq_ignore_ascii_case(host) {
+                return Err(Reason::BadHost);
+            }
+        }
+        (Version::HTTP_2 | Version::HTTP_3, Some(_), None) => {}
+        (_, _, None) => return Err(Reason::BadHost),
+        (_, Some(authority), Some(host)) => {
+            // Absolute-form: only accepted when it names the Host we are answering for.
+            if !authority.as_str().eq_ignore_ascii_case(host) || uri.scheme().is_none() {
+                return Err(Reason::BadTarget);
+            }
+        }
+        (_, None, Some(_)) => {}
+    }
+    Ok(())
+}
+
+/// Request smuggling guards: Content-Length with Transfer-Encoding, several Content-Lengths,
+/// or a Transfer-Encoding other than a single `chunked`.
+fn check_framing(headers: &HeaderMap) -> Result<(), Reason> {
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let length = lengths.next();
+    if lengths.next().is_some() {
+        return Err(Reason::BadFraming);
+    }
+    if let Some(len) = length {
+        let ok = len
+            .to_str()
+            .is_ok_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()));
+        if !ok {
+            return Err(Reason::BadFraming);
+        }
+    }
+    let mut encodings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(te) = encodings.next() {
+        if length.is_some() || encodings.next().is_some() {
+            return Err(Reason::BadFraming);
+        }
+        if !te.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err(Reason::BadFraming);
+        }
+    }
+    Ok(())
+}
+
+/// Each segment must be plain: no dot segments, no empty segments, no backslash, no `;`
+/// parameters, only ASCII, and percent-escapes must be valid, decode to UTF-8, and not hide a
+/// dot, slash, backslash or control character.
+fn check_path(path: &str) -> Result<(), Reason> {
+    let bytes = path.as_bytes();
+    if path.contains("//") {
+        return Err(Reason::BadPath);
+    }
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(Reason::BadPath);
+    }
+    for &b in bytes {
+        if b >= 0x80 || b < 0x21 || b == 0x7f || b == b'\\' || b == b';' {
+            return Err(Reason::BadPath);
+        }
+    }
+    let decoded = decode_strict(bytes).ok_or(Reason::BadPath)?;
+    // What a percent-escape may not hide: the characters that change how a path is split.
+    let escaped_forbidden = decoded_escapes(bytes)
+        .any(|b| b == b'.' || b == b'/' || b == b'\\' || b == b';' || b < 0x20 || b == 0x7f);
+    if escaped_forbidden || std::str::from_utf8(&decoded).is_err() {
+        return Err(Reason::BadPath);
+    }
+    Ok(())
+}
+
+fn check_query(query: &str) -> Result<(), Reason> {
+    let bytes = query.as_bytes();
+    if bytes
+        .iter()
+        .any(|&b| b >= 0x80 || b < 0x21 || b == 0x7f || b == b'#')
+    {
+        return Err(Reason::BadQuery);
+    }
+    let decoded = decode_strict(bytes).ok_or(Reason::BadQuery)?;
+    if std::str::from_utf8(&decoded).is_err() || decoded_escapes(bytes).any(|b| b == 0) {
+        return Err(Reason::BadQuery);
+    }
+    Ok(())
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes, failing on any `%` not followed by two hex digits.
+pub fn decode_strict(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = hex(*bytes.get(i + 1)?)?;
+            let lo = hex(*bytes.get(i + 2)?)?;
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// The bytes that percent-escapes decode to (input already known to be well-formed).
+fn decoded_escapes(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
+    bytes
+        .windows(3)
+        .filter(|w| w[0] == b'%')
+        .filter_map(|w| Some(hex(w[1])? << 4 | hex(w[2])?))
+}
+
+/// Decoded `name=value` pairs of a query already accepted by `check` (`+` is a space).
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (decode_component(k), decode_component(v))
+    })
+}
+
+fn decode_component(s: &str) -> String {
+    let plus = s.replace('+', " ");
+    let bytes = decode_strict(plus.as_bytes()).unwrap_or_else(|| plus.clone().into_bytes());
+    String::from_utf8(bytes).unwrap_or(plus)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn head(target: &str) -> (Uri, HeaderMap) {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("gw.example"));
+        (target.parse().unwrap(), h)
+    }
+
+    fn path_result(target: &str) -> Result<(), Reason> {
+        let (uri, h) = head(target);
+        check(&Method::GET, &uri, Version::HTTP_11, &h).map(|_| ())
+    }
+
+    #[test]
+    fn plain_paths_pass_unchanged() {
+        let (uri, h) = head("/work/works/AB%20C?swaCode=7001&x=1");
+        let t = check(&Method::GET, &uri, Version::HTTP_11, &h).unwrap();
+        assert_eq!(t.path, "/work/works/AB%20C");
+        assert_eq!(t.query, Some("swaCode=7001&x=1"));
+        assert!(path_result("/").is_ok());
+        assert!(path_result("/work/works/").is_ok());
+        assert!(path_result("/a/b-c_d~e.json").is_ok());
+        assert!(path_result("/a/%C3%A9").is_ok());
+    }
+
+    #[test]
+    fn ambiguous_paths_are_rejected() {
+        for bad in [
+            "/work/../party",
+            "/work/./works",
+            "/work/..",
+            "/work/%2e%2e/party",
+            "/work/%2E/x",
+            "/work/.%2e/x",
+            "/work/a%2fb",
+            "/work/a%2Fb",
+            "/work/a%5cb",
+            "/work/a%00b",
+            "/work/a%zz",
+            "/work/a%2",
+            "/work/%C3",
+            "/work/%FF",
+            "/work//works",
+            "/work/a;jsessionid=1",
+            "/work/a%3bb",
+        ] {
+            assert_eq!(path_result(bad), Err(Reason::BadPath), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_queries_are_rejected() {
+        assert_eq!(path_result("/a?x=%zz"), Err(Reason::BadQuery));
+        assert_eq!(path_result("/a?x=%00"), Err(Reason::BadQuery));
+        assert_eq!(path_result("/a?x=%FF"), Err(Reason::BadQuery));
+        assert!(path_result("/a?x=%2F&y=a+b").is_ok());
+    }
+
+    #[test]
+    fn host_rules() {
+        let uri: Uri = "/a".parse().unwrap();
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            check(&Method::GET, &uri, Version::HTTP_11, &h),
+            Err(Reason::BadHost)
+        );
+        h.append(header::HOST, HeaderValue::from_static("a"));
+        h.append(header::HOST, HeaderValue::from_static("b"));
+        assert_eq!(
+            check(&Method::GET, &uri, Version::HTTP_11, &h),
+            Err(Reason::BadHost)
+        );
+
+        let (abs, h) = head("http://evil.example/a");
+        assert_eq!(
+            check(&Method::GET, &abs, Version::HTTP_11, &h),
+            Err(Reason::BadTarget)
+        );
+        let (same, h) = head("http://gw.example/a");
+        assert!(check(&Method::GET, &same, Version::HTTP_11, &h).is_ok());
+
+        let h2: Uri = "https://gw.example/a".parse().unwrap();
+        assert!(check(&Method::GET, &h2, Version::HTTP_2, &HeaderMap::new()).is_ok());
+        let (_, other) = head("/a");
+        let h2b: Uri = "https://other.example/a".parse().unwrap();
+        assert_eq!(
+            check(&Method::GET, &h2b, Version::HTTP_2, &other),
+            Err(Reason::BadHost)
+        );
+    }
+
+    #[test]
+    fn framing_rules() {
+        let (uri, mut h) = head("/a");
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert!(check(&Method::POST, &uri, Version::HTTP_11, &h).is_ok());
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert_eq!(
+            check(&Method::POST, &uri, Version::HTTP_11, &h),
+            Err(Reason::BadFraming)
+        );
+        h.remove(header::TRANSFER_ENCODING);
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(
+            check(&Method::POST, &uri, Version::HTTP_11, &h),
+            Err(Reason::BadFraming)
+        );
+        let (_, mut h) = head("/a");
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        assert_eq!(
+            check(&Method::POST, &uri, Version::HTTP_11, &h),
+            Err(Reason::BadFraming)
+        );
+        let (_, mut h) = head("/a");
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("+5"));
+        assert_eq!(
+            check(&Method::POST, &uri, Version::HTTP_11, &h),
+            Err(Reason::BadFraming)
+        );
+    }
+
+    #[test]
+    fn connect_and_asterisk_are_rejected() {
+        let (uri, h) = head("/a");
+        assert_eq!(
+            check(&Method::CONNECT, &uri, Version::HTTP_11, &h),
+            Err(Reason::BadTarget)
+        );
+        let (star, h) = head("*");
+        assert_eq!(
+            check(&Method::OPTIONS, &star, Version::HTTP_11, &h),
+            Err(Reason::BadTarget)
+        );
+    }
+
+    #[test]
+    fn query_pairs_decode() {
+        let pairs: Vec<_> = query_pairs("swaCode=7001&a=b+c&&d=%41").collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("swaCode".into(), "7001".into()),
+                ("a".into(), "b c".into()),
+                ("d".into(), "A".into())
+            ]
+        );
+    }
+}

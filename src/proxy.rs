@@ -1,0 +1,386 @@
+//! The request pipeline, one named phase after another:
+//! check → route → authenticate → gather facts → decide → forward → respond.
+//! Every phase returns `Result<_, ProxyError>`; `handle` turns an error into the rejection
+//! response in one place (`error::rejection`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::authn::Authenticator;
+use crate::authn::identity::Identity;
+use crate::authz::rule::{Allow, ValueSource};
+use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
+use crate::config::Config;
+use crate::error::{self, ProxyError};
+use crate::forward::{RequestBody, Upstream, headers};
+use crate::normalize::{self, Target};
+use crate::reason::Reason;
+use crate::route::{Route, RouteMatch};
+use crate::telemetry::decision_log::{self, DecisionRecord};
+use crate::telemetry::metrics::Metrics;
+
+/// What the client receives: the upstream's streamed body, or a body we built.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Everything derived from one config, swapped whole on reload.
+pub struct Runtime {
+    pub config: Config,
+    pub upstreams: Vec<Upstream>,
+}
+
+impl Runtime {
+    pub fn new(config: Config) -> Runtime {
+        let upstreams = config.apis.iter().map(Upstream::new).collect();
+        Runtime { config, upstreams }
+    }
+}
+
+/// Shared state of a running sidecar.
+pub struct Gateway {
+    pub runtime: ArcSwap<Runtime>,
+    pub auth: Authenticator,
+    pub metrics: Metrics,
+    ids: DecisionIds,
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+impl Gateway {
+    pub fn new(runtime: Runtime, auth: Authenticator, metrics: Metrics) -> Gateway {
+        Gateway {
+            runtime: ArcSwap::from_pointee(runtime),
+            auth,
+            metrics,
+            ids: DecisionIds::new(),
+        }
+    }
+
+    /// What keeps the sidecar from being ready (empty when ready).
+    pub fn not_ready(&self) -> Vec<&'static str> {
+        let mut missing = Vec::new();
+        if !self.auth.ready() {
+            missing.push("signing keys not loaded");
+        }
+        missing
+    }
+
+    /// Handles one request; never fails: errors become rejection responses here.
+    pub async fn handle(&self, conn: ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let decision_id = self.ids.next();
+        self.metrics.requests_in_flight.inc();
+        // One load per request: every phase sees the same config version.
+        let runtime = self.runtime.load_full();
+        let mut log = DecisionRecord::new(&decision_id, request.method(), started);
+        let result = self
+            .phases(&runtime, conn, request, &decision_id, &mut log)
+            .await;
+        self.metrics.requests_in_flight.dec();
+        match result {
+            Ok(response) => {
+                log.status = response.status().as_u16();
+                decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
+                response
+            }
+            Err(err) => {
+                let reason = err.reason();
+                if !matches!(err, ProxyError::Rejected(_)) {
+                    tracing::warn!(decision_id = %decision_id, error = %err, source = ?std::error::Error::source(&err), "request failed");
+                }
+                if log.reason.is_none() {
+                    // Failed before a decision (checks, routing, authentication).
+                    log.reason = Some(reason);
+                    self.count(log.route.as_deref().unwrap_or(UNMATCHED), reason, false);
+                }
+                log.status = reason.status().as_u16();
+                decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
+                error::rejection(reason, &decision_id).map(Either::Right)
+            }
+        }
+    }
+
+    async fn phases(
+        &self,
+        runtime: &Runtime,
+        conn: ConnInfo,
+        request: Request<Incoming>,
+        decision_id: &str,
+        log: &mut DecisionRecord,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let (mut parts, body) = request.into_parts();
+        let target = normalize::check(&parts.method, &parts.uri, parts.version, &parts.headers)?;
+        let matched = runtime
+            .config
+            .router
+            .lookup(&parts.method, target.path)
+            .ok_or(Reason::RouteNotFound)?;
+        let route = matched.route;
+        log.route = Some(route.id.clone());
+
+        let now = unix_now();
+        let identity = self.authenticate(route, &parts.headers, now).await?;
+        if let Some(id) = &identity {
+            log.user = Some(id.subject.clone());
+            log.organisation = Some(id.organisation.clone());
+        }
+
+        let max_body = runtime.config.listen.max_body_bytes;
+        let declared_len = content_length(&parts.headers);
+        if declared_len.is_some_and(|len| len > max_body) {
+            return Err(Reason::BodyTooLarge.into());
+        }
+        let (facts_body, body) = read_body_if_needed(route, body, max_body).await?;
+        let decision = decide(
+            &matched,
+            identity.as_deref(),
+            &target,
+            facts_body.as_deref(),
+            now,
+        )?;
+        let shadow = runtime.config.shadow || route.shadow;
+        log.decide(&decision, shadow);
+        self.metrics
+            .decision_duration
+            .observe(log.started.elapsed().as_secs_f64());
+        self.count(&route.id, decision.reason, shadow);
+        if !decision.allowed() && !shadow {
+            return Err(decision.reason.into());
+        }
+
+        // --- forward ---
+        let upstream = &runtime.upstreams[route.api];
+        let uri = upstream.uri_for(target.path, target.query)?;
+        prepare_upstream_headers(
+            &mut parts,
+            conn,
+            identity.as_deref(),
+            &decision,
+            decision_id,
+        );
+        parts.uri = uri;
+        let upstream_started = Instant::now();
+        let sent = upstream.send(Request::from_parts(parts, body)).await;
+        let status_class = match &sent {
+            Ok(r) => status_class(r.status().as_u16()),
+            Err(_) => "error",
+        };
+        self.metrics
+            .upstream_duration
+            .with_label_values(&[&*route.id, status_class])
+            .observe(upstream_started.elapsed().as_secs_f64());
+        let mut response = sent?;
+
+        // --- respond ---
+        headers::strip_hop_by_hop(response.headers_mut());
+        if let Ok(id) = HeaderValue::from_str(decision_id) {
+            response.headers_mut().insert(headers::DECISION_ID, id);
+        }
+        Ok(response.map(Either::Left))
+    }
+
+    /// Public routes need no identity; every other route needs a verified token.
+    async fn authenticate(
+        &self,
+        route: &Route,
+        headers: &http::HeaderMap,
+        now: u64,
+    ) -> Result<Option<Arc<Identity>>, ProxyError> {
+        if route.rule.allow == Allow::Public {
+            return Ok(None);
+        }
+        if !self.auth.ready() {
+            return Err(Reason::KeysUnavailable.into());
+        }
+        match self.auth.authenticate(headers, now).await {
+            Ok(identity) => Ok(Some(identity)),
+            Err(e) => Err(e.reason().into()),
+        }
+    }
+
+    fn count(&self, route: &str, reason: Reason, shadow: bool) {
+        let decision = match (reason.is_allow(), shadow) {
+            (true, _) => "allow",
+            (false, true) => "shadow_deny",
+            (false, false) => "deny",
+        };
+        self.metrics
+            .decisions
+            .with_label_values(&[route, decision, reason.as_str()])
+            .inc();
+    }
+}
+
+/// Metric label for requests that matched no route (bounded: never the raw path).
+const UNMATCHED: &str = "_unmatched";
+
+/// Reads the request body only when the rule takes a field from it; otherwise the body streams
+/// to the upstream untouched (still size-capped).
+async fn read_body_if_needed(
+    route: &Route,
+    body: Incoming,
+    max_body: u64,
+) -> Result<(Option<Bytes>, RequestBody), ProxyError> {
+    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+    let needs_body = matches!(route.rule.access.source(), Some(ValueSource::Body(_)))
+        || route.creates_work.is_some();
+    if !needs_body {
+        return Ok((None, Either::Left(Limited::new(body, limit))));
+    }
+    let bytes = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(ProxyError::RequestBody)?
+        .to_bytes();
+    Ok((Some(bytes.clone()), Either::Right(Full::new(bytes))))
+}
+
+/// Gathers the request facts the rule names, then runs the pure decision.
+fn decide(
+    matched: &RouteMatch<'_, '_>,
+    identity: Option<&Identity>,
+    target: &Target<'_>,
+    body: Option<&[u8]>,
+    _now: u64,
+) -> Result<Decision, ProxyError> {
+    let query: Vec<(String, String)> = target
+        .query
+        .map(|q| normalize::query_pairs(q).collect())
+        .unwrap_or_default();
+    let swa_code = swa_code(&query);
+    let body_value;
+    let resource: Option<std::borrow::Cow<'_, str>> = match matched.route.rule.access.source() {
+        None => None,
+        Some(ValueSource::Path(name)) => matched.param(name).map(|raw| {
+            normalize::decode_strict(raw.as_bytes())
+                .and_then(|b| String::from_utf8(b).ok())
+                .map(std::borrow::Cow::Owned)
+                .unwrap_or(std::borrow::Cow::Borrowed(raw))
+        }),
+        Some(ValueSource::Query(name)) => {
+            let mut values = query.iter().filter(|(k, _)| k == &**name);
+            match (values.next(), values.next()) {
+                (Some((_, v)), None) => Some(std::borrow::Cow::Borrowed(v.as_str())),
+                (Some(_), Some(_)) => return Err(Reason::BadQuery.into()),
+                (None, _) => None,
+            }
+        }
+        Some(ValueSource::Body(pointer)) => {
+            body_value = body
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                .ok_or(Reason::BadBody)?;
+            match body_value.pointer(pointer) {
+                Some(serde_json::Value::String(s)) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+                _ => return Err(Reason::BadBody.into()),
+            }
+        }
+    };
+    let facts = RequestFacts {
+        resource: resource.as_deref(),
+        swa_code,
+    };
+    Ok(authz::decide(&matched.route.rule, identity, &facts))
+}
+
+fn swa_code(query: &[(String, String)]) -> SwaCodeParam<'_> {
+    let mut codes = query.iter().filter(|(k, _)| k == "swaCode");
+    match (codes.next(), codes.next()) {
+        (None, _) => SwaCodeParam::Absent,
+        (Some((_, v)), None) => SwaCodeParam::One(v),
+        (Some(_), Some(_)) => SwaCodeParam::Repeated,
+    }
+}
+
+/// Identity is ours: strip what the client claimed, hop-by-hop headers, then set ours.
+fn prepare_upstream_headers(
+    parts: &mut http::request::Parts,
+    conn: ConnInfo,
+    identity: Option<&Identity>,
+    decision: &Decision,
+    decision_id: &str,
+) {
+    let h = &mut parts.headers;
+    headers::strip_hop_by_hop(h);
+    headers::strip_identity(h);
+    // HTTP/2 clients send `:authority` instead of Host; the upstream still sees their host.
+    if !h.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        h.insert(header::HOST, v);
+    }
+    let mut set = |name, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set(headers::DECISION_ID, decision_id);
+    if let Some(id) = identity {
+        set(headers::USER, &id.subject);
+        set(headers::ORGANISATION, &id.organisation);
+        set(headers::ROLES, &id.roles.header_value());
+    }
+    if let Some(acting) = decision.acting_organisation {
+        set(headers::ACTING_ORGANISATION, acting.as_str());
+    }
+    headers::append_forwarded(h, conn.peer.ip(), conn.tls);
+    parts.version = http::Version::HTTP_11;
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "1xx",
+    }
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Decision ids: a random per-process prefix and a counter, unique without coordination.
+struct DecisionIds {
+    prefix: u32,
+    counter: AtomicU64,
+}
+
+impl DecisionIds {
+    fn new() -> DecisionIds {
+        DecisionIds {
+            prefix: rand::random(),
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn next(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{:08x}{:012x}", self.prefix, n)
+    }
+}

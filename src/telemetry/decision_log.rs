@@ -1,0 +1,73 @@
+//! The decision log: one structured JSON line per decision (target `streetgate::decision`).
+//! Denials are always logged, allows sampled; the token itself never appears.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Method;
+
+use crate::authz::Decision;
+use crate::reason::Reason;
+
+/// What one request decided, filled in phase by phase.
+pub struct DecisionRecord {
+    pub decision_id: String,
+    pub method: Method,
+    pub started: Instant,
+    pub route: Option<Arc<str>>,
+    pub user: Option<Arc<str>>,
+    pub organisation: Option<Arc<str>>,
+    pub acting_organisation: Option<String>,
+    pub reason: Option<Reason>,
+    pub shadow: bool,
+    pub status: u16,
+}
+
+impl DecisionRecord {
+    pub fn new(decision_id: &str, method: &Method, started: Instant) -> DecisionRecord {
+        DecisionRecord {
+            decision_id: decision_id.to_owned(),
+            method: method.clone(),
+            started,
+            route: None,
+            user: None,
+            organisation: None,
+            acting_organisation: None,
+            reason: None,
+            shadow: false,
+            status: 0,
+        }
+    }
+
+    pub fn decide(&mut self, decision: &Decision, shadow: bool) {
+        self.reason = Some(decision.reason);
+        self.acting_organisation = decision.acting_organisation.map(|o| o.as_str().to_owned());
+        self.shadow = shadow && !decision.allowed();
+    }
+}
+
+pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
+    let Some(reason) = record.reason else { return };
+    let allowed = reason.is_allow();
+    if allowed && !(allow_sample_rate >= 1.0 || rand::random::<f64>() < allow_sample_rate) {
+        return;
+    }
+    let decision = match (allowed, record.shadow) {
+        (true, _) => "allow",
+        (false, true) => "shadow_deny",
+        (false, false) => "deny",
+    };
+    tracing::info!(
+        target: "streetgate::decision",
+        decision_id = %record.decision_id,
+        route = record.route.as_deref().unwrap_or("_unmatched"),
+        method = %record.method,
+        user = record.user.as_deref(),
+        organisation = record.organisation.as_deref(),
+        acting_organisation = record.acting_organisation.as_deref(),
+        decision,
+        reason = reason.as_str(),
+        latency_us = record.started.elapsed().as_micros() as u64,
+        status = record.status,
+    );
+}
