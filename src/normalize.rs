@@ -115,7 +115,7 @@ fn check_path(path: &str) -> Result<(), Reason> {
         return Err(Reason::BadPath);
     }
     for &b in bytes {
-        if b >= 0x80 || b < 0x21 || b == 0x7f || b == b'\\' || b == b';' {
+        if !(0x21..0x7f).contains(&b) || b == b'\\' || b == b';' {
             return Err(Reason::BadPath);
         }
     }
@@ -133,7 +133,7 @@ fn check_query(query: &str) -> Result<(), Reason> {
     let bytes = query.as_bytes();
     if bytes
         .iter()
-        .any(|&b| b >= 0x80 || b < 0x21 || b == 0x7f || b == b'#')
+        .any(|&b| !(0x21..0x7f).contains(&b) || b == b'#')
     {
         return Err(Reason::BadQuery);
     }
