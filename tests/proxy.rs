@@ -537,7 +537,7 @@ async fn tls_serves_http1_and_h2_by_alpn() {
     let gw = sidecar(&yaml).await;
 
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(fixture("tls/ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     use rustls_pki_types::pem::PemObject;

@@ -78,18 +78,20 @@ impl Config {
 }
 
 /// Parses without validating; a syntax or type error is reported with its line and path.
+/// Enums are written as single-key maps (`jwks: {url: {...}}`), not YAML `!tags`.
 pub fn parse(text: &str) -> Result<raw::RawConfig, Problems> {
+    let mut track = serde_path_to_error::Track::new();
     let de = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let tracked = serde_path_to_error::Deserializer::new(de, &mut track);
+    serde_norway::with::singleton_map_recursive::deserialize(tracked).map_err(|e| {
         let mut problems = Problems::default();
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let location = match inner.location() {
+        let path = track.path().to_string();
+        let location = match e.location() {
             Some(l) if path != "." => format!("{path} (line {} column {})", l.line(), l.column()),
             Some(l) => format!("line {} column {}", l.line(), l.column()),
             None => path,
         };
-        problems.push(location, inner.to_string());
+        problems.push(location, e.to_string());
         problems
     })
 }

@@ -91,7 +91,7 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
             }
         }
     }
-    if raw.admin.addr == l.addr {
+    if raw.admin.addr == l.addr && l.addr.port() != 0 {
         problems.push("admin.addr", "must differ from listen.addr");
     }
     if !(0.0..=1.0).contains(&raw.decision_log.allow_sample_rate) {
