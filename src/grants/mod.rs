@@ -5,3 +5,14 @@ pub mod codes;
 pub mod format;
 pub mod overlay;
 pub mod snapshot;
+mod source;
+pub mod store;
+#[doc(hidden)]
+pub mod synthetic;
+mod timestamp;
+mod validate;
+mod works;
+
+pub use snapshot::{Snapshot, SnapshotError};
+pub use source::spawn_source;
+pub use store::{ApplyError, GrantsStore, LoadError, load_file};

@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 
 use super::codes::{SwaCode, Workstream};
-use super::format::{AccessLevel, OrgKind, OrgStatus};
+use super::format::{AccessLevel, GrantsDocument, OrgKind, OrgStatus};
+use super::timestamp::parse_rfc3339;
+use super::validate::validate;
+use super::works::{TooLarge, WorkIndex};
+use crate::config::Problems;
 
 #[derive(Debug, Clone)]
 pub struct Organisation {
@@ -41,10 +45,42 @@ pub struct Snapshot {
     pub generated_at: u64,
     pub(crate) organisations: HashMap<SwaCode, Organisation>,
     pub(crate) users: HashMap<Box<str>, User>,
-    pub(crate) works: HashMap<Box<str>, WorkInfo>,
+    pub(crate) works: WorkIndex,
+}
+
+/// Why a grants document did not become a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("not a grants document (format v1): {0}")]
+    Json(#[source] serde_path_to_error::Error<serde_json::Error>),
+    #[error("invalid grants document: {} problems", .0.len())]
+    Invalid(#[source] Problems),
+    #[error("bytes after the grants document: {0}")]
+    Trailing(#[source] serde_json::Error),
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
 }
 
 impl Snapshot {
+    /// Parses, validates and builds a snapshot from a format v1 document. `in_force` is the
+    /// version currently in use, which the document's must exceed.
+    pub fn from_json(bytes: &[u8], in_force: Option<u64>) -> Result<Snapshot, SnapshotError> {
+        let doc = parse(bytes)?;
+        Snapshot::from_document(&doc, in_force)
+    }
+
+    /// Validates the whole document, then builds its indexes.
+    pub fn from_document(
+        doc: &GrantsDocument<'_>,
+        in_force: Option<u64>,
+    ) -> Result<Snapshot, SnapshotError> {
+        let problems = validate(doc, in_force);
+        if !problems.is_empty() {
+            return Err(SnapshotError::Invalid(problems));
+        }
+        Ok(build(doc)?)
+    }
+
     pub fn organisation(&self, swa: SwaCode) -> Option<&Organisation> {
         self.organisations.get(&swa)
     }
@@ -54,7 +90,7 @@ impl Snapshot {
     }
 
     pub fn work(&self, work_reference: &str) -> Option<WorkInfo> {
-        self.works.get(work_reference).copied()
+        self.works.get(work_reference)
     }
 
     /// Does `promoter` allow `contractor` to act for it?
@@ -77,4 +113,91 @@ impl Snapshot {
     pub fn user_count(&self) -> usize {
         self.users.len()
     }
+
+    /// Approximate heap bytes of the work index, for the memory budget.
+    #[doc(hidden)]
+    pub fn work_index_bytes(&self) -> usize {
+        self.works.heap_bytes()
+    }
 }
+
+/// Parses a document, naming the path of the first syntax or type error.
+pub fn parse(bytes: &[u8]) -> Result<GrantsDocument<'_>, SnapshotError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let doc = serde_path_to_error::deserialize(&mut de).map_err(SnapshotError::Json)?;
+    // Trailing bytes after the document are as corrupt as a broken one.
+    de.end().map_err(SnapshotError::Trailing)?;
+    Ok(doc)
+}
+
+/// Builds the indexes of a validated document. Anything validation would have rejected is
+/// skipped rather than trusted, so this never panics on a document that bypassed it.
+fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
+    let organisations = doc
+        .organisations
+        .iter()
+        .filter_map(|o| {
+            let swa = SwaCode::parse(&o.swa_code)?;
+            Some((
+                swa,
+                Organisation {
+                    swa_code: swa,
+                    name: o.name.as_str().into(),
+                    kind: o.kind,
+                    status: o.status,
+                    workstreams: o
+                        .workstreams
+                        .iter()
+                        .filter_map(|w| Workstream::parse(w))
+                        .collect(),
+                    contractors: o
+                        .contractors
+                        .iter()
+                        .filter_map(|c| SwaCode::parse(c))
+                        .collect(),
+                },
+            ))
+        })
+        .collect();
+    let users = doc
+        .users
+        .iter()
+        .map(|u| {
+            let grants = u
+                .workstreams
+                .0
+                .iter()
+                .filter_map(|g| Some((SwaCode::parse(&g.organisation)?, &g.workstreams)))
+                .flat_map(|(org, ws)| {
+                    ws.iter().filter_map(move |(w, level)| {
+                        Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
+                    })
+                })
+                .collect();
+            let user = User {
+                organisation: SwaCode::parse(&u.organisation),
+                tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),
+                grants,
+            };
+            (Box::<str>::from(&*u.sub), user)
+        })
+        .collect();
+    let works = WorkIndex::build(doc.works.iter().filter_map(|w| {
+        let info = WorkInfo {
+            promoter: SwaCode::parse(&w.promoter)?,
+            highway_authority: SwaCode::parse(&w.highway_authority)?,
+            workstream: Workstream::parse(&w.workstream)?,
+        };
+        Some((&*w.work_reference_number, info))
+    }))?;
+    Ok(Snapshot {
+        version: doc.version,
+        generated_at: parse_rfc3339(&doc.generated_at).unwrap_or_default(),
+        organisations,
+        users,
+        works,
+    })
+}
+
+#[cfg(test)]
+mod tests;

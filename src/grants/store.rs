@@ -1,0 +1,216 @@
+//! The grants store: the snapshot in force behind an `ArcSwapOption`, the time of the last
+//! successful fetch, and the created-works overlay. Requests only `load` (never wait); a new
+//! document is validated and built by the caller of `apply`, off the request path.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwapOption;
+
+use super::overlay::CreatedWorks;
+use super::snapshot::{Snapshot, SnapshotError, parse};
+use crate::config::raw::OnStale;
+use crate::reason::Reason;
+use crate::telemetry::metrics::Metrics;
+
+/// No successful fetch yet.
+const NEVER: u64 = u64::MAX;
+
+pub struct GrantsStore {
+    snapshot: ArcSwapOption<Snapshot>,
+    /// Milliseconds since the epoch of the last successful fetch (new, unchanged or 304).
+    last_fetch_ms: AtomicU64,
+    created: CreatedWorks,
+    max_age: Duration,
+    on_stale: OnStale,
+    metrics: Metrics,
+    /// Serialises `apply` so two documents cannot both pass the version check; readers never
+    /// take it.
+    applying: Mutex<()>,
+}
+
+/// Why `apply` left the snapshot in force unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Rejected(#[from] SnapshotError),
+    #[error("grants store lock poisoned by a panic in an earlier apply")]
+    Poisoned,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read grants file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("grants file {path}: {source}")]
+    Snapshot {
+        path: PathBuf,
+        #[source]
+        source: SnapshotError,
+    },
+}
+
+impl GrantsStore {
+    pub fn new(max_age: Duration, on_stale: OnStale, metrics: Metrics) -> GrantsStore {
+        metrics.snapshot_version.set(0);
+        GrantsStore {
+            snapshot: ArcSwapOption::empty(),
+            last_fetch_ms: AtomicU64::new(NEVER),
+            created: CreatedWorks::default(),
+            max_age,
+            on_stale,
+            metrics,
+            applying: Mutex::new(()),
+        }
+    }
+
+    /// The snapshot for one request, or why there is none.
+    pub fn current(&self, now: SystemTime) -> Result<Arc<Snapshot>, Reason> {
+        let snapshot = self
+            .snapshot
+            .load_full()
+            .ok_or(Reason::SnapshotUnavailable)?;
+        if self.on_stale == OnStale::Deny && self.is_stale(now) {
+            return Err(Reason::SnapshotStale);
+        }
+        Ok(snapshot)
+    }
+
+    pub fn created(&self) -> &CreatedWorks {
+        &self.created
+    }
+
+    /// Has a snapshot and it is not stale (whatever `on_stale` says: readiness tells the
+    /// orchestrator the grants are out of date even when requests are still served).
+    pub fn ready(&self, now: SystemTime) -> bool {
+        self.update_age(now);
+        self.snapshot.load().is_some() && !self.is_stale(now)
+    }
+
+    /// The version in force, if any.
+    pub fn version(&self) -> Option<u64> {
+        self.snapshot.load().as_ref().map(|s| s.version)
+    }
+
+    /// Validates and builds `bytes` and swaps the result in; on failure the old snapshot stays.
+    /// A document with the version already in force is ignored (counted as not modified: the
+    /// source answered, nothing changed). Returns the version in force afterwards. CPU-heavy
+    /// for big documents: call it off the async runtime's worker threads.
+    pub fn apply(&self, bytes: &[u8], now: SystemTime) -> Result<u64, ApplyError> {
+        let _guard = self.applying.lock().map_err(|_| ApplyError::Poisoned)?;
+        let in_force = self.version();
+        let result = parse(bytes).and_then(|doc| {
+            if in_force == Some(doc.version) {
+                return Ok(None);
+            }
+            Snapshot::from_document(&doc, in_force).map(Some)
+        });
+        match result {
+            Ok(None) => {
+                self.fetched(now, "not_modified");
+                Ok(in_force.unwrap_or_default())
+            }
+            Ok(Some(snapshot)) => {
+                let version = snapshot.version;
+                let snapshot = Arc::new(snapshot);
+                // Swap first, then prune: a work leaves the overlay only once readers can
+                // already find it in the snapshot.
+                self.snapshot.store(Some(Arc::clone(&snapshot)));
+                self.created.prune(&snapshot);
+                self.metrics
+                    .snapshot_version
+                    .set(i64::try_from(version).unwrap_or(i64::MAX));
+                self.fetched(now, "ok");
+                tracing::info!(
+                    version,
+                    works = snapshot.work_count(),
+                    users = snapshot.user_count(),
+                    "grants snapshot in force"
+                );
+                Ok(version)
+            }
+            Err(e) => {
+                self.metrics
+                    .snapshot_fetch
+                    .with_label_values(&["invalid"])
+                    .inc();
+                match &e {
+                    SnapshotError::Invalid(problems) => tracing::warn!(
+                        in_force = ?in_force,
+                        problems = %problems,
+                        "grants document rejected; previous snapshot stays"
+                    ),
+                    other => tracing::warn!(
+                        in_force = ?in_force,
+                        error = %other,
+                        "grants document rejected; previous snapshot stays"
+                    ),
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The source answered "unchanged" (HTTP 304, or a file that did not change).
+    pub(super) fn not_modified(&self, now: SystemTime) {
+        self.fetched(now, "not_modified");
+    }
+
+    /// The source could not be reached or read.
+    pub(super) fn fetch_failed(&self, now: SystemTime) {
+        self.metrics
+            .snapshot_fetch
+            .with_label_values(&["error"])
+            .inc();
+        self.update_age(now);
+    }
+
+    fn fetched(&self, now: SystemTime, result: &str) {
+        self.last_fetch_ms.store(millis(now), Ordering::Release);
+        self.metrics
+            .snapshot_fetch
+            .with_label_values(&[result])
+            .inc();
+        self.update_age(now);
+    }
+
+    /// Time since the last successful fetch; None before the first.
+    fn age(&self, now: SystemTime) -> Option<Duration> {
+        let last = self.last_fetch_ms.load(Ordering::Acquire);
+        (last != NEVER).then(|| Duration::from_millis(millis(now).saturating_sub(last)))
+    }
+
+    fn is_stale(&self, now: SystemTime) -> bool {
+        self.age(now).is_none_or(|age| age > self.max_age)
+    }
+
+    fn update_age(&self, now: SystemTime) {
+        if let Some(age) = self.age(now) {
+            self.metrics.snapshot_age_seconds.set(age.as_secs_f64());
+        }
+    }
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(NEVER - 1))
+        .unwrap_or(0)
+}
+
+/// Loads a snapshot file once (for `streetgate explain` and tests).
+pub fn load_file(path: &Path) -> Result<Snapshot, LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    Snapshot::from_json(&bytes, None).map_err(|source| LoadError::Snapshot {
+        path: path.to_owned(),
+        source,
+    })
+}
