@@ -1,13 +1,30 @@
 //! The decision: a pure function of (rule, identity, grants, request facts, now) returning a
 //! decision with a reason. No I/O and no clock inside, so it is tested exhaustively and
 //! benchmarked alone.
+//!
+//! The order of checks, which is also the order `explain` reports them in:
+//! public route → identity (own organisation, revoked token, suspended organisation) → roles →
+//! `swaCode` (acting organisation and capacity) → the rule's access on the resource.
 
+mod access;
+mod caller;
+pub mod explain;
+#[doc(hidden)]
+pub mod fixture;
 pub mod rule;
+mod visibility;
 
 use crate::authn::identity::Identity;
-use crate::grants::codes::SwaCode;
+use crate::filter::Visibility;
+use crate::grants::codes::{SwaCode, Workstream};
+use crate::grants::format::AccessLevel;
+use crate::grants::overlay::Works;
+use crate::grants::snapshot::WorkInfo;
 use crate::reason::Reason;
 use rule::{Access, Allow, Rule};
+
+pub use explain::explain;
+pub use visibility::visibility;
 
 /// What the request says about the resource, extracted by the pipeline before deciding.
 #[derive(Debug, Clone, Copy, Default)]
@@ -26,11 +43,35 @@ pub enum SwaCodeParam<'a> {
     Repeated,
 }
 
+/// How the caller is treated once its roles and `swaCode` are known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// A highway authority: reads every work, writes where the work's authority is its own.
+    Authority,
+    /// Held to the workstream grants the acting organisation gave this user: planners (and
+    /// other roles) for their own organisation, or a contractor acting for a promoter it has a
+    /// contract with (`via_contract`).
+    Grants { via_contract: bool },
+    /// A contractor without `swaCode`: acts for nobody, so no workstream access anywhere.
+    Nobody,
+}
+
+/// The outcome, plus the small facts the decision was made from (for `explain`, the decision
+/// log and the forwarded headers). Only `visibility` ever allocates, and only on filtered routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub reason: Reason,
     /// The organisation the caller acts for (own, or the promoter named by `swaCode`).
+    /// Forwarded as `x-streetgate-acting-organisation`.
     pub acting_organisation: Option<SwaCode>,
+    /// Set once roles and `swaCode` were accepted.
+    pub capacity: Option<Capacity>,
+    /// The work record the rule looked up, when it was found.
+    pub work: Option<WorkInfo>,
+    /// The workstream whose grant was consulted and the caller's level on it.
+    pub workstream_access: Option<(Workstream, AccessLevel)>,
+    /// For `Access::Filtered` routes that were allowed: which rows the caller may see.
+    pub visibility: Option<Visibility>,
 }
 
 impl Decision {
@@ -38,27 +79,62 @@ impl Decision {
         self.reason.is_allow()
     }
 
-    fn new(reason: Reason, acting_organisation: Option<SwaCode>) -> Decision {
+    fn new(reason: Reason) -> Decision {
         Decision {
             reason,
-            acting_organisation,
+            acting_organisation: None,
+            capacity: None,
+            work: None,
+            workstream_access: None,
+            visibility: None,
         }
     }
 }
 
-/// Role-only decision (foundation). The grants model extends this.
-pub fn decide(rule: &Rule, identity: Option<&Identity>, _facts: &RequestFacts<'_>) -> Decision {
-    let (roles, identity) = match (&rule.allow, identity) {
-        (Allow::Public, _) => return Decision::new(Reason::Public, None),
-        (Allow::Roles(_), None) => return Decision::new(Reason::TokenMissing, None),
-        (Allow::Roles(roles), Some(identity)) => (roles, identity),
+/// Decides one request.
+///
+/// `works` is None when no grants snapshot is available: role-only rules are then decided on the
+/// token alone (deployments without a `grants` section), every other rule, and a contractor's
+/// `swaCode` (its contract cannot be checked), get `SnapshotUnavailable`. When grants are
+/// configured the pipeline answers 503 before deciding if it has no snapshot, so revocation and
+/// suspension are never skipped there.
+///
+/// `now_unix` is part of the contract so time-dependent rules stay pure; revocation compares the
+/// token's `iat` with `tokens_valid_after` and needs no clock today.
+pub fn decide(
+    rule: &Rule,
+    identity: Option<&Identity>,
+    works: Option<Works<'_>>,
+    facts: &RequestFacts<'_>,
+    _now_unix: u64,
+) -> Decision {
+    let mut decision = Decision::new(Reason::Public);
+    decision.reason = match evaluate(&mut decision, rule, identity, works, facts) {
+        Ok(allow) | Err(allow) => allow,
     };
-    let own = SwaCode::parse(&identity.organisation);
-    if !identity.roles.intersects(*roles) {
-        return Decision::new(Reason::RoleNotPermitted, own);
-    }
-    match rule.access {
-        Access::RoleOnly => Decision::new(Reason::RoleGranted, own),
-        _ => Decision::new(Reason::SnapshotUnavailable, own),
-    }
+    decision
 }
+
+/// `Ok` carries an allow reason, `Err` a denial; `?` stops at the first denial.
+fn evaluate(
+    decision: &mut Decision,
+    rule: &Rule,
+    identity: Option<&Identity>,
+    works: Option<Works<'_>>,
+    facts: &RequestFacts<'_>,
+) -> Result<Reason, Reason> {
+    let roles = match (&rule.allow, identity) {
+        (Allow::Public, _) => return Ok(Reason::Public),
+        (Allow::Roles(_), None) => return Err(Reason::TokenMissing),
+        (Allow::Roles(roles), Some(_)) => *roles,
+    };
+    let identity = identity.ok_or(Reason::TokenMissing)?;
+    if works.is_none() && !matches!(rule.access, Access::RoleOnly) {
+        return Err(Reason::SnapshotUnavailable);
+    }
+    let caller = caller::establish(decision, identity, roles, works, facts.swa_code)?;
+    access::check(decision, rule, &caller, works, facts)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! The seed 000 scenario as a grants snapshot, shared by the decision tests and the decision
+//! benchmark (which cannot reach the snapshot's crate-private fields). Not part of the API.
+//!
+//! Organisations: promoter 7001 (workstreams 000–004, contractors C901 and C903), promoter 7002
+//! (suspended, contractor C901), promoter 7003 (contractor C901), highway authorities 4020 and
+//! 4021, contractors C901 and C902 (no contract anywhere) and C903 (suspended).
+//!
+//! Users of 7001: `user-a` (full-write 001 and 002, no-access 003 and 004: map view only),
+//! `user-b` (read-only 001–003, no-access 004), `revoked` (tokens valid after 1_000_000),
+//! `moved` (the snapshot places it in 7003). Contractors: `dig-1` of C901 (7001: full-write 001,
+//! read-only 002; 7003: read-only 001; 7002: full-write 001), `dig-2` of C901 (no grants),
+//! `trench-1` of C902 (7001: full-write 001, but no contract), `c903-1` of C903.
+//! Authorities: `ha-leeds` of 4020, `ha-york` of 4021. Users absent from the snapshot (admins,
+//! DataExport) have no grants.
+//!
+//! Works (reference → promoter, authority, workstream): `NW001` 7001/4020/001, `NW002`
+//! 7001/4020/002, `NW003` 7001/4021/003, `NW004` 7001/4020/004, `NW000` 7001/4020/000,
+//! `SG001` 7002/4020/001, `YW001` 7003/4021/001.
+
+use std::collections::HashMap;
+
+use crate::grants::codes::{SwaCode, Workstream};
+use crate::grants::format::{AccessLevel, OrgKind, OrgStatus};
+use crate::grants::snapshot::{Organisation, Snapshot, User, WorkInfo};
+
+/// Subject, organisation, `tokens_valid_after`, grants (organisation, workstream, level).
+type UserRow = (
+    &'static str,
+    &'static str,
+    Option<u64>,
+    &'static [(&'static str, &'static str, AccessLevel)],
+);
+
+/// `tokens_valid_after` of the `revoked` user.
+pub const REVOKED_AFTER: u64 = 1_000_000;
+
+pub fn seed_000() -> Snapshot {
+    let mut snapshot = Snapshot {
+        version: 1,
+        generated_at: 1_700_000_000,
+        ..Snapshot::default()
+    };
+    let orgs = [
+        (
+            "7001",
+            OrgKind::Promoter,
+            OrgStatus::Active,
+            &["000", "001", "002", "003", "004"][..],
+            &["C901", "C903"][..],
+        ),
+        (
+            "7002",
+            OrgKind::Promoter,
+            OrgStatus::Suspended,
+            &["000", "001"][..],
+            &["C901"][..],
+        ),
+        (
+            "7003",
+            OrgKind::Promoter,
+            OrgStatus::Active,
+            &["000", "001"][..],
+            &["C901"][..],
+        ),
+        (
+            "4020",
+            OrgKind::HighwayAuthority,
+            OrgStatus::Active,
+            &[][..],
+            &[][..],
+        ),
+        (
+            "4021",
+            OrgKind::HighwayAuthority,
+            OrgStatus::Active,
+            &[][..],
+            &[][..],
+        ),
+        (
+            "C901",
+            OrgKind::Contractor,
+            OrgStatus::Active,
+            &[][..],
+            &[][..],
+        ),
+        (
+            "C902",
+            OrgKind::Contractor,
+            OrgStatus::Active,
+            &[][..],
+            &[][..],
+        ),
+        (
+            "C903",
+            OrgKind::Contractor,
+            OrgStatus::Suspended,
+            &[][..],
+            &[][..],
+        ),
+    ];
+    for (code, kind, status, workstreams, contractors) in orgs {
+        snapshot.organisations.insert(
+            swa(code),
+            Organisation {
+                swa_code: swa(code),
+                name: code.into(),
+                kind,
+                status,
+                workstreams: workstreams.iter().map(|w| ws(w)).collect(),
+                contractors: contractors.iter().map(|c| swa(c)).collect(),
+            },
+        );
+    }
+
+    use AccessLevel::{FullWrite, NoAccess, ReadOnly};
+    let users: [UserRow; 11] = [
+        (
+            "user-a",
+            "7001",
+            None,
+            &[
+                ("7001", "001", FullWrite),
+                ("7001", "002", FullWrite),
+                ("7001", "003", NoAccess),
+                ("7001", "004", NoAccess),
+            ],
+        ),
+        (
+            "user-b",
+            "7001",
+            None,
+            &[
+                ("7001", "001", ReadOnly),
+                ("7001", "002", ReadOnly),
+                ("7001", "003", ReadOnly),
+                ("7001", "004", NoAccess),
+            ],
+        ),
+        (
+            "revoked",
+            "7001",
+            Some(REVOKED_AFTER),
+            &[("7001", "001", FullWrite)],
+        ),
+        ("moved", "7003", None, &[("7001", "001", FullWrite)]),
+        ("gas-1", "7002", None, &[("7002", "001", FullWrite)]),
+        (
+            "dig-1",
+            "C901",
+            None,
+            &[
+                ("7001", "001", FullWrite),
+                ("7001", "002", ReadOnly),
+                ("7003", "001", ReadOnly),
+                ("7002", "001", FullWrite),
+            ],
+        ),
+        ("dig-2", "C901", None, &[]),
+        ("trench-1", "C902", None, &[("7001", "001", FullWrite)]),
+        ("c903-1", "C903", None, &[("7001", "001", FullWrite)]),
+        ("ha-leeds", "4020", None, &[]),
+        ("ha-york", "4021", None, &[]),
+    ];
+    for (sub, org, valid_after, grants) in users {
+        snapshot.users.insert(
+            sub.into(),
+            User {
+                organisation: Some(swa(org)),
+                tokens_valid_after: valid_after,
+                grants: grants
+                    .iter()
+                    .map(|(o, w, level)| ((swa(o), ws(w)), *level))
+                    .collect::<HashMap<_, _>>(),
+            },
+        );
+    }
+
+    for (reference, promoter, authority, workstream) in [
+        ("NW001", "7001", "4020", "001"),
+        ("NW002", "7001", "4020", "002"),
+        ("NW003", "7001", "4021", "003"),
+        ("NW004", "7001", "4020", "004"),
+        ("NW000", "7001", "4020", "000"),
+        ("SG001", "7002", "4020", "001"),
+        ("YW001", "7003", "4021", "001"),
+    ] {
+        snapshot
+            .works
+            .insert(reference.into(), work(promoter, authority, workstream));
+    }
+    snapshot
+}
+
+/// A work record, for tests that add works to the created-works overlay.
+pub fn work(promoter: &str, highway_authority: &str, workstream: &str) -> WorkInfo {
+    WorkInfo {
+        promoter: swa(promoter),
+        highway_authority: swa(highway_authority),
+        workstream: ws(workstream),
+    }
+}
+
+fn swa(code: &str) -> SwaCode {
+    SwaCode::parse(code).unwrap_or_else(|| unreachable!("fixture SWA code {code:?}"))
+}
+
+fn ws(prefix: &str) -> Workstream {
+    Workstream::parse(prefix).unwrap_or_else(|| unreachable!("fixture workstream {prefix:?}"))
+}
