@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 
 use crate::authn::{AuthSetupError, Authenticator};
 use crate::config::Config;
+use crate::grants::spawn_source;
+use crate::grants::store::GrantsStore;
 use crate::listener::{self, Limits, tls::TlsError};
 use crate::proxy::{Gateway, Runtime};
 use crate::telemetry::metrics::Metrics;
@@ -67,7 +69,12 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
             source,
         })?;
 
-    let gateway = Arc::new(Gateway::new(Runtime::new(config), auth, metrics));
+    let grants = config.grants.as_ref().map(|g| {
+        let store = Arc::new(GrantsStore::new(g.max_age, g.on_stale, metrics.clone()));
+        spawn_source(store.clone(), g.source.clone(), shutdown_rx.clone());
+        store
+    });
+    let gateway = Arc::new(Gateway::new(Runtime::new(config), auth, grants, metrics));
     let main = tokio::spawn(listener::serve(
         main_listener,
         Arc::new(ArcSwapOption::new(tls)),

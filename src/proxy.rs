@@ -21,6 +21,9 @@ use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
 use crate::config::Config;
 use crate::error::{self, ProxyError};
 use crate::forward::{RequestBody, Upstream, headers};
+use crate::grants::overlay::Works;
+use crate::grants::snapshot::Snapshot;
+use crate::grants::store::GrantsStore;
 use crate::normalize::{self, Target};
 use crate::reason::Reason;
 use crate::route::{Route, RouteMatch};
@@ -47,6 +50,8 @@ impl Runtime {
 pub struct Gateway {
     pub runtime: ArcSwap<Runtime>,
     pub auth: Authenticator,
+    /// None when the config has no `grants` section (role-only deployments).
+    pub grants: Option<Arc<GrantsStore>>,
     pub metrics: Metrics,
     ids: DecisionIds,
 }
@@ -59,10 +64,16 @@ pub struct ConnInfo {
 }
 
 impl Gateway {
-    pub fn new(runtime: Runtime, auth: Authenticator, metrics: Metrics) -> Gateway {
+    pub fn new(
+        runtime: Runtime,
+        auth: Authenticator,
+        grants: Option<Arc<GrantsStore>>,
+        metrics: Metrics,
+    ) -> Gateway {
         Gateway {
             runtime: ArcSwap::from_pointee(runtime),
             auth,
+            grants,
             metrics,
             ids: DecisionIds::new(),
         }
@@ -73,6 +84,11 @@ impl Gateway {
         let mut missing = Vec::new();
         if !self.auth.ready() {
             missing.push("signing keys not loaded");
+        }
+        if let Some(grants) = &self.grants
+            && !grants.ready(SystemTime::now())
+        {
+            missing.push("grants snapshot missing or stale");
         }
         missing
     }
@@ -142,10 +158,21 @@ impl Gateway {
         if declared_len.is_some_and(|len| len > max_body) {
             return Err(Reason::BodyTooLarge.into());
         }
+        // Fail closed: with grants configured, no protected request is decided without them
+        // (revocation and suspension live in the snapshot).
+        let snapshot = self.snapshot_for(identity.as_deref())?;
+        let works = snapshot
+            .as_deref()
+            .zip(self.grants.as_deref())
+            .map(|(snapshot, store)| Works {
+                snapshot,
+                created: store.created(),
+            });
         let (facts_body, body) = read_body_if_needed(route, body, max_body).await?;
         let decision = decide(
             &matched,
             identity.as_deref(),
+            works,
             &target,
             facts_body.as_deref(),
             now,
@@ -210,6 +237,13 @@ impl Gateway {
         }
     }
 
+    fn snapshot_for(&self, identity: Option<&Identity>) -> Result<Option<Arc<Snapshot>>, Reason> {
+        match (&self.grants, identity) {
+            (Some(store), Some(_)) => store.current(SystemTime::now()).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     fn count(&self, route: &str, reason: Reason, shadow: bool) {
         let decision = match (reason.is_allow(), shadow) {
             (true, _) => "allow",
@@ -251,9 +285,10 @@ async fn read_body_if_needed(
 fn decide(
     matched: &RouteMatch<'_, '_>,
     identity: Option<&Identity>,
+    works: Option<Works<'_>>,
     target: &Target<'_>,
     body: Option<&[u8]>,
-    _now: u64,
+    now: u64,
 ) -> Result<Decision, ProxyError> {
     let query: Vec<(String, String)> = target
         .query
@@ -291,7 +326,13 @@ fn decide(
         resource: resource.as_deref(),
         swa_code,
     };
-    Ok(authz::decide(&matched.route.rule, identity, &facts))
+    Ok(authz::decide(
+        &matched.route.rule,
+        identity,
+        works,
+        &facts,
+        now,
+    ))
 }
 
 fn swa_code(query: &[(String, String)]) -> SwaCodeParam<'_> {

@@ -175,7 +175,7 @@ pub fn seed_000() -> Snapshot {
         );
     }
 
-    for (reference, promoter, authority, workstream) in [
+    let works = [
         ("NW001", "7001", "4020", "001"),
         ("NW002", "7001", "4020", "002"),
         ("NW003", "7001", "4021", "003"),
@@ -183,11 +183,11 @@ pub fn seed_000() -> Snapshot {
         ("NW000", "7001", "4020", "000"),
         ("SG001", "7002", "4020", "001"),
         ("YW001", "7003", "4021", "001"),
-    ] {
-        snapshot
-            .works
-            .insert(reference.into(), work(promoter, authority, workstream));
-    }
+    ];
+    snapshot.works = crate::grants::works::WorkIndex::build(
+        works.iter().map(|(r, p, a, w)| (*r, work(p, a, w))),
+    )
+    .expect("a handful of works fits");
     snapshot
 }
 

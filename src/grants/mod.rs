@@ -11,7 +11,7 @@ pub mod store;
 pub mod synthetic;
 mod timestamp;
 mod validate;
-mod works;
+pub(crate) mod works;
 
 pub use snapshot::{Snapshot, SnapshotError};
 pub use source::spawn_source;
