@@ -90,7 +90,8 @@ rm -rf "$EXAMPLE/charts" "$EXAMPLE/Chart.lock"
 "$HELM" template orders "$EXAMPLE" >"$OUT/example-own-deployment.yaml"
 rm -rf "$EXAMPLE/charts" "$EXAMPLE/Chart.lock"
 
-# Bad values must fail the render, not produce a broken pod.
+# Bad values must fail the render (values.schema.json or the chart's own checks), not produce
+# a broken pod.
 expect_fail() {
     local why="$1"
     shift
@@ -102,7 +103,9 @@ expect_fail() {
 }
 expect_fail "must differ" --set port=8080 --set api.port=8080
 expect_fail "tls.secretName" --set tls.enabled=true
-expect_fail "mode must be" --set mode=sidecar
+expect_fail "mode" --set mode=sidecar
+expect_fail "additional properties 'autoscalling'" --set autoscalling.enabled=true
+expect_fail "/replicaCount" --set replicaCount=two
 
 log "validate manifests (Kubernetes schemas, references, config keys, metric names)"
 "${VALIDATE[@]}" --extra "$CHART/files/alerts.yaml" --extra "$CHART/files/dashboard.json" \
