@@ -21,6 +21,8 @@ pub mod grants;
 pub mod listener;
 pub mod normalize;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reason;
+pub mod reload;
 pub mod route;
 pub mod telemetry;

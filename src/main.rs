@@ -104,32 +104,60 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let running = streetgate::app::start(config, Metrics::new())
         .await
         .context("starting")?;
-    wait_for_stop().await;
+    let mut signals = Signals::new().context("installing signal handlers")?;
+    while signals.next().await == Signal::Reload {
+        // Logged and counted inside; a rejected config leaves the old one in force.
+        let _ = running.reload().await;
+    }
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn wait_for_stop() {
+#[derive(PartialEq, Eq)]
+enum Signal {
+    /// SIGHUP: reload the config file.
+    Reload,
+    /// SIGTERM (Kubernetes) or Ctrl-C.
+    Stop,
+}
+
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                hup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 

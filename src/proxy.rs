@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -25,6 +25,7 @@ use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::grants::store::GrantsStore;
 use crate::normalize::{self, Target};
+use crate::ratelimit::RateLimiter;
 use crate::reason::Reason;
 use crate::route::{Route, RouteMatch};
 use crate::telemetry::decision_log::{self, DecisionRecord};
@@ -37,12 +38,23 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 pub struct Runtime {
     pub config: Config,
     pub upstreams: Vec<Upstream>,
+    /// None without `rate_limit`; a reload with the same rates keeps the same buckets.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Runtime {
     pub fn new(config: Config) -> Runtime {
         let upstreams = config.apis.iter().map(Upstream::new).collect();
-        Runtime { config, upstreams }
+        let limiter = config
+            .rate_limit
+            .as_ref()
+            .and_then(RateLimiter::new)
+            .map(Arc::new);
+        Runtime {
+            config,
+            upstreams,
+            limiter,
+        }
     }
 }
 
@@ -54,6 +66,8 @@ pub struct Gateway {
     pub grants: Option<Arc<GrantsStore>>,
     pub metrics: Metrics,
     ids: DecisionIds,
+    /// Set when shutdown begins: readiness fails so traffic moves elsewhere during the drain.
+    draining: AtomicBool,
 }
 
 /// Facts about the connection a request arrived on.
@@ -76,12 +90,20 @@ impl Gateway {
             grants,
             metrics,
             ids: DecisionIds::new(),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// What keeps the sidecar from being ready (empty when ready).
     pub fn not_ready(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            missing.push("shutting down");
+        }
         if !self.auth.ready() {
             missing.push("signing keys not loaded");
         }
@@ -145,9 +167,19 @@ impl Gateway {
             .ok_or(Reason::RouteNotFound)?;
         let route = matched.route;
         log.route = Some(route.id.clone());
+        if let Some(limiter) = &runtime.limiter {
+            limiter
+                .check_ip(conn.peer.ip(), Instant::now())
+                .map_err(|_| Reason::RateLimited)?;
+        }
 
         let now = unix_now();
         let identity = self.authenticate(route, &parts.headers, now).await?;
+        if let (Some(limiter), Some(id)) = (&runtime.limiter, &identity) {
+            limiter
+                .check_user(&id.subject, Instant::now())
+                .map_err(|_| Reason::RateLimited)?;
+        }
         if let Some(id) = &identity {
             log.user = Some(id.subject.clone());
             log.organisation = Some(id.organisation.clone());
@@ -281,8 +313,9 @@ async fn read_body_if_needed(
     Ok((Some(bytes.clone()), Either::Right(Full::new(bytes))))
 }
 
-/// Gathers the request facts the rule names, then runs the pure decision.
-fn decide(
+/// Gathers the request facts the rule names, then runs the pure decision (also used by
+/// `streetgate explain`).
+pub fn decide(
     matched: &RouteMatch<'_, '_>,
     identity: Option<&Identity>,
     works: Option<Works<'_>>,
