@@ -84,6 +84,8 @@ enum Chunk {
 pub struct Tracker {
     state: State,
     head: Vec<u8>,
+    /// Where the line being collected starts in `head`.
+    line_start: usize,
     max_head_bytes: usize,
     max_headers: usize,
     first: bool,
@@ -95,6 +97,7 @@ impl Tracker {
         Tracker {
             state: State::Head,
             head: Vec::new(),
+            line_start: 0,
             max_head_bytes,
             max_headers,
             first: true,
@@ -148,13 +151,16 @@ impl Tracker {
             Some(i) => (&bytes[..=i], true),
             None => (bytes, false),
         };
-        let line_start = self.head.len();
         self.head.extend_from_slice(line);
         if self.head.len() > self.max_head_bytes {
             // hyper answers 431 itself; a head it still accepted finds no verdict.
             self.stop();
-        } else if complete && matches!(&self.head[line_start..], b"\n" | b"\r\n") {
-            self.head_complete();
+        } else if complete {
+            if matches!(&self.head[self.line_start..], b"\n" | b"\r\n") {
+                self.head_complete();
+            } else {
+                self.line_start = self.head.len();
+            }
         }
         line.len()
     }
@@ -177,6 +183,7 @@ impl Tracker {
             Ok(Some((verdict, body))) if body != State::Off => {
                 self.verdicts.push(verdict);
                 self.head.clear();
+                self.line_start = 0;
                 self.state = body;
             }
             // hyper refuses this head (and closes) or we misread it: stop either way.
@@ -371,5 +378,229 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FramingIo<I> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BAD: Verdict = Some(Reason::BadFraming);
+
+    fn tracker() -> Tracker {
+        Tracker::new(8192, 100, Verdicts::default())
+    }
+
+    fn queued(t: &Tracker) -> Vec<Verdict> {
+        t.verdicts.lock().iter().copied().collect()
+    }
+
+    /// Feeds `stream` in the given pieces; returns the verdicts and the final state.
+    fn run(pieces: &[&[u8]]) -> (Vec<Verdict>, State) {
+        let mut t = tracker();
+        for p in pieces {
+            t.observe(p);
+        }
+        (queued(&t), t.state)
+    }
+
+    /// The result of feeding `stream` whole, checked against every two-way split and a
+    /// byte-at-a-time feed.
+    fn run_all_splits(stream: &[u8]) -> (Vec<Verdict>, State) {
+        let whole = run(&[stream]);
+        for i in 0..=stream.len() {
+            assert_eq!(run(&[&stream[..i], &stream[i..]]), whole, "split at {i}");
+        }
+        let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(run(&bytes), whole, "byte by byte");
+        whole
+    }
+
+    #[test]
+    fn plain_get_is_clean() {
+        let s = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+        assert_eq!(run_all_splits(s), (vec![None], State::Head));
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_is_bad_in_either_order() {
+        let cl_first = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let te_first = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n";
+        // hyper reads the body as chunked, so do we: the stream ends exactly after it.
+        assert_eq!(run_all_splits(cl_first), (vec![BAD], State::Head));
+        assert_eq!(run_all_splits(te_first), (vec![BAD], State::Head));
+        // Even an unparseable length after Transfer-Encoding (hyper skips it).
+        let junk =
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: x\r\n\r\n0\r\n\r\n";
+        assert_eq!(run_all_splits(junk), (vec![BAD], State::Head));
+    }
+
+    #[test]
+    fn repeated_content_length_is_bad_even_when_identical() {
+        let s = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\n";
+        assert_eq!(run_all_splits(s), (vec![BAD, None], State::Head));
+    }
+
+    #[test]
+    fn differing_or_invalid_content_length_stops_tracking() {
+        // hyper refuses these heads and closes; any request after finds no verdict.
+        for s in [
+            &b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc"[..],
+            b"POST /a HTTP/1.1\r\nContent-Length: +3\r\n\r\nabc",
+            b"POST /a HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc",
+            b"POST /a HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        ] {
+            assert_eq!(run_all_splits(s), (vec![], State::Off));
+        }
+        let mut t = tracker();
+        t.observe(b"POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n");
+        assert_eq!(t.verdicts.next(), BAD, "an empty queue fails closed");
+    }
+
+    #[test]
+    fn length_body_holding_a_fake_head_is_skipped() {
+        let fake = "GET /evil HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let s = format!(
+            "POST /a HTTP/1.1\r\nContent-Length: {}\r\n\r\n{fake}GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
+            fake.len()
+        );
+        assert_eq!(
+            run_all_splits(s.as_bytes()),
+            (vec![None, None], State::Head)
+        );
+    }
+
+    #[test]
+    fn chunked_body_with_extensions_and_trailers_is_skipped() {
+        let s = b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n\
+            5;name=value;x=\"q\"\r\nhello\r\n\
+            A \t;ext\r\n0123456789\r\n\
+            1a\r\nGET /x HTTP/1.1\r\nCL: 12\r\n\r\r\n\
+            0;last\r\nTrailer-One: a\r\nTrailer-Two: b\n c\r\n\r\n\
+            GET /b HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz";
+        assert_eq!(run_all_splits(s), (vec![None, BAD], State::Head));
+    }
+
+    #[test]
+    fn malformed_chunked_framing_stops_tracking() {
+        for body in [
+            &b"g\r\n"[..],
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5;ext\nhello\r\n",
+            b"3\r\nabcX\r\n",
+            b"0\r\n\rX",
+            b"0\r\nTrailer: a\rX",
+            b"10000000000000000\r\n",
+        ] {
+            let mut s = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            s.extend_from_slice(body);
+            assert_eq!(run_all_splits(&s), (vec![None], State::Off), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn keep_alive_sequence_flags_only_the_bad_request() {
+        let s = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
+            POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok\
+            POST /3 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(run_all_splits(s), (vec![None, None, BAD], State::Head));
+    }
+
+    #[test]
+    fn pipelined_requests_with_blank_lines_between_and_bare_lf() {
+        let s =
+            b"\r\nGET /1 HTTP/1.1\r\n\r\n\r\n\nGET /2 HTTP/1.1\nHost: x\n\nGET /3 HTTP/1.0\r\n\r\n";
+        assert_eq!(run_all_splits(s), (vec![None, None, None], State::Head));
+    }
+
+    #[test]
+    fn partial_head_waits() {
+        assert_eq!(
+            run(&[b"GET /a HTTP/1.1\r\nContent-Length: 1\r\n"]),
+            (vec![], State::Head)
+        );
+        assert_eq!(
+            run(&[b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"]),
+            (vec![None], State::Length(7))
+        );
+    }
+
+    #[test]
+    fn http2_preface_is_not_tracked() {
+        let s = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04\x00\x00\x00\x00\x00";
+        assert_eq!(run_all_splits(s), (vec![], State::Off));
+    }
+
+    #[test]
+    fn refused_encodings_and_garbage_stop_tracking() {
+        for s in [
+            &b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nBad Header: x\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
+            b"GET /a HTTP/1.1\r\n\rX\r\n\r\n",
+        ] {
+            assert_eq!(run_all_splits(s), (vec![], State::Off), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn head_over_the_cap_stops_tracking() {
+        let mut t = Tracker::new(64, 100, Verdicts::default());
+        t.observe(b"GET /a HTTP/1.1\r\nX-Long: ");
+        t.observe(&[b'a'; 64]);
+        assert_eq!(t.state, State::Off);
+        t.observe(b"\r\n\r\nGET /b HTTP/1.1\r\n\r\n");
+        assert!(queued(&t).is_empty());
+        assert!(t.head.capacity() == 0, "buffer released");
+    }
+
+    #[test]
+    fn many_headers_parse_up_to_the_configured_count() {
+        let mut s = b"GET /a HTTP/1.1\r\n".to_vec();
+        for i in 0..60 {
+            s.extend_from_slice(format!("X-H{i}: v\r\n").as_bytes());
+        }
+        s.extend_from_slice(b"Content-Length: 1\r\nContent-Length: 1\r\n\r\nx");
+        assert_eq!(run(&[&s]), (vec![BAD], State::Head));
+        let mut t = Tracker::new(8192, 40, Verdicts::default());
+        t.observe(&s);
+        assert_eq!((queued(&t), t.state), (vec![], State::Off));
+    }
+
+    #[test]
+    fn head_buffer_is_reused() {
+        let mut t = tracker();
+        t.observe(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+        let cap = t.head.capacity();
+        t.observe(b"GET /b HTTP/1.1\r\nHost: y\r\n\r\n");
+        assert_eq!(t.head.capacity(), cap);
+        assert!(t.head.is_empty());
+    }
+
+    #[tokio::test]
+    async fn framing_io_passes_bytes_through_unchanged() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(7);
+        let (mut io, verdicts) = FramingIo::tracked(server, 8192, 100);
+        let sent = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        let writer = tokio::spawn(async move {
+            client.write_all(sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut got = Vec::new();
+        io.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, sent);
+        io.write_all(b"reply").await.unwrap();
+        io.shutdown().await.unwrap();
+        drop(io);
+        assert_eq!(writer.await.unwrap(), b"reply");
+        assert_eq!(verdicts.next(), None);
+        assert_eq!(verdicts.next(), BAD);
+        assert_eq!(verdicts.next(), BAD, "nothing left: fail closed");
     }
 }
