@@ -688,7 +688,8 @@ fn raw_responses(raw: &str) -> Vec<(u16, String)> {
 fn assert_bad_framing(name: &str, resp: &str) {
     assert_eq!(raw_status(resp), 400, "{name}: {resp}");
     assert!(
-        resp.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        resp.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
         "{name}: {resp}"
     );
     let (_, body) = &raw_responses(resp)[0];
@@ -724,7 +725,10 @@ async fn content_length_with_transfer_encoding_or_repeated_is_bad_framing() {
     }
     for (name, lengths) in [
         ("repeated CL", "Content-Length: 5\r\nContent-Length: 5\r\n"),
-        ("repeated CL, apart", "Content-Length: 5\r\nX-Other: 1\r\ncontent-length: 5\r\n"),
+        (
+            "repeated CL, apart",
+            "Content-Length: 5\r\nX-Other: 1\r\ncontent-length: 5\r\n",
+        ),
     ] {
         let req = format!(
             "POST /work/echo HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\n{lengths}\r\nhello"
@@ -778,7 +782,11 @@ async fn bad_second_request_on_a_keep_alive_connection_is_rejected() {
         .expect("connection closed after the rejection")
         .unwrap();
     assert_bad_framing("second on keep-alive", &String::from_utf8_lossy(&second));
-    assert_eq!(w.upstream.count(), 2, "the bad request never reached the upstream");
+    assert_eq!(
+        w.upstream.count(),
+        2,
+        "the bad request never reached the upstream"
+    );
 }
 
 #[tokio::test]
