@@ -234,6 +234,23 @@ impl Gateway {
         Ok(response.map(Either::Left))
     }
 
+    /// Rejects a request that never reaches the pipeline (the listener's framing guard): mints
+    /// a decision id and counts the decision as unmatched.
+    pub fn reject_before_routing(
+        &self,
+        method: &http::Method,
+        reason: Reason,
+    ) -> Response<ProxyBody> {
+        let decision_id = self.ids.next();
+        self.count(UNMATCHED, reason, false);
+        let mut log = DecisionRecord::new(&decision_id, method, Instant::now());
+        log.reason = Some(reason);
+        log.status = reason.status().as_u16();
+        let sample_rate = self.runtime.load().config.decision_log.allow_sample_rate;
+        decision_log::emit(&log, sample_rate);
+        error::rejection(reason, &decision_id).map(Either::Right)
+    }
+
     /// Public routes need no identity; every other route needs a verified token.
     async fn authenticate(
         &self,
