@@ -247,7 +247,40 @@ impl Gateway {
         if let Ok(id) = HeaderValue::from_str(decision_id) {
             response.headers_mut().insert(headers::DECISION_ID, id);
         }
+        if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
+            &route.creates_work,
+            facts_body.as_deref(),
+            &self.grants,
+            decision.acting_organisation,
+        ) && response.status().is_success()
+        {
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, CREATED_RESPONSE_LIMIT)
+                .collect()
+                .await
+                .map_err(|_| Reason::UpstreamUnavailable)?
+                .to_bytes();
+            remember_created_work(store, created, promoter, request_body, &body);
+            return Ok(Response::from_parts(parts, Either::Right(Full::new(body))));
+        }
         Ok(response.map(Either::Left))
+    }
+
+    /// Rejects a request that never reaches the pipeline (the listener's framing guard): mints
+    /// a decision id and counts the decision as unmatched.
+    pub fn reject_before_routing(
+        &self,
+        method: &http::Method,
+        reason: Reason,
+    ) -> Response<ProxyBody> {
+        let decision_id = self.ids.next();
+        self.count(UNMATCHED, reason, false);
+        let mut log = DecisionRecord::new(&decision_id, method, Instant::now());
+        log.reason = Some(reason);
+        log.status = reason.status().as_u16();
+        let sample_rate = self.runtime.load().config.decision_log.allow_sample_rate;
+        decision_log::emit(&log, sample_rate);
+        error::rejection(reason, &decision_id).map(Either::Right)
     }
 
     /// Public routes need no identity; every other route needs a verified token.
@@ -286,6 +319,47 @@ impl Gateway {
             .decisions
             .with_label_values(&[route, decision, reason.as_str()])
             .inc();
+    }
+}
+
+/// A work-creating response is read whole to learn the new reference; it is small JSON.
+const CREATED_RESPONSE_LIMIT: usize = 1 << 20;
+
+/// After a successful create, the new work goes into the overlay so its creator can act on it
+/// before the next snapshot. The promoter is the acting organisation the decision allowed.
+fn remember_created_work(
+    store: &GrantsStore,
+    created: &crate::config::raw::RawCreatesWork,
+    promoter: crate::grants::codes::SwaCode,
+    request_body: &[u8],
+    response_body: &[u8],
+) {
+    let request: serde_json::Value = serde_json::from_slice(request_body).unwrap_or_default();
+    let response: serde_json::Value = serde_json::from_slice(response_body).unwrap_or_default();
+    let text = |v: &serde_json::Value, pointer: &str| {
+        v.pointer(pointer)
+            .and_then(|x| x.as_str())
+            .map(str::to_owned)
+    };
+    let reference = text(&response, &created.reference);
+    let authority = text(&request, &created.highway_authority)
+        .and_then(|s| crate::grants::codes::SwaCode::parse(&s));
+    let workstream = text(&request, &created.workstream)
+        .and_then(|s| crate::grants::codes::Workstream::parse(&s));
+    match (reference, authority, workstream) {
+        (Some(reference), Some(highway_authority), Some(workstream)) => {
+            store.created().insert(
+                &reference,
+                crate::grants::snapshot::WorkInfo {
+                    promoter,
+                    highway_authority,
+                    workstream,
+                },
+            );
+        }
+        _ => tracing::warn!(
+            "created work not remembered: reference, authority or workstream missing"
+        ),
     }
 }
 
