@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use streetgate::config::{Config, ConfigError};
+use streetgate::explain_cmd::{self, Caller, ExplainRequest};
+use streetgate::progress::Progress;
 use streetgate::telemetry::metrics::Metrics;
 
 #[derive(Parser)]
@@ -40,11 +42,51 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Decide one request offline and print the chain of reasons. Exit status: 0 allow,
+    /// 1 deny, 2 usage or config error.
+    Explain(ExplainArgs),
+    /// Validate a grants snapshot (file or URL); prints its version and size, or every
+    /// problem. Exit status 0 when valid, 1 when not.
+    CheckSnapshot {
+        /// Path or http(s) URL of the grants document.
+        source: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// Path to the YAML config.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Grants snapshot: a file path or an http(s) URL.
+    #[arg(long)]
+    snapshot: Option<String>,
+    /// The caller's JWT, verified with the config's keys (JWKS file or URL, HS256 secret).
+    #[arg(long, conflicts_with = "claims")]
+    token: Option<String>,
+    /// Read --token without verifying signature, expiry, issuer or audience.
+    #[arg(long, requires = "token")]
+    insecure_decode: bool,
+    /// The caller's claims as a JSON object (not verified).
+    #[arg(long)]
+    claims: Option<String>,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path with optional query, as the client sends it (e.g. /work/works/X).
+    #[arg(long)]
+    path: String,
+    /// The swaCode query parameter (appended to the path's query).
+    #[arg(long)]
+    swa_code: Option<String>,
+    /// JSON request body, for rules that read a field of it.
+    #[arg(long)]
+    body: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(&cli.command);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -66,6 +108,73 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(streetgate::demo::run(port))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain(args) => runtime()?.block_on(explain(args)),
+        Command::CheckSnapshot { source } => runtime()?.block_on(check_snapshot(&source)),
+    }
+}
+
+async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let caller = match (args.token, args.claims) {
+        (Some(token), _) => Caller::Token {
+            token,
+            insecure_decode: args.insecure_decode,
+        },
+        (None, Some(claims)) => Caller::Claims(claims),
+        (None, None) => Caller::Anonymous,
+    };
+    let request = ExplainRequest {
+        config: args.config,
+        snapshot: args.snapshot,
+        caller,
+        method: args.method,
+        path: args.path,
+        swa_code: args.swa_code,
+        body: args.body,
+    };
+    let explanation = explain_cmd::explain(&request, &Progress::stderr()).await?;
+    for line in &explanation.lines {
+        println!("{line}");
+    }
+    Ok(if explanation.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn check_snapshot(source: &str) -> anyhow::Result<ExitCode> {
+    use streetgate::explain_cmd::SnapshotLoadError;
+    use streetgate::grants::snapshot::SnapshotError;
+    match explain_cmd::load_snapshot(source, &Progress::stderr()).await {
+        Ok(snapshot) => {
+            println!(
+                "{source}: ok (version {}, {} works, {} users)",
+                snapshot.version,
+                snapshot.work_count(),
+                snapshot.user_count()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(SnapshotLoadError::Invalid {
+            source: SnapshotError::Invalid(problems),
+            ..
+        }) => {
+            eprintln!("{source}: {} problem(s)", problems.len());
+            for p in problems.iter() {
+                eprintln!("  {}: {}", p.location, p.message);
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e @ SnapshotLoadError::Invalid { .. }) => {
+            eprintln!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -168,12 +277,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("tokio runtime")
 }
 
-fn init_logging() {
+/// The sidecar logs JSON to stdout; one-shot tools keep stdout for their answer and log only
+/// warnings, to stderr.
+fn init_logging(command: &Command) {
+    let tool = matches!(command, Command::Explain(_) | Command::CheckSnapshot { .. });
+    let default = if tool { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = tracing_subscriber::fmt().json().with_env_filter(filter);
+    if tool {
+        fmt.with_writer(std::io::stderr).init();
+    } else {
+        fmt.with_writer(std::io::stdout).init();
+    }
 }
