@@ -13,6 +13,7 @@ pub mod config;
 pub mod fetch;
 pub mod filter;
 pub mod grants;
+pub mod openapi;
 pub mod reason;
 pub mod route;
 pub mod telemetry;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde_norway::with::singleton_map::deserialize as singleton_map;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -283,24 +284,26 @@ pub enum RawAllow {
     Roles(Vec<String>),
 }
 
-/// Where a route's resource comes from, and the access the caller needs on it.
+/// Where a route's resource comes from, and the access the caller needs on it. Written as a
+/// tag with a one-key map inside (`access: !read_work {path: workReferenceNumber}`): YAML has
+/// one tag per node, so the nested source cannot be a second tag.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawAccess {
     /// Read a work record (or something under it): read-only or full-write on the work's
     /// workstream; highway authorities read everything.
-    ReadWork(RawValueSource),
+    ReadWork(#[serde(deserialize_with = "singleton_map")] RawValueSource),
     /// Write to a work record: full-write on its workstream; highway authorities only on works
     /// whose highway authority is their own organisation.
-    WriteWork(RawValueSource),
+    WriteWork(#[serde(deserialize_with = "singleton_map")] RawValueSource),
     /// Permit, activity or forward-plan details reached from the map: no workstream access
     /// needed (seed 000 "view only from map").
     MapView,
     /// Create a work or forward plan in the workstream named by the request: full-write on it;
     /// "000" is a 400.
-    CreateInWorkstream(RawValueSource),
+    CreateInWorkstream(#[serde(deserialize_with = "singleton_map")] RawValueSource),
     /// Party API administration: the organisation named must be the caller's own.
-    OwnOrganisation(RawValueSource),
+    OwnOrganisation(#[serde(deserialize_with = "singleton_map")] RawValueSource),
     /// Rows are filtered by the response policy; the route itself needs only the role.
     Filtered,
 }
