@@ -66,8 +66,9 @@ pub fn import(spec: &str, prefix: &str) -> Result<String, OpenApiError> {
         let Some(item) = item.as_mapping() else {
             continue;
         };
-        for method in METHODS {
-            let Some(op) = item.get(method) else {
+        // Document order, skipping the path item's other members (parameters, summary, ...).
+        for (method, op) in item {
+            let Some(method) = method.as_str().filter(|m| METHODS.contains(m)) else {
                 continue;
             };
             let problem = |problem: &str| OpenApiError::Operation {

@@ -240,6 +240,32 @@ fn importer_output_parses_and_covers_every_operation() {
     }
     let config = Config::from_yaml(&yaml).unwrap_or_else(|p| panic!("{p}\n{yaml}"));
     assert_eq!(config.router.routes().len(), ops.len());
+    // The shipped config's stubs are exactly the importer's (only access rules were added).
+    let stub = |config: &Config, r: &streetgate::route::Route| {
+        let prefix = config.apis[r.api].prefix.clone();
+        (
+            r.id.to_string(),
+            r.method.clone(),
+            format!("{prefix}{}", r.template),
+            r.rule.allow.clone(),
+        )
+    };
+    let shipped = shipped();
+    let mut imported: Vec<_> = config
+        .router
+        .routes()
+        .iter()
+        .map(|r| stub(&config, r))
+        .collect();
+    let mut ours: Vec<_> = shipped
+        .router
+        .routes()
+        .iter()
+        .map(|r| stub(&shipped, r))
+        .collect();
+    imported.sort_by(|a, b| a.0.cmp(&b.0));
+    ours.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(imported, ours);
     for op in ops {
         let path = sample_path(&op.template);
         let m = config.router.lookup(&op.method, &path).unwrap();

@@ -580,3 +580,35 @@ fn check_invariants(roles: &RoleSet, caller: &Identity, swa: SwaCodeParam, d: &D
         );
     }
 }
+
+#[test]
+fn explain_reports_the_chain_the_decision_took() {
+    let world = World::new();
+    let d = world.decide(Kind::Write, &who("dig-1"), Some("NW002"), One("7001"));
+    assert_eq!(
+        explain(&d),
+        [
+            "acting organisation: 7001 (named by swaCode, under contract)",
+            "capacity: contractor acting as planner, held to the promoter's grants",
+            "work: promoter 7001, highway authority 4020, workstream 002",
+            "workstream 002: read-only",
+            "denied: workstream_read_only (403)",
+        ]
+    );
+    let d = world.decide(Kind::Filtered, &who("user-b"), None, Absent);
+    assert_eq!(
+        explain(&d)[2..],
+        [
+            "rows: workstreams [001, 002, 003] of 7001",
+            "allowed: filtered_rows (200)"
+        ]
+    );
+    let d = world.decide(Kind::Read, &who("gas-1"), Some("SG001"), Absent);
+    assert_eq!(
+        explain(&d),
+        [
+            "acting organisation: 7002 (own organisation; stopped before swaCode was checked)",
+            "denied: organisation_suspended (401)",
+        ]
+    );
+}
