@@ -87,7 +87,7 @@ pub fn permit_row(i: usize, row: &Row) -> Value {
         "is_active_permit": true,
         "permit_conditions": [{"condition": "NCT01a", "comment": "Work between 09:30 and 15:30"}],
         "road_category": 3,
-        "is_traffic_sensitive": i % 3 == 0,
+        "is_traffic_sensitive": i.is_multiple_of(3),
         "has_no_final_reinstatement": false,
         "is_deemed": false,
         "excavation_carried_out": true,
