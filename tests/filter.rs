@@ -596,3 +596,41 @@ async fn export_csv_keeps_header_and_readable_records() {
         assert_eq!(outcome.kept as usize, got.len());
     }
 }
+
+#[tokio::test]
+async fn an_upstream_that_hangs_up_mid_body_is_an_upstream_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf).await.unwrap();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 5000\r\n\r\n{\"pagination\":{},\"rows\":[")
+            .await
+            .unwrap();
+        // Dropping the stream closes the connection 4,980 bytes short.
+    });
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = client
+        .request(
+            Request::get(format!("http://{addr}/permits"))
+                .body(Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let world = World::new(1);
+    let err = run(
+        &world,
+        &json_policy(false, 1 << 24),
+        &Visibility::All,
+        &[Role::HighwayAuthority],
+        response,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, FilterError::Body(_)), "{err}");
+    assert_eq!(err.reason(), Reason::UpstreamUnavailable);
+}

@@ -16,7 +16,12 @@ pub(super) struct Filtered {
 pub(super) fn filter(body: &[u8], judge: &Judge<'_>) -> Result<Filtered, FilterError> {
     // Quotes come in pairs in RFC 4180 (open, close, doubled); an odd count is an unterminated
     // field, typically a truncated body, which the csv reader would otherwise accept at EOF.
-    if !body.iter().filter(|b| **b == b'"').count().is_multiple_of(2) {
+    if !body
+        .iter()
+        .filter(|b| **b == b'"')
+        .count()
+        .is_multiple_of(2)
+    {
         return Err(FilterError::Csv("unterminated quoted field"));
     }
     let mut reader = csv::ReaderBuilder::new()

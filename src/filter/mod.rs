@@ -65,6 +65,7 @@ pub struct Filtered {
 pub struct FilterOutcome {
     pub kept: u64,
     pub dropped: u64,
+    /// Decoding and filtering, after the body has arrived.
     pub elapsed: Duration,
 }
 
@@ -126,7 +127,8 @@ pub fn prepare_request_headers(headers: &mut HeaderMap) {
 
 /// Filters an upstream response for the caller. The answer has the decoded (never
 /// re-encoded) body, a recomputed Content-Length and no Content-Encoding or Transfer-Encoding.
-/// Do not call it for answers to HEAD requests (they have no body to filter).
+/// Do not call it for answers to HEAD requests (they have no body to filter). It waits for
+/// the whole body: run it under the route's request timeout.
 pub async fn apply<B>(
     policy: &ResponsePolicy,
     visibility: &Visibility,
@@ -138,9 +140,10 @@ where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let started = Instant::now();
     let (mut parts, incoming) = response.into_parts();
     let collected = body::collect(&parts.headers, incoming, policy.max_body_bytes).await?;
+    // Filter time, not the upstream's: the clock starts once the body is in.
+    let started = Instant::now();
     let encoded = parts.headers.contains_key(header::CONTENT_ENCODING);
     let decoded = body::decode(&parts.headers, collected, policy.max_body_bytes)?;
     let caller = Caller {

@@ -252,3 +252,24 @@ fn csv_error_bodies_in_json_pass() {
     let err = run(&p, &v, &[Role::Planner], 200, r#"{"message":"x"}"#).unwrap_err();
     assert_eq!(err.reason(), Reason::ResponseUnfilterable);
 }
+
+#[test]
+fn rows_under_a_nested_pointer() {
+    let p = policy("/data/items", by_wrn(), &["data.items[].secret"]);
+    let body = r#"{"data":{"count":3,"items":[{"work_reference_number":"W1","secret":1},
+        {"work_reference_number":"W3","secret":2}]},"next":null}"#;
+    let out = run(&p, &planner_7001_001(), &[Role::Planner], 200, body).unwrap();
+    assert_eq!(
+        text(&out),
+        r#"{"data":{"count":3,"items":[{"work_reference_number":"W1"}]},"next":null}"#
+    );
+    let err = run(
+        &p,
+        &planner_7001_001(),
+        &[Role::Planner],
+        200,
+        r#"{"data":[]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.reason(), Reason::ResponseUnfilterable);
+}
