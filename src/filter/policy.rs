@@ -116,10 +116,6 @@ impl ResponsePolicy {
     pub(super) fn redacts_for(&self, roles: RoleSet) -> bool {
         self.redact_unless.is_some_and(|role| !roles.contains(role))
     }
-
-    pub fn is_csv(&self) -> bool {
-        matches!(self.format, Format::Csv { .. })
-    }
 }
 
 // === impl Plan ===
