@@ -9,6 +9,7 @@ use super::raw::{RawAccess, RawAllow, RawApi, RawConfig, RawRoute, RawValueSourc
 use super::{Api, Config, Problems};
 use crate::authn::identity::{Role, RoleSet};
 use crate::authz::rule::{Access, Allow, Rule, ValueSource};
+use crate::filter::ResponsePolicy;
 use crate::route::{Route, Router};
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
@@ -317,6 +318,20 @@ fn compile_route(
         );
     }
 
+    let response = raw.response.as_ref().and_then(|policy| {
+        ResponsePolicy::compile(policy)
+            .map_err(|e| problems.push(format!("{at}.response"), e))
+            .ok()
+    });
+    if raw.response.as_ref().is_some_and(|p| p.filter.is_some())
+        && !matches!(access, Access::Filtered)
+    {
+        problems.push(
+            format!("{at}.access"),
+            "a route whose response rows are filtered needs `access: filtered`",
+        );
+    }
+
     let method = method?;
     if problems.len() != before {
         return None;
@@ -332,7 +347,7 @@ fn compile_route(
             organisation_member: raw.organisation_member,
         },
         creates_work: raw.creates_work.clone(),
-        response: raw.response.clone(),
+        response,
         shadow: raw.shadow,
     };
     Some((format!("{prefix}{template}"), route))
