@@ -46,6 +46,11 @@ impl Authenticator {
     /// Compiles the `auth` config; reads the JWKS file or the HS256 secret now. A JWKS URL is
     /// first fetched by `spawn_refresh` (until then `ready()` is false).
     pub fn new(auth: &RawAuth, metrics: Metrics) -> Result<Authenticator, AuthSetupError> {
+        let Metrics {
+            jwks_refresh,
+            token_cache,
+            ..
+        } = metrics;
         let mut algorithms = AlgSet::EMPTY;
         for name in &auth.algorithms {
             let alg = parse_alg(name).ok_or_else(|| AuthSetupError::Algorithm(name.clone()))?;
@@ -66,7 +71,7 @@ impl Authenticator {
                 KeySource::Jwks(Arc::new(JwksStore::fixed(
                     set,
                     public,
-                    metrics.jwks_refresh.clone(),
+                    jwks_refresh.clone(),
                 )))
             }
             (
@@ -83,7 +88,7 @@ impl Authenticator {
                     *refresh_interval,
                     *min_refresh_interval,
                     public,
-                    metrics.jwks_refresh.clone(),
+                    jwks_refresh.clone(),
                 )))
             }
         };
@@ -107,8 +112,8 @@ impl Authenticator {
                 },
                 keys,
                 cache: TokenCache::new(auth.token_cache_entries),
-                cache_hit: metrics.token_cache.with_label_values(&["hit"]),
-                cache_miss: metrics.token_cache.with_label_values(&["miss"]),
+                cache_hit: token_cache.with_label_values(&["hit"]),
+                cache_miss: token_cache.with_label_values(&["miss"]),
             }),
         })
     }
