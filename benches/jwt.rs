@@ -10,6 +10,7 @@ use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 use streetgate::authn::Authenticator;
+use streetgate::authn::cache::TokenCache;
 use streetgate::authn::keys::{AlgSet, KeySet};
 use streetgate::authn::verify::{Keys, Policy};
 use streetgate::config::raw::{RawAuth, RawClaimNames};
@@ -85,6 +86,17 @@ fn cache_hit(c: &mut Criterion) {
         .expect("first verification");
     c.bench_function("authenticate/cache_hit", |b| {
         b.iter(|| rt.block_on(auth.authenticate(black_box(&headers), NOW)))
+    });
+
+    // The cache alone (token hash + map lookup), to separate it from extraction and the runtime.
+    let cache = TokenCache::new(100_000);
+    let t = headers["token"].to_str().expect("ascii");
+    let identity = rt
+        .block_on(auth.authenticate(&headers, NOW))
+        .expect("cached");
+    cache.insert(TokenCache::key(t), identity, NOW);
+    c.bench_function("token_cache/hit", |b| {
+        b.iter(|| cache.get(&TokenCache::key(black_box(t)), NOW))
     });
 }
 

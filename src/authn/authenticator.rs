@@ -68,11 +68,7 @@ impl Authenticator {
             (None, Some(secret)) => KeySource::Secret(read_secret(secret)?),
             (Some(RawJwks::File(path)), None) => {
                 let set = read_jwks_file(path, public)?;
-                KeySource::Jwks(Arc::new(JwksStore::fixed(
-                    set,
-                    public,
-                    jwks_refresh.clone(),
-                )))
+                KeySource::Jwks(Arc::new(JwksStore::fixed(set, public, jwks_refresh)))
             }
             (
                 Some(RawJwks::Url {
@@ -88,7 +84,7 @@ impl Authenticator {
                     *refresh_interval,
                     *min_refresh_interval,
                     public,
-                    jwks_refresh.clone(),
+                    jwks_refresh,
                 )))
             }
         };
@@ -119,7 +115,7 @@ impl Authenticator {
     }
 
     /// Spawns the JWKS refresh task (no-op for a JWKS file or HS256); it stops when `shutdown`
-    /// changes.
+    /// changes. Call once per authenticator.
     pub fn spawn_refresh(&self, shutdown: watch::Receiver<bool>) {
         if let KeySource::Jwks(store) = &self.inner.keys {
             store.spawn_refresh(shutdown);
