@@ -102,7 +102,7 @@ pub fn seed_000() -> Snapshot {
         });
     }
 
-    snapshot.works = index(base_works());
+    snapshot.works = index(&base_works());
     snapshot
 }
 
@@ -121,7 +121,7 @@ fn base_works() -> Vec<(String, WorkInfo)> {
     .collect()
 }
 
-fn index(works: Vec<(String, WorkInfo)>) -> crate::grants::works::WorkIndex {
+fn index(works: &[(String, WorkInfo)]) -> crate::grants::works::WorkIndex {
     crate::grants::works::WorkIndex::build(works.iter().map(|(r, w)| (r.as_str(), *w)))
         .unwrap_or_else(|_| unreachable!("fixture works fit the index"))
 }
@@ -138,7 +138,7 @@ pub fn seed_000_with_bulk(works: usize, users: usize) -> Snapshot {
             work("7001", "4020", prefixes[i % prefixes.len()]),
         )
     }));
-    snapshot.works = index(all);
+    snapshot.works = index(&all);
     for i in 0..users {
         let grants = prefixes
             .iter()

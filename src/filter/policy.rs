@@ -65,6 +65,11 @@ pub(super) enum Member {
 
 impl ResponsePolicy {
     /// Checks the raw policy; the error names the offending setting.
+    /// Does this policy filter rows (as opposed to only redacting fields)?
+    pub fn filters_rows(&self) -> bool {
+        matches!(self.format, Format::JsonRows { .. } | Format::Csv { .. })
+    }
+
     pub fn compile(raw: &RawResponsePolicy) -> Result<ResponsePolicy, String> {
         if raw.max_body_bytes == 0 {
             return Err("max_body_bytes must be above 0".into());
