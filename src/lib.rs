@@ -21,6 +21,7 @@ pub mod forward;
 pub mod grants;
 pub mod listener;
 pub mod normalize;
+pub mod openapi;
 pub mod progress;
 pub mod proxy;
 pub mod ratelimit;

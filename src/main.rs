@@ -51,6 +51,11 @@ enum Command {
         /// Path or http(s) URL of the grants document.
         source: String,
     },
+    /// Work with route definitions.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -84,6 +89,19 @@ struct ExplainArgs {
     body: Option<String>,
 }
 
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print route stubs (method, template, id, roles) for every operation of an OpenAPI 3
+    /// document (JSON or YAML), to paste under an API's `routes:`.
+    ImportOpenapi {
+        /// The OpenAPI document.
+        spec: PathBuf,
+        /// The API's path prefix in the config (e.g. /work); qualifies the route ids.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.command);
@@ -110,6 +128,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Explain(args) => runtime()?.block_on(explain(args)),
         Command::CheckSnapshot { source } => runtime()?.block_on(check_snapshot(&source)),
+        Command::Routes {
+            command: RoutesCommand::ImportOpenapi { spec, prefix },
+        } => {
+            let text = std::fs::read_to_string(&spec)
+                .with_context(|| format!("cannot read {}", spec.display()))?;
+            let label = format!("importing {} ({} kB)", spec.display(), text.len() / 1000);
+            let stubs = Progress::stderr()
+                .run(&label, || streetgate::openapi::import(&text, &prefix))
+                .with_context(|| format!("cannot import {}", spec.display()))?;
+            print!("{stubs}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -280,7 +310,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// The sidecar logs JSON to stdout; one-shot tools keep stdout for their answer and log only
 /// warnings, to stderr.
 fn init_logging(command: &Command) {
-    let tool = matches!(command, Command::Explain(_) | Command::CheckSnapshot { .. });
+    let tool = matches!(
+        command,
+        Command::Explain(_) | Command::CheckSnapshot { .. } | Command::Routes { .. }
+    );
     let default = if tool { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

@@ -20,7 +20,9 @@ use crate::authz::rule::{Allow, ValueSource};
 use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
 use crate::config::Config;
 use crate::error::{self, ProxyError};
+use crate::filter::{self, Visibility};
 use crate::forward::{RequestBody, Upstream, headers};
+use crate::grants::codes::SwaCode;
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::grants::store::GrantsStore;
@@ -230,6 +232,10 @@ impl Gateway {
             decision_id,
         );
         parts.uri = uri;
+        if route.response.is_some() {
+            filter::prepare_request_headers(&mut parts.headers);
+        }
+        let is_head = parts.method == http::Method::HEAD;
         let upstream_started = Instant::now();
         let sent = upstream.send(Request::from_parts(parts, body)).await;
         let status_class = match &sent {
@@ -246,6 +252,34 @@ impl Gateway {
         headers::strip_hop_by_hop(response.headers_mut());
         if let Ok(id) = HeaderValue::from_str(decision_id) {
             response.headers_mut().insert(headers::DECISION_ID, id);
+        }
+        if let Some(policy) = &route.response
+            && !is_head
+        {
+            let visibility = match (&decision.visibility, decision.allowed()) {
+                (Some(v), _) => v.clone(),
+                // Redaction-only routes: rows are not filtered.
+                (None, true) => Visibility::All,
+                // Shadow-denied: forwarded, but no row the rule refused is ever shown.
+                (None, false) => nothing_visible(),
+            };
+            let roles = identity.as_ref().map(|i| i.roles).unwrap_or_default();
+            let filtering = filter::apply(policy, &visibility, works, roles, response);
+            let (filtered, outcome) = tokio::time::timeout(upstream.timeout(), filtering)
+                .await
+                .map_err(|_| ProxyError::UpstreamTimeout {
+                    api: runtime.config.apis[route.api].name.clone(),
+                    timeout: upstream.timeout(),
+                })?
+                .map_err(ProxyError::Filter)?;
+            log.filter_us = Some(outcome.elapsed.as_micros() as u64);
+            for (label, n) in [("kept", outcome.kept), ("dropped", outcome.dropped)] {
+                self.metrics
+                    .filtered_rows
+                    .with_label_values(&[&*route.id, label])
+                    .inc_by(n);
+            }
+            return Ok(filtered.map(Either::Right));
         }
         if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
             &route.creates_work,
@@ -319,6 +353,14 @@ impl Gateway {
             .decisions
             .with_label_values(&[route, decision, reason.as_str()])
             .inc();
+    }
+}
+
+/// Visibility that keeps no row at all.
+fn nothing_visible() -> Visibility {
+    Visibility::Workstreams {
+        organisation: SwaCode::parse("0000").unwrap_or_else(|| unreachable!("valid code")),
+        readable: Vec::new(),
     }
 }
 

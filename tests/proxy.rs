@@ -101,8 +101,8 @@ async fn bearer_token_is_accepted_too() {
     assert_eq!(w.upstream.count(), 1);
 }
 
-fn sign_with(header: Header, claims: &serde_json::Value, key: &EncodingKey) -> String {
-    jsonwebtoken::encode(&header, claims, key).unwrap()
+fn sign_with(header: &Header, claims: &serde_json::Value, key: &EncodingKey) -> String {
+    jsonwebtoken::encode(header, claims, key).unwrap()
 }
 
 /// Changes one character in the middle of a base64url string.
@@ -168,7 +168,7 @@ async fn every_bad_token_is_401_with_its_reason_and_never_forwarded() {
         ),
         (
             "HS/RS confusion",
-            sign_with(hs_header, &good, &EncodingKey::from_secret(&rsa_pub)),
+            sign_with(&hs_header, &good, &EncodingKey::from_secret(&rsa_pub)),
             "token_algorithm",
         ),
         (
@@ -197,7 +197,7 @@ async fn every_bad_token_is_401_with_its_reason_and_never_forwarded() {
         ),
         (
             "unknown kid",
-            sign_with(unknown_kid, &good, &rsa1),
+            sign_with(&unknown_kid, &good, &rsa1),
             "token_unknown_key",
         ),
         (
