@@ -429,11 +429,12 @@ async fn shutdown_gives_up_on_requests_slower_than_the_drain_time() {
         .await
         .expect("shutdown is bounded by the drain time, not the upstream");
     assert!(started.elapsed() < Duration::from_secs(10));
-    // Whatever the client got, it was not a response from the 20 s upstream.
-    let outcome = tokio::time::timeout(Duration::from_secs(5), in_flight).await;
-    if let Ok(Ok(Ok(status))) = outcome {
-        panic!("request should have been cut off, got {status}");
-    }
+    // The connection is closed under the client, long before the 20 s upstream would answer.
+    let outcome = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .expect("connection closed once the drain time is over")
+        .unwrap();
+    assert!(outcome.is_err(), "cut off, not answered: {outcome:?}");
 }
 
 // === rate limiting ===
