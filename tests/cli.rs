@@ -373,3 +373,45 @@ async fn serve_reloads_on_sighup_and_drains_on_sigterm_then_exits_0() {
     }
     assert_eq!(exit.expect("exited after the drain").code(), Some(0));
 }
+
+#[tokio::test]
+async fn explain_verifies_with_keys_from_a_jwks_url() {
+    let jwks = JwksServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config_yaml("http://127.0.0.1:9", &jwks.url(), DEFAULT_ROUTES, "");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let good = token(&claims("user-a", "7001", &["Planner"]));
+    let mut forged = good.clone();
+    forged.truncate(good.len() - 4);
+    forged.push_str("AAAA");
+    for (t, code, expected) in [
+        (good, 0, "token verified with the configured keys"),
+        (forged, 1, "decision: DENY, reason token_signature"),
+    ] {
+        let out = tokio::process::Command::new(BIN)
+            .arg("explain")
+            .arg("--config")
+            .arg(&config)
+            .args(["--token", &t, "--path", "/work/status"])
+            .output()
+            .await
+            .unwrap();
+        // A public route needs no identity: the token is not even looked at.
+        assert_eq!(out.status.code(), Some(0));
+        assert!(stdout(&out).contains("identity: not needed (public route)"));
+        // Without grants in the config, role-only GetWork decides on the token alone.
+        let out = tokio::process::Command::new(BIN)
+            .arg("explain")
+            .arg("--config")
+            .arg(&config)
+            .args(["--token", &t, "--path", "/work/works/NW001"])
+            .output()
+            .await
+            .unwrap();
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        assert!(text.contains(expected), "{text}");
+    }
+    assert!(jwks.hits.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}

@@ -736,3 +736,39 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[tokio::test]
+async fn reload_keeps_buckets_for_the_same_rates_and_applies_new_ones() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    let yaml = |extra: &str| config_yaml(&upstream.url(), &jwks.url(), DEFAULT_ROUTES, extra);
+    write(&path, &yaml("rate_limit: {per_ip: 2}"));
+    let gw = sidecar_from_file(&path).await;
+    let status = || async { send(gw.addr, get("/work/status", None)).await.status };
+    let mut limited = false;
+    for _ in 0..10 {
+        if status().await == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "per_ip: 2 limits within 10 requests");
+
+    // Same rates (another setting changed): still over the limit, no free burst.
+    write(&path, &yaml("rate_limit: {per_ip: 2}\nshadow: true"));
+    gw.reload().await.unwrap();
+    assert_eq!(status().await, 429);
+
+    // A higher rate takes effect at once.
+    write(&path, &yaml("rate_limit: {per_ip: 1000}"));
+    gw.reload().await.unwrap();
+    for _ in 0..20 {
+        assert_eq!(status().await, 200);
+    }
+    // And no limit at all.
+    write(&path, &yaml(""));
+    gw.reload().await.unwrap();
+    assert!(gw.gateway.runtime.load().limiter.is_none());
+}
