@@ -156,28 +156,64 @@ fn prepare(
 /// Every difference between `old` and `new` that a reload cannot apply.
 pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     let mut problems = Problems::default();
-    let mut fixed = |location: &str, same: bool| {
+    let mut fixed = |location: &str, same: bool, change: String| {
         if !same {
-            problems.push(location, "cannot change without a restart");
+            problems.push(
+                location,
+                format!("cannot change without a restart ({change}); the running value stays"),
+            );
         }
     };
     let (o, n) = (&old.listen, &new.listen);
-    fixed("listen.addr", o.addr == n.addr);
-    fixed("listen.tls", o.tls.is_some() == n.tls.is_some());
+    let was = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?} -> {b:?}");
+    fixed("listen.addr", o.addr == n.addr, was(&o.addr, &n.addr));
+    fixed(
+        "listen.tls",
+        o.tls.is_some() == n.tls.is_some(),
+        if n.tls.is_some() {
+            "turned on"
+        } else {
+            "turned off"
+        }
+        .to_owned(),
+    );
     fixed(
         "listen.max_header_bytes",
         o.max_header_bytes == n.max_header_bytes,
+        was(&o.max_header_bytes, &n.max_header_bytes),
     );
-    fixed("listen.max_headers", o.max_headers == n.max_headers);
+    fixed(
+        "listen.max_headers",
+        o.max_headers == n.max_headers,
+        was(&o.max_headers, &n.max_headers),
+    );
     fixed(
         "listen.header_read_timeout",
         o.header_read_timeout == n.header_read_timeout,
+        was(&o.header_read_timeout, &n.header_read_timeout),
     );
-    fixed("listen.idle_timeout", o.idle_timeout == n.idle_timeout);
-    fixed("admin", old.admin == new.admin);
-    fixed("auth", old.auth == new.auth);
-    fixed("grants", old.grants == new.grants);
-    fixed("shutdown", old.shutdown == new.shutdown);
+    fixed(
+        "listen.idle_timeout",
+        o.idle_timeout == n.idle_timeout,
+        was(&o.idle_timeout, &n.idle_timeout),
+    );
+    fixed(
+        "admin.addr",
+        old.admin == new.admin,
+        was(&old.admin.addr, &new.admin.addr),
+    );
+    // Whole sections: their values may hold secrets' locations, so they are not echoed.
+    fixed("auth", old.auth == new.auth, "section changed".to_owned());
+    fixed(
+        "grants",
+        old.grants == new.grants,
+        "section changed".to_owned(),
+    );
+    fixed(
+        "shutdown.drain",
+        old.shutdown == new.shutdown,
+        was(&old.shutdown.drain, &new.shutdown.drain),
+    );
     problems
 }
 
@@ -293,10 +329,14 @@ apis:
             [
                 "listen.addr",
                 "listen.max_headers",
-                "admin",
+                "admin.addr",
                 "auth",
-                "shutdown"
+                "shutdown.drain"
             ]
+        );
+        assert_eq!(
+            problems.iter().next().unwrap().message,
+            "cannot change without a restart (127.0.0.1:8080 -> 127.0.0.1:8081); the running value stays"
         );
     }
 }
