@@ -98,14 +98,16 @@ impl Reloader {
             }
             Err(e) => {
                 metrics.config_reload.with_label_values(&[e.result()]).inc();
-                let problems = match e {
+                // Every problem at once (or the underlying error), so one edit can fix them all.
+                let detail = match e {
                     ReloadError::Invalid(p) | ReloadError::NeedsRestart(p) => p.to_string(),
-                    _ => String::new(),
+                    other => std::error::Error::source(other)
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                 };
                 tracing::error!(
                     error = %e,
-                    source = ?std::error::Error::source(e).map(ToString::to_string),
-                    problems = problems.trim_end(),
+                    detail = detail.trim_end(),
                     "config reload rejected; the previous config stays in force"
                 );
             }

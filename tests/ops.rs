@@ -772,3 +772,46 @@ async fn reload_keeps_buckets_for_the_same_rates_and_applies_new_ones() {
     gw.reload().await.unwrap();
     assert!(gw.gateway.runtime.load().limiter.is_none());
 }
+
+#[tokio::test]
+async fn an_in_flight_request_finishes_under_the_config_it_started_with() {
+    let upstream = Upstream::with_delay(
+        Duration::from_millis(800),
+        Arc::new(|_: &Seen| json_response(StatusCode::OK, r#"{"slow":true}"#)),
+    )
+    .await;
+    let jwks = JwksServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    write(
+        &path,
+        &config_yaml(&upstream.url(), &jwks.url(), EXTRA_ROUTE, "")
+            .replace("request_timeout: 1s", "request_timeout: 5s"),
+    );
+    let gw = sidecar_from_file(&path).await;
+    let addr = gw.addr;
+    let in_flight =
+        tokio::spawn(async move { send(addr, get("/work/permits/P1", Some(&planner()))).await });
+    for _ in 0..200 {
+        if gw.gateway.metrics.requests_in_flight.get() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The route disappears while the request waits on the upstream.
+    write(
+        &path,
+        &config_yaml(&upstream.url(), &jwks.url(), DEFAULT_ROUTES, "")
+            .replace("request_timeout: 1s", "request_timeout: 5s"),
+    );
+    gw.reload().await.unwrap();
+    assert_eq!(
+        send(gw.addr, get("/work/permits/P1", Some(&planner())))
+            .await
+            .status,
+        404
+    );
+    let reply = in_flight.await.unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["slow"], true);
+}
