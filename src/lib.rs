@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod filter;
 pub mod forward;
 pub mod grants;
+mod json_str;
 pub mod listener;
 pub mod normalize;
 pub mod openapi;

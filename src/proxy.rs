@@ -121,14 +121,14 @@ impl Gateway {
     pub async fn handle(&self, conn: ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let decision_id = self.ids.next();
-        self.metrics.requests_in_flight.inc();
+        // A guard, so a request whose client goes away mid-flight is still counted out.
+        let _in_flight = InFlight::enter(&self.metrics.requests_in_flight);
         // One load per request: every phase sees the same config version.
         let runtime = self.runtime.load_full();
         let mut log = DecisionRecord::new(&decision_id, request.method(), started);
         let result = self
             .phases(&runtime, conn, request, &decision_id, &mut log)
             .await;
-        self.metrics.requests_in_flight.dec();
         match result {
             Ok(response) => {
                 log.status = response.status().as_u16();
@@ -553,6 +553,22 @@ pub fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// Counts a request in `streetgate_requests_in_flight` until dropped.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a prometheus::IntGauge) -> InFlight<'a> {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Decision ids: a random per-process prefix and a counter, unique without coordination.

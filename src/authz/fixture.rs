@@ -122,8 +122,11 @@ fn base_works() -> Vec<(String, WorkInfo)> {
 }
 
 fn index(works: &[(String, WorkInfo)]) -> crate::grants::works::WorkIndex {
-    crate::grants::works::WorkIndex::build(works.iter().map(|(r, w)| (r.as_str(), *w)))
-        .unwrap_or_else(|_| unreachable!("fixture works fit the index"))
+    crate::grants::works::WorkIndex::build(
+        works.iter().map(|(r, _)| r.len()).sum(),
+        works.iter().map(|(r, w)| (r.as_str(), *w)),
+    )
+    .unwrap_or_else(|_| unreachable!("fixture works fit the index"))
 }
 
 /// The seed 000 scenario padded with `works` more works and `users` more users (each with a

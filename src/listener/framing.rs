@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::normalize::hex;
 use crate::reason::Reason;
 
 /// What the guard says about one request: `Some(reason)` rejects it.
@@ -296,15 +297,6 @@ fn chunk_step(chunk: Chunk, b: u8) -> State {
         _ => return State::Off,
     };
     State::Chunked(next)
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
 }
 
 /// A client connection whose reads feed a `Tracker`; writes pass straight through.
