@@ -240,10 +240,12 @@ fn describe(e: ConfigError) -> anyhow::Error {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before starting: a SIGHUP or SIGTERM that arrives once we listen must find our handler,
+    // not the default action (which terminates the process).
+    let mut signals = Signals::new().context("installing signal handlers")?;
     let running = streetgate::app::start(config, Metrics::new())
         .await
         .context("starting")?;
-    let mut signals = Signals::new().context("installing signal handlers")?;
     while signals.next().await == Signal::Reload {
         // Logged and counted inside; a rejected config leaves the old one in force.
         let _ = running.reload().await;
