@@ -815,3 +815,41 @@ async fn an_in_flight_request_finishes_under_the_config_it_started_with() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["slow"], true);
 }
+
+#[tokio::test]
+async fn watch_picks_up_a_renewed_certificate() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::copy(fixture("tls/cert.pem"), &cert).unwrap();
+    std::fs::copy(fixture("tls/key.pem"), &key).unwrap();
+    let path = dir.path().join("config.yaml");
+    let yaml = tls_yaml(&upstream.url(), &jwks.url(), &cert, &key) + "watch: true\n";
+    write(&path, &yaml);
+    let gw = sidecar_from_file(&path).await;
+    assert_eq!(presented_cert(gw.addr).await, cert_der("tls/cert.pem"));
+
+    // Only the certificate files change (as cert-manager renews a Secret), not the config.
+    write(
+        &key,
+        &std::fs::read_to_string(fixture("tls/key2.pem")).unwrap(),
+    );
+    write(
+        &cert,
+        &std::fs::read_to_string(fixture("tls/cert2.pem")).unwrap(),
+    );
+    let mut presented = Vec::new();
+    for _ in 0..50 {
+        presented = presented_cert(gw.addr).await;
+        if presented == cert_der("tls/cert2.pem") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        presented,
+        cert_der("tls/cert2.pem"),
+        "renewed certificate served within 5 s"
+    );
+}
