@@ -112,3 +112,19 @@ fn every_command_has_help() {
     assert_eq!(code, 2, "missing --config is a usage error");
     assert!(err.contains("--config"), "{err}");
 }
+
+#[test]
+fn the_readme_config_reference_is_a_valid_config() {
+    let readme = std::fs::read_to_string(manifest("README.md")).unwrap();
+    let section = &readme[readme.find("## Configuration reference").unwrap()..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let yaml = &section[start..start + section[start..].find("```").unwrap()];
+    match streetgate::config::Config::from_yaml(yaml) {
+        Ok(_) => {}
+        // The TLS files it names only exist in a real deployment.
+        Err(problems) => assert!(
+            problems.iter().all(|p| p.location.starts_with("listen.tls.")),
+            "{problems}"
+        ),
+    }
+}
