@@ -26,6 +26,8 @@ pub enum ProxyError {
     UpstreamTimeout { api: String, timeout: Duration },
     #[error("reading the request body failed")]
     RequestBody(#[source] BoxError),
+    #[error("filtering the response failed")]
+    Filter(#[source] crate::filter::FilterError),
 }
 
 impl ProxyError {
@@ -34,6 +36,7 @@ impl ProxyError {
             ProxyError::Rejected(reason) => *reason,
             ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
             ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
+            ProxyError::Filter(e) => e.reason(),
             ProxyError::RequestBody(source) => {
                 if source.is::<http_body_util::LengthLimitError>() {
                     Reason::BodyTooLarge

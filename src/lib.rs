@@ -20,6 +20,7 @@ pub mod forward;
 pub mod grants;
 pub mod listener;
 pub mod normalize;
+pub mod openapi;
 pub mod proxy;
 pub mod reason;
 pub mod route;

@@ -40,6 +40,24 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Work with route definitions.
+    Routes {
+        #[command(subcommand)]
+        command: RoutesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RoutesCommand {
+    /// Print route stubs (method, template, id, roles) for every operation of an OpenAPI 3
+    /// document (JSON or YAML), to paste under an API's `routes:`.
+    ImportOpenapi {
+        /// The OpenAPI document.
+        spec: PathBuf,
+        /// The API's path prefix in the config (e.g. /work); qualifies the route ids.
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -64,6 +82,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo { port } => {
             runtime()?.block_on(streetgate::demo::run(port))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Routes {
+            command: RoutesCommand::ImportOpenapi { spec, prefix },
+        } => {
+            let text = std::fs::read_to_string(&spec)
+                .with_context(|| format!("cannot read {}", spec.display()))?;
+            let stubs = streetgate::openapi::import(&text, &prefix)
+                .with_context(|| format!("cannot import {}", spec.display()))?;
+            print!("{stubs}");
             Ok(ExitCode::SUCCESS)
         }
     }

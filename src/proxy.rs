@@ -20,7 +20,9 @@ use crate::authz::rule::{Allow, ValueSource};
 use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
 use crate::config::Config;
 use crate::error::{self, ProxyError};
+use crate::filter::{self, Visibility};
 use crate::forward::{RequestBody, Upstream, headers};
+use crate::grants::codes::SwaCode;
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::grants::store::GrantsStore;
@@ -198,6 +200,10 @@ impl Gateway {
             decision_id,
         );
         parts.uri = uri;
+        if route.response.is_some() {
+            filter::prepare_request_headers(&mut parts.headers);
+        }
+        let is_head = parts.method == http::Method::HEAD;
         let upstream_started = Instant::now();
         let sent = upstream.send(Request::from_parts(parts, body)).await;
         let status_class = match &sent {
@@ -215,7 +221,68 @@ impl Gateway {
         if let Ok(id) = HeaderValue::from_str(decision_id) {
             response.headers_mut().insert(headers::DECISION_ID, id);
         }
+        if let Some(policy) = &route.response
+            && !is_head
+        {
+            let visibility = match (&decision.visibility, decision.allowed()) {
+                (Some(v), _) => v.clone(),
+                // Redaction-only routes: rows are not filtered.
+                (None, true) => Visibility::All,
+                // Shadow-denied: forwarded, but no row the rule refused is ever shown.
+                (None, false) => nothing_visible(),
+            };
+            let roles = identity.as_ref().map(|i| i.roles).unwrap_or_default();
+            let filtering = filter::apply(policy, &visibility, works, roles, response);
+            let (filtered, outcome) = tokio::time::timeout(upstream.timeout(), filtering)
+                .await
+                .map_err(|_| ProxyError::UpstreamTimeout {
+                    api: runtime.config.apis[route.api].name.clone(),
+                    timeout: upstream.timeout(),
+                })?
+                .map_err(ProxyError::Filter)?;
+            log.filter_us = Some(outcome.elapsed.as_micros() as u64);
+            for (label, n) in [("kept", outcome.kept), ("dropped", outcome.dropped)] {
+                self.metrics
+                    .filtered_rows
+                    .with_label_values(&[&*route.id, label])
+                    .inc_by(n);
+            }
+            return Ok(filtered.map(Either::Right));
+        }
+        if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
+            &route.creates_work,
+            facts_body.as_deref(),
+            &self.grants,
+            decision.acting_organisation,
+        ) && response.status().is_success()
+        {
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, CREATED_RESPONSE_LIMIT)
+                .collect()
+                .await
+                .map_err(|_| Reason::UpstreamUnavailable)?
+                .to_bytes();
+            remember_created_work(store, created, promoter, request_body, &body);
+            return Ok(Response::from_parts(parts, Either::Right(Full::new(body))));
+        }
         Ok(response.map(Either::Left))
+    }
+
+    /// Rejects a request that never reaches the pipeline (the listener's framing guard): mints
+    /// a decision id and counts the decision as unmatched.
+    pub fn reject_before_routing(
+        &self,
+        method: &http::Method,
+        reason: Reason,
+    ) -> Response<ProxyBody> {
+        let decision_id = self.ids.next();
+        self.count(UNMATCHED, reason, false);
+        let mut log = DecisionRecord::new(&decision_id, method, Instant::now());
+        log.reason = Some(reason);
+        log.status = reason.status().as_u16();
+        let sample_rate = self.runtime.load().config.decision_log.allow_sample_rate;
+        decision_log::emit(&log, sample_rate);
+        error::rejection(reason, &decision_id).map(Either::Right)
     }
 
     /// Public routes need no identity; every other route needs a verified token.
@@ -254,6 +321,55 @@ impl Gateway {
             .decisions
             .with_label_values(&[route, decision, reason.as_str()])
             .inc();
+    }
+}
+
+/// Visibility that keeps no row at all.
+fn nothing_visible() -> Visibility {
+    Visibility::Workstreams {
+        organisation: SwaCode::parse("0000").unwrap_or_else(|| unreachable!("valid code")),
+        readable: Vec::new(),
+    }
+}
+
+/// A work-creating response is read whole to learn the new reference; it is small JSON.
+const CREATED_RESPONSE_LIMIT: usize = 1 << 20;
+
+/// After a successful create, the new work goes into the overlay so its creator can act on it
+/// before the next snapshot. The promoter is the acting organisation the decision allowed.
+fn remember_created_work(
+    store: &GrantsStore,
+    created: &crate::config::raw::RawCreatesWork,
+    promoter: crate::grants::codes::SwaCode,
+    request_body: &[u8],
+    response_body: &[u8],
+) {
+    let request: serde_json::Value = serde_json::from_slice(request_body).unwrap_or_default();
+    let response: serde_json::Value = serde_json::from_slice(response_body).unwrap_or_default();
+    let text = |v: &serde_json::Value, pointer: &str| {
+        v.pointer(pointer)
+            .and_then(|x| x.as_str())
+            .map(str::to_owned)
+    };
+    let reference = text(&response, &created.reference);
+    let authority = text(&request, &created.highway_authority)
+        .and_then(|s| crate::grants::codes::SwaCode::parse(&s));
+    let workstream = text(&request, &created.workstream)
+        .and_then(|s| crate::grants::codes::Workstream::parse(&s));
+    match (reference, authority, workstream) {
+        (Some(reference), Some(highway_authority), Some(workstream)) => {
+            store.created().insert(
+                &reference,
+                crate::grants::snapshot::WorkInfo {
+                    promoter,
+                    highway_authority,
+                    workstream,
+                },
+            );
+        }
+        _ => tracing::warn!(
+            "created work not remembered: reference, authority or workstream missing"
+        ),
     }
 }
 

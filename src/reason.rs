@@ -152,6 +152,15 @@ mod tests {
     }
 
     #[test]
+    fn readme_documents_every_reason() {
+        let readme = include_str!("../README.md");
+        for r in Reason::ALL {
+            let row = format!("| `{}` |", r.as_str());
+            assert!(readme.contains(&row), "README lacks reason {}", r.as_str());
+        }
+    }
+
+    #[test]
     fn only_allow_reasons_are_success() {
         let allows: Vec<_> = Reason::ALL.iter().filter(|r| r.is_allow()).collect();
         assert_eq!(allows.len(), 9);

@@ -302,7 +302,7 @@ async fn server_down_at_start_then_up() {
 
 #[tokio::test]
 async fn stale_past_max_age() {
-    let max_age = Duration::from_millis(400);
+    let max_age = Duration::from_secs(1);
     let server = GrantsServer::start().await;
     server.publish(doc(1), "one");
     let (deny, metrics) = store(max_age, OnStale::Deny);

@@ -101,8 +101,8 @@ async fn bearer_token_is_accepted_too() {
     assert_eq!(w.upstream.count(), 1);
 }
 
-fn sign_with(header: Header, claims: &serde_json::Value, key: &EncodingKey) -> String {
-    jsonwebtoken::encode(&header, claims, key).unwrap()
+fn sign_with(header: &Header, claims: &serde_json::Value, key: &EncodingKey) -> String {
+    jsonwebtoken::encode(header, claims, key).unwrap()
 }
 
 /// Changes one character in the middle of a base64url string.
@@ -168,7 +168,7 @@ async fn every_bad_token_is_401_with_its_reason_and_never_forwarded() {
         ),
         (
             "HS/RS confusion",
-            sign_with(hs_header, &good, &EncodingKey::from_secret(&rsa_pub)),
+            sign_with(&hs_header, &good, &EncodingKey::from_secret(&rsa_pub)),
             "token_algorithm",
         ),
         (
@@ -197,7 +197,7 @@ async fn every_bad_token_is_401_with_its_reason_and_never_forwarded() {
         ),
         (
             "unknown kid",
-            sign_with(unknown_kid, &good, &rsa1),
+            sign_with(&unknown_kid, &good, &rsa1),
             "token_unknown_key",
         ),
         (
@@ -659,4 +659,194 @@ async fn not_ready_until_keys_load_and_then_503_nothing_forwarded() {
     assert_eq!(upstream.count(), 0);
     // Public routes don't need keys.
     assert_eq!(send(gw.addr, get("/work/status", None)).await.status, 200);
+}
+
+// === Framing guard (hyper hides Content-Length when Transfer-Encoding is present) ===
+
+/// Splits a raw keep-alive exchange into (status, body) per response; every response here
+/// carries a Content-Length.
+fn raw_responses(raw: &str) -> Vec<(u16, String)> {
+    let mut out = Vec::new();
+    let mut rest = raw;
+    while let Some(end) = rest.find("\r\n\r\n") {
+        let head = &rest[..end];
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())?
+            })
+            .expect("response with content-length");
+        let body = &rest[end + 4..end + 4 + len];
+        out.push((raw_status(head), body.to_owned()));
+        rest = &rest[end + 4 + len..];
+    }
+    out
+}
+
+fn assert_bad_framing(name: &str, resp: &str) {
+    assert_eq!(raw_status(resp), 400, "{name}: {resp}");
+    assert!(
+        resp.to_ascii_lowercase()
+            .contains("\r\nconnection: close\r\n"),
+        "{name}: {resp}"
+    );
+    let (_, body) = &raw_responses(resp)[0];
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["reason"], "bad_framing", "{name}");
+    assert_eq!(v["error"], "Bad Request", "{name}");
+    assert!(v["decision_id"].as_str().is_some_and(|id| !id.is_empty()));
+}
+
+#[tokio::test]
+async fn content_length_with_transfer_encoding_or_repeated_is_bad_framing() {
+    let w = world().await;
+    let tok = planner();
+    let cases = [
+        (
+            "CL then TE",
+            "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+        ),
+        (
+            "TE then CL",
+            "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+        ),
+        (
+            "TE then invalid CL",
+            "Transfer-Encoding: chunked\r\nContent-Length: five\r\n",
+        ),
+    ];
+    for (name, framing) in cases {
+        let req = format!(
+            "POST /work/echo HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\n{framing}\r\n5\r\nhello\r\n0\r\n\r\n"
+        );
+        assert_bad_framing(name, &raw(w.gw.addr, req.as_bytes()).await);
+    }
+    for (name, lengths) in [
+        ("repeated CL", "Content-Length: 5\r\nContent-Length: 5\r\n"),
+        (
+            "repeated CL, apart",
+            "Content-Length: 5\r\nX-Other: 1\r\ncontent-length: 5\r\n",
+        ),
+    ] {
+        let req = format!(
+            "POST /work/echo HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\n{lengths}\r\nhello"
+        );
+        assert_bad_framing(name, &raw(w.gw.addr, req.as_bytes()).await);
+    }
+    assert_eq!(w.upstream.count(), 0);
+    let scrape = metrics(&w.gw).await;
+    assert_eq!(
+        sample(
+            &scrape,
+            r#"streetgate_decisions_total{decision="deny",reason="bad_framing",route="_unmatched"}"#
+        ),
+        5.0,
+        "{scrape}"
+    );
+}
+
+#[tokio::test]
+async fn bad_second_request_on_a_keep_alive_connection_is_rejected() {
+    let w = world().await;
+    let tok = planner();
+    let good = format!("GET /work/works/NW1 HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\n\r\n");
+    let bad = format!(
+        "POST /work/echo HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    );
+    let after = format!("GET /work/works/NW3 HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\n\r\n");
+
+    // Pipelined in one write: the good one is answered, the bad one is not forwarded and
+    // ends the connection, so the third is never read.
+    let resp = raw(w.gw.addr, format!("{good}{bad}{after}").as_bytes()).await;
+    let statuses: Vec<u16> = raw_responses(&resp).iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 400], "{resp}");
+    assert!(resp.contains("bad_framing"), "{resp}");
+    let seen = w.upstream.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].uri, "/work/works/NW1");
+
+    // One after the other on the same connection.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(w.gw.addr).await.unwrap();
+    stream.write_all(good.as_bytes()).await.unwrap();
+    let mut first = vec![0u8; 4096];
+    let n = stream.read(&mut first).await.unwrap();
+    assert_eq!(raw_status(&String::from_utf8_lossy(&first[..n])), 200);
+    assert_eq!(w.upstream.count(), 2);
+    stream.write_all(bad.as_bytes()).await.unwrap();
+    let mut second = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_to_end(&mut second))
+        .await
+        .expect("connection closed after the rejection")
+        .unwrap();
+    assert_bad_framing("second on keep-alive", &String::from_utf8_lossy(&second));
+    assert_eq!(
+        w.upstream.count(),
+        2,
+        "the bad request never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn chunked_and_length_bodies_are_forwarded_intact_and_followed() {
+    let upstream = Upstream::with(Arc::new(|seen: &Seen| {
+        http::Response::new(Full::new(seen.body.clone()))
+    }))
+    .await;
+    let jwks = JwksServer::start().await;
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        DEFAULT_ROUTES,
+        "",
+    ))
+    .await;
+    let tok = planner();
+    // A body that looks like a smuggled request must stay a body.
+    let fake = "GET /work/works/EVIL HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let stream = format!(
+        "POST /work/echo HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\nTransfer-Encoding: chunked\r\n\r\n\
+         6;name=\"v\"\r\nhello \r\n\
+         {:x}\r\n{fake}\r\n\
+         0\r\nX-Trailer: t\r\n\r\n\
+         POST /work/echo HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\nContent-Length: {}\r\n\r\n{fake}\
+         GET /work/status HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n",
+        fake.len(),
+        fake.len(),
+    );
+    let resp = raw(gw.addr, stream.as_bytes()).await;
+    let answers = raw_responses(&resp);
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 200, 200], "{resp}");
+    assert_eq!(answers[0].1, format!("hello {fake}"));
+    assert_eq!(answers[1].1, fake);
+    let seen = upstream.seen();
+    let uris: Vec<&str> = seen.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(uris, ["/work/echo", "/work/echo", "/work/status"]);
+    assert_eq!(seen[0].body, format!("hello {fake}").as_bytes());
+    assert_eq!(seen[1].body, fake.as_bytes());
+}
+
+#[tokio::test]
+async fn prior_knowledge_http2_is_not_held_to_http1_framing() {
+    let w = world().await;
+    let tcp = tokio::net::TcpStream::connect(w.gw.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for _ in 0..3 {
+        let req = Request::get(format!("http://{}/work/status", w.gw.addr))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+    }
+    assert_eq!(w.upstream.count(), 3);
 }

@@ -46,6 +46,11 @@ impl Authenticator {
     /// Compiles the `auth` config; reads the JWKS file or the HS256 secret now. A JWKS URL is
     /// first fetched by `spawn_refresh` (until then `ready()` is false).
     pub fn new(auth: &RawAuth, metrics: Metrics) -> Result<Authenticator, AuthSetupError> {
+        let Metrics {
+            jwks_refresh,
+            token_cache,
+            ..
+        } = metrics;
         let mut algorithms = AlgSet::EMPTY;
         for name in &auth.algorithms {
             let alg = parse_alg(name).ok_or_else(|| AuthSetupError::Algorithm(name.clone()))?;
@@ -63,11 +68,7 @@ impl Authenticator {
             (None, Some(secret)) => KeySource::Secret(read_secret(secret)?),
             (Some(RawJwks::File(path)), None) => {
                 let set = read_jwks_file(path, public)?;
-                KeySource::Jwks(Arc::new(JwksStore::fixed(
-                    set,
-                    public,
-                    metrics.jwks_refresh.clone(),
-                )))
+                KeySource::Jwks(Arc::new(JwksStore::fixed(set, public, jwks_refresh)))
             }
             (
                 Some(RawJwks::Url {
@@ -83,7 +84,7 @@ impl Authenticator {
                     *refresh_interval,
                     *min_refresh_interval,
                     public,
-                    metrics.jwks_refresh.clone(),
+                    jwks_refresh,
                 )))
             }
         };
@@ -107,14 +108,14 @@ impl Authenticator {
                 },
                 keys,
                 cache: TokenCache::new(auth.token_cache_entries),
-                cache_hit: metrics.token_cache.with_label_values(&["hit"]),
-                cache_miss: metrics.token_cache.with_label_values(&["miss"]),
+                cache_hit: token_cache.with_label_values(&["hit"]),
+                cache_miss: token_cache.with_label_values(&["miss"]),
             }),
         })
     }
 
     /// Spawns the JWKS refresh task (no-op for a JWKS file or HS256); it stops when `shutdown`
-    /// changes.
+    /// changes. Call once per authenticator.
     pub fn spawn_refresh(&self, shutdown: watch::Receiver<bool>) {
         if let KeySource::Jwks(store) = &self.inner.keys {
             store.spawn_refresh(shutdown);

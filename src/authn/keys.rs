@@ -35,6 +35,14 @@ impl AlgSet {
         }
     }
 
+    /// Every asymmetric algorithm streetgate verifies.
+    pub fn all_public() -> AlgSet {
+        SUPPORTED
+            .iter()
+            .fold(AlgSet::EMPTY, |s, (_, a)| s.with(*a))
+            .without(Algorithm::HS256)
+    }
+
     pub fn with(self, alg: Algorithm) -> AlgSet {
         AlgSet(self.0 | AlgSet::bit(alg))
     }

@@ -13,7 +13,7 @@ pub fn explain(decision: &Decision) -> Vec<String> {
         let how = match decision.capacity {
             Some(Capacity::Grants { via_contract: true }) => "named by swaCode, under contract",
             Some(_) => "own organisation",
-            None => "own organisation (checks stopped before swaCode)",
+            None => "own organisation; stopped before swaCode was checked",
         };
         lines.push(format!("acting organisation: {org} ({how})"));
     }

@@ -17,11 +17,18 @@
 //! 7001/4020/002, `NW003` 7001/4021/003, `NW004` 7001/4020/004, `NW000` 7001/4020/000,
 //! `SG001` 7002/4020/001, `YW001` 7003/4021/001.
 
-use std::collections::HashMap;
-
 use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::format::{AccessLevel, OrgKind, OrgStatus};
 use crate::grants::snapshot::{Organisation, Snapshot, User, WorkInfo};
+
+/// SWA code, kind, status, workstreams, contractors.
+type OrgRow = (
+    &'static str,
+    OrgKind,
+    OrgStatus,
+    &'static [&'static str],
+    &'static [&'static str],
+);
 
 /// Subject, organisation, `tokens_valid_after`, grants (organisation, workstream, level).
 type UserRow = (
@@ -34,127 +41,53 @@ type UserRow = (
 /// `tokens_valid_after` of the `revoked` user.
 pub const REVOKED_AFTER: u64 = 1_000_000;
 
+#[rustfmt::skip]
 pub fn seed_000() -> Snapshot {
     let mut snapshot = Snapshot {
         version: 1,
         generated_at: 1_700_000_000,
         ..Snapshot::default()
     };
-    let orgs = [
-        (
-            "7001",
-            OrgKind::Promoter,
-            OrgStatus::Active,
-            &["000", "001", "002", "003", "004"][..],
-            &["C901", "C903"][..],
-        ),
-        (
-            "7002",
-            OrgKind::Promoter,
-            OrgStatus::Suspended,
-            &["000", "001"][..],
-            &["C901"][..],
-        ),
-        (
-            "7003",
-            OrgKind::Promoter,
-            OrgStatus::Active,
-            &["000", "001"][..],
-            &["C901"][..],
-        ),
-        (
-            "4020",
-            OrgKind::HighwayAuthority,
-            OrgStatus::Active,
-            &[][..],
-            &[][..],
-        ),
-        (
-            "4021",
-            OrgKind::HighwayAuthority,
-            OrgStatus::Active,
-            &[][..],
-            &[][..],
-        ),
-        (
-            "C901",
-            OrgKind::Contractor,
-            OrgStatus::Active,
-            &[][..],
-            &[][..],
-        ),
-        (
-            "C902",
-            OrgKind::Contractor,
-            OrgStatus::Active,
-            &[][..],
-            &[][..],
-        ),
-        (
-            "C903",
-            OrgKind::Contractor,
-            OrgStatus::Suspended,
-            &[][..],
-            &[][..],
-        ),
+    use OrgKind::{Contractor, HighwayAuthority, Promoter};
+    use OrgStatus::{Active, Suspended};
+    let orgs: [OrgRow; 8] = [
+        ("7001", Promoter, Active, &["000", "001", "002", "003", "004"], &["C901", "C903"]),
+        ("7002", Promoter, Suspended, &["000", "001"], &["C901"]),
+        ("7003", Promoter, Active, &["000", "001"], &["C901"]),
+        ("4020", HighwayAuthority, Active, &[], &[]),
+        ("4021", HighwayAuthority, Active, &[], &[]),
+        ("C901", Contractor, Active, &[], &[]),
+        ("C902", Contractor, Active, &[], &[]),
+        ("C903", Contractor, Suspended, &[], &[]),
     ];
     for (code, kind, status, workstreams, contractors) in orgs {
-        snapshot.organisations.insert(
-            swa(code),
-            Organisation {
-                swa_code: swa(code),
-                name: code.into(),
-                kind,
-                status,
-                workstreams: workstreams.iter().map(|w| ws(w)).collect(),
-                contractors: contractors.iter().map(|c| swa(c)).collect(),
-            },
-        );
+        snapshot.organisations.insert(swa(code), Organisation {
+            swa_code: swa(code),
+            name: code.into(),
+            kind,
+            status,
+            workstreams: workstreams.iter().map(|w| ws(w)).collect(),
+            contractors: contractors.iter().map(|c| swa(c)).collect(),
+        });
     }
 
     use AccessLevel::{FullWrite, NoAccess, ReadOnly};
     let users: [UserRow; 11] = [
-        (
-            "user-a",
-            "7001",
-            None,
-            &[
-                ("7001", "001", FullWrite),
-                ("7001", "002", FullWrite),
-                ("7001", "003", NoAccess),
-                ("7001", "004", NoAccess),
-            ],
-        ),
-        (
-            "user-b",
-            "7001",
-            None,
-            &[
-                ("7001", "001", ReadOnly),
-                ("7001", "002", ReadOnly),
-                ("7001", "003", ReadOnly),
-                ("7001", "004", NoAccess),
-            ],
-        ),
-        (
-            "revoked",
-            "7001",
-            Some(REVOKED_AFTER),
-            &[("7001", "001", FullWrite)],
-        ),
+        ("user-a", "7001", None, &[
+            ("7001", "001", FullWrite), ("7001", "002", FullWrite),
+            ("7001", "003", NoAccess), ("7001", "004", NoAccess),
+        ]),
+        ("user-b", "7001", None, &[
+            ("7001", "001", ReadOnly), ("7001", "002", ReadOnly),
+            ("7001", "003", ReadOnly), ("7001", "004", NoAccess),
+        ]),
+        ("revoked", "7001", Some(REVOKED_AFTER), &[("7001", "001", FullWrite)]),
         ("moved", "7003", None, &[("7001", "001", FullWrite)]),
         ("gas-1", "7002", None, &[("7002", "001", FullWrite)]),
-        (
-            "dig-1",
-            "C901",
-            None,
-            &[
-                ("7001", "001", FullWrite),
-                ("7001", "002", ReadOnly),
-                ("7003", "001", ReadOnly),
-                ("7002", "001", FullWrite),
-            ],
-        ),
+        ("dig-1", "C901", None, &[
+            ("7001", "001", FullWrite), ("7001", "002", ReadOnly),
+            ("7003", "001", ReadOnly), ("7002", "001", FullWrite),
+        ]),
         ("dig-2", "C901", None, &[]),
         ("trench-1", "C902", None, &[("7001", "001", FullWrite)]),
         ("c903-1", "C903", None, &[("7001", "001", FullWrite)]),
@@ -162,20 +95,19 @@ pub fn seed_000() -> Snapshot {
         ("ha-york", "4021", None, &[]),
     ];
     for (sub, org, valid_after, grants) in users {
-        snapshot.users.insert(
-            sub.into(),
-            User {
-                organisation: Some(swa(org)),
-                tokens_valid_after: valid_after,
-                grants: grants
-                    .iter()
-                    .map(|(o, w, level)| ((swa(o), ws(w)), *level))
-                    .collect::<HashMap<_, _>>(),
-            },
-        );
+        snapshot.users.insert(sub.into(), User {
+            organisation: Some(swa(org)),
+            tokens_valid_after: valid_after,
+            grants: grants.iter().map(|(o, w, level)| ((swa(o), ws(w)), *level)).collect(),
+        });
     }
 
-    let works = [
+    snapshot.works = index(&base_works());
+    snapshot
+}
+
+fn base_works() -> Vec<(String, WorkInfo)> {
+    [
         ("NW001", "7001", "4020", "001"),
         ("NW002", "7001", "4020", "002"),
         ("NW003", "7001", "4021", "003"),
@@ -183,11 +115,48 @@ pub fn seed_000() -> Snapshot {
         ("NW000", "7001", "4020", "000"),
         ("SG001", "7002", "4020", "001"),
         ("YW001", "7003", "4021", "001"),
-    ];
-    snapshot.works = crate::grants::works::WorkIndex::build(
-        works.iter().map(|(r, p, a, w)| (*r, work(p, a, w))),
+    ]
+    .iter()
+    .map(|(r, p, a, w)| (r.to_string(), work(p, a, w)))
+    .collect()
+}
+
+fn index(works: &[(String, WorkInfo)]) -> crate::grants::works::WorkIndex {
+    crate::grants::works::WorkIndex::build(
+        works.iter().map(|(r, _)| r.len()).sum(),
+        works.iter().map(|(r, w)| (r.as_str(), *w)),
     )
-    .expect("a handful of works fits");
+    .unwrap_or_else(|_| unreachable!("fixture works fit the index"))
+}
+
+/// The seed 000 scenario padded with `works` more works and `users` more users (each with a
+/// few grants), so lookups are measured at a realistic size.
+pub fn seed_000_with_bulk(works: usize, users: usize) -> Snapshot {
+    let mut snapshot = seed_000();
+    let prefixes = ["001", "002", "003", "004"];
+    let mut all = base_works();
+    all.extend((0..works).map(|i| {
+        (
+            format!("NW{i:011}"),
+            work("7001", "4020", prefixes[i % prefixes.len()]),
+        )
+    }));
+    snapshot.works = index(&all);
+    for i in 0..users {
+        let grants = prefixes
+            .iter()
+            .take(1 + i % prefixes.len())
+            .map(|p| ((swa("7001"), ws(p)), AccessLevel::ReadOnly))
+            .collect();
+        snapshot.users.insert(
+            format!("bulk-user-{i}").into(),
+            User {
+                organisation: Some(swa("7001")),
+                tokens_valid_after: None,
+                grants,
+            },
+        );
+    }
     snapshot
 }
 

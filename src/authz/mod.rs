@@ -123,12 +123,11 @@ fn evaluate(
     works: Option<Works<'_>>,
     facts: &RequestFacts<'_>,
 ) -> Result<Reason, Reason> {
-    let roles = match (&rule.allow, identity) {
+    let (roles, identity) = match (&rule.allow, identity) {
         (Allow::Public, _) => return Ok(Reason::Public),
         (Allow::Roles(_), None) => return Err(Reason::TokenMissing),
-        (Allow::Roles(roles), Some(_)) => *roles,
+        (Allow::Roles(roles), Some(identity)) => (*roles, identity),
     };
-    let identity = identity.ok_or(Reason::TokenMissing)?;
     if works.is_none() && !matches!(rule.access, Access::RoleOnly) {
         return Err(Reason::SnapshotUnavailable);
     }

@@ -78,8 +78,13 @@ impl Config {
 }
 
 /// Parses without validating; a syntax or type error is reported with its line and path.
-/// Enums are written as single-key maps (`jwks: {url: {...}}`), not YAML `!tags`.
 pub fn parse(text: &str) -> Result<raw::RawConfig, Problems> {
+    from_yaml_str(text)
+}
+
+/// Deserializes any part of the config schema from YAML. Enums are written as single-key maps
+/// (`jwks: {url: {...}}`), not YAML `!tags`.
+pub fn from_yaml_str<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Problems> {
     let mut track = serde_path_to_error::Track::new();
     let de = serde_norway::Deserializer::from_str(text);
     let tracked = serde_path_to_error::Deserializer::new(de, &mut track);

@@ -5,10 +5,15 @@ use std::collections::HashSet;
 
 use http::{Method, Uri};
 
-use super::raw::{RawAccess, RawAllow, RawApi, RawConfig, RawRoute, RawValueSource};
+use super::raw::{
+    RawAccess, RawAllow, RawApi, RawAuth, RawConfig, RawJwks, RawRoute, RawSecret, RawValueSource,
+};
 use super::{Api, Config, Problems};
+use crate::authn::extract::TokenSource;
 use crate::authn::identity::{Role, RoleSet};
+use crate::authn::keys::{AlgSet, KeySet};
 use crate::authz::rule::{Access, Allow, Rule, ValueSource};
+use crate::filter::ResponsePolicy;
 use crate::route::{Route, Router};
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
@@ -153,6 +158,68 @@ fn check_auth(raw: &RawConfig, problems: &mut Problems) {
     }
     if a.token_cache_entries == 0 {
         problems.push("auth.token_cache_entries", "must be at least 1");
+    }
+    if a.max_token_bytes < 256 {
+        problems.push("auth.max_token_bytes", "must be at least 256");
+    }
+    check_auth_sources(a, problems);
+}
+
+/// Token sources, the JWKS location and the HS256 secret file.
+fn check_auth_sources(a: &RawAuth, problems: &mut Problems) {
+    for (i, source) in a.token_sources.iter().enumerate() {
+        if TokenSource::compile(source).is_none() {
+            problems.push(
+                format!("auth.token_sources[{i}]"),
+                "is not a valid HTTP header name",
+            );
+        }
+        if a.token_sources[..i].contains(source) {
+            problems.push(format!("auth.token_sources[{i}]"), "is listed twice");
+        }
+    }
+    match &a.jwks {
+        Some(RawJwks::File(path)) => match std::fs::read(path) {
+            Err(e) => problems.push("auth.jwks.file", format!("{}: {e}", path.display())),
+            Ok(bytes) => {
+                if let Err(e) = KeySet::from_jwks(&bytes, AlgSet::all_public()) {
+                    problems.push("auth.jwks.file", format!("{}: {e}", path.display()));
+                }
+            }
+        },
+        Some(RawJwks::Url {
+            url,
+            refresh_interval,
+            min_refresh_interval,
+        }) => {
+            let ok = url.parse::<Uri>().is_ok_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+            });
+            if !ok {
+                problems.push(
+                    "auth.jwks.url.url",
+                    format!("{url:?} is not an http(s) URL"),
+                );
+            }
+            if refresh_interval.is_zero() {
+                problems.push("auth.jwks.url.refresh_interval", "must be above zero");
+            }
+            if min_refresh_interval > refresh_interval {
+                problems.push(
+                    "auth.jwks.url.min_refresh_interval",
+                    "must not exceed refresh_interval",
+                );
+            }
+        }
+        None => {}
+    }
+    if let Some(RawSecret::File(path)) = &a.hs256_secret
+        && !path.is_file()
+    {
+        problems.push(
+            "auth.hs256_secret.file",
+            format!("{} is not a readable file", path.display()),
+        );
     }
 }
 
@@ -317,6 +384,20 @@ fn compile_route(
         );
     }
 
+    let response = raw.response.as_ref().and_then(|policy| {
+        ResponsePolicy::compile(policy)
+            .map_err(|e| problems.push(format!("{at}.response"), e))
+            .ok()
+    });
+    if raw.response.as_ref().is_some_and(|p| p.filter.is_some())
+        && !matches!(access, Access::Filtered)
+    {
+        problems.push(
+            format!("{at}.access"),
+            "a route whose response rows are filtered needs `access: filtered`",
+        );
+    }
+
     let method = method?;
     if problems.len() != before {
         return None;
@@ -332,7 +413,7 @@ fn compile_route(
             organisation_member: raw.organisation_member,
         },
         creates_work: raw.creates_work.clone(),
-        response: raw.response.clone(),
+        response,
         shadow: raw.shadow,
     };
     Some((format!("{prefix}{template}"), route))

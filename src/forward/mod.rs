@@ -82,6 +82,11 @@ impl Upstream {
             .map_err(|_| ProxyError::Rejected(crate::reason::Reason::BadPath))
     }
 
+    /// How long the upstream may take to answer (also bounds reading a filtered body).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Sends the request and waits (bounded) for the response head; the body then streams.
     pub async fn send(
         &self,

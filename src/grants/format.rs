@@ -1,16 +1,19 @@
 //! Grants snapshot format v1, exactly as DESIGN.md gives it: the contract with whatever
 //! publishes grants.
 //!
-//! Strings that occur once per work or user borrow from the input bytes (`Cow`), so parsing a
-//! million works does not allocate a million times. Values that validation must judge (codes,
-//! timestamps, access levels) are kept as written, so every bad one can be reported at once
-//! instead of serde stopping at the first.
+//! Strings that occur once per work or user borrow from the input bytes (`Cow`), and a user's
+//! grants stay raw JSON until validation and build read them one user at a time, so parsing a
+//! million works and 100k users leaves no garbage of small allocations behind (the allocator
+//! would keep it resident). Values that validation must judge (codes, timestamps, access
+//! levels) are kept as written, so every bad one can be reported at once instead of serde
+//! stopping at the first.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,11 +63,11 @@ pub struct UserDoc<'a> {
     pub sub: Cow<'a, str>,
     #[serde(borrow)]
     pub organisation: Cow<'a, str>,
-    #[serde(default)]
-    pub tokens_valid_after: Option<String>,
-    /// Organisation the grants are for → workstream prefix → access level.
-    #[serde(default)]
-    pub workstreams: GrantMap,
+    #[serde(default, borrow)]
+    pub tokens_valid_after: Option<Cow<'a, str>>,
+    /// Organisation the grants are for → workstream prefix → access level; read with `grants`.
+    #[serde(default, borrow)]
+    pub workstreams: Option<&'a RawValue>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,13 +86,13 @@ pub struct WorkDoc<'a> {
 /// `users[].workstreams` in document order with repeated keys kept: a JSON object may repeat a
 /// key, and a map type would silently keep the last one, hiding a contradictory grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GrantMap(pub Vec<OrgGrants>);
+pub struct GrantMap<'a>(pub Vec<OrgGrants<'a>>);
 
 /// The grants a user holds for one organisation: (workstream, access level) as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrgGrants {
-    pub organisation: String,
-    pub workstreams: Vec<(String, String)>,
+pub struct OrgGrants<'a> {
+    pub organisation: Cow<'a, str>,
+    pub workstreams: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
 /// Workstream access, ordered so that `>=` compares strength.
@@ -115,19 +118,31 @@ impl AccessLevel {
     }
 }
 
+// === impl UserDoc ===
+
+impl<'a> UserDoc<'a> {
+    /// The user's grants, parsed from their raw JSON.
+    pub fn grants(&self) -> Result<GrantMap<'a>, serde_json::Error> {
+        match self.workstreams {
+            None => Ok(GrantMap::default()),
+            Some(raw) => serde_json::from_str(raw.get()),
+        }
+    }
+}
+
 // === impl GrantMap ===
 
-impl<'de> Deserialize<'de> for GrantMap {
+impl<'de> Deserialize<'de> for GrantMap<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Outer;
         impl<'de> Visitor<'de> for Outer {
-            type Value = GrantMap;
+            type Value = GrantMap<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object of organisation → {workstream → access level}")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GrantMap, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<GrantMap<'de>, A::Error> {
                 let mut out = Vec::new();
-                while let Some(organisation) = map.next_key::<String>()? {
+                while let Some(Str(organisation)) = map.next_key()? {
                     let Pairs(workstreams) = map.next_value()?;
                     out.push(OrgGrants {
                         organisation,
@@ -142,24 +157,49 @@ impl<'de> Deserialize<'de> for GrantMap {
 }
 
 /// A JSON object of strings as its (key, value) pairs, repeats included.
-struct Pairs(Vec<(String, String)>);
+struct Pairs<'de>(Vec<(Cow<'de, str>, Cow<'de, str>)>);
 
-impl<'de> Deserialize<'de> for Pairs {
+impl<'de> Deserialize<'de> for Pairs<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
-            type Value = Pairs;
+            type Value = Pairs<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("an object of workstream → access level")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4).min(64));
-                while let Some(pair) = map.next_entry::<String, String>()? {
-                    out.push(pair);
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pairs<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some((Str(k), Str(v))) = map.next_entry()? {
+                    out.push((k, v));
                 }
                 Ok(Pairs(out))
             }
         }
         d.deserialize_map(V)
+    }
+}
+
+/// A string borrowed from the input when it has no escapes (`Cow`'s own impl always copies).
+struct Str<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(V)
     }
 }

@@ -159,37 +159,43 @@ fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
             ))
         })
         .collect();
-    let users = doc
-        .users
-        .iter()
-        .map(|u| {
-            let grants = u
-                .workstreams
-                .0
-                .iter()
-                .filter_map(|g| Some((SwaCode::parse(&g.organisation)?, &g.workstreams)))
-                .flat_map(|(org, ws)| {
-                    ws.iter().filter_map(move |(w, level)| {
-                        Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
-                    })
+    let mut users = HashMap::with_capacity(doc.users.len());
+    for u in &doc.users {
+        // Parsed one user at a time, so the parse's allocations are reused, not accumulated.
+        let map = u.grants().unwrap_or_default();
+        let grants = map
+            .0
+            .iter()
+            .filter_map(|g| Some((SwaCode::parse(&g.organisation)?, &g.workstreams)))
+            .flat_map(|(org, ws)| {
+                ws.iter().filter_map(move |(w, level)| {
+                    Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
                 })
-                .collect();
-            let user = User {
-                organisation: SwaCode::parse(&u.organisation),
-                tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),
-                grants,
-            };
-            (Box::<str>::from(&*u.sub), user)
-        })
-        .collect();
-    let works = WorkIndex::build(doc.works.iter().filter_map(|w| {
-        let info = WorkInfo {
-            promoter: SwaCode::parse(&w.promoter)?,
-            highway_authority: SwaCode::parse(&w.highway_authority)?,
-            workstream: Workstream::parse(&w.workstream)?,
+            })
+            .collect();
+        let user = User {
+            organisation: SwaCode::parse(&u.organisation),
+            tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),
+            grants,
         };
-        Some((&*w.work_reference_number, info))
-    }))?;
+        users.insert(Box::<str>::from(&*u.sub), user);
+    }
+    let ref_bytes = doc
+        .works
+        .iter()
+        .map(|w| w.work_reference_number.len())
+        .sum();
+    let works = WorkIndex::build(
+        ref_bytes,
+        doc.works.iter().filter_map(|w| {
+            let info = WorkInfo {
+                promoter: SwaCode::parse(&w.promoter)?,
+                highway_authority: SwaCode::parse(&w.highway_authority)?,
+                workstream: Workstream::parse(&w.workstream)?,
+            };
+            Some((&*w.work_reference_number, info))
+        }),
+    )?;
     Ok(Snapshot {
         version: doc.version,
         generated_at: parse_rfc3339(&doc.generated_at).unwrap_or_default(),

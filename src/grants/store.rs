@@ -214,3 +214,84 @@ pub fn load_file(path: &Path) -> Result<Snapshot, LoadError> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grants::synthetic::synthetic_document_version;
+
+    const MAX_AGE: Duration = Duration::from_secs(60);
+
+    fn at(secs: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000 + secs)
+    }
+
+    #[test]
+    fn staleness_counts_from_the_last_successful_fetch() {
+        let metrics = Metrics::new();
+        let store = GrantsStore::new(MAX_AGE, OnStale::Deny, metrics.clone());
+        assert_eq!(
+            store.current(at(0)).unwrap_err(),
+            Reason::SnapshotUnavailable
+        );
+        assert!(!store.ready(at(0)));
+
+        store
+            .apply(&synthetic_document_version(1, 4, 4, 4), at(0))
+            .unwrap();
+        assert!(store.ready(at(60)), "exactly max_age is still fresh");
+        assert_eq!(store.current(at(60)).unwrap().version, 1);
+        assert!(!store.ready(at(61)));
+        assert_eq!(store.current(at(61)).unwrap_err(), Reason::SnapshotStale);
+        assert_eq!(metrics.snapshot_age_seconds.get(), 61.0);
+
+        // A failure does not refresh; an unchanged answer does.
+        store.fetch_failed(at(70));
+        assert!(!store.ready(at(70)));
+        store.not_modified(at(70));
+        assert!(store.ready(at(130)));
+        assert!(!store.ready(at(131)));
+        // So does a document with the version in force.
+        store
+            .apply(&synthetic_document_version(1, 4, 4, 4), at(131))
+            .unwrap();
+        assert!(store.ready(at(131)));
+        // A rejected one does not.
+        store.apply(b"{}", at(200)).unwrap_err();
+        assert!(!store.ready(at(200)));
+
+        let count = |r: &str| metrics.snapshot_fetch.with_label_values(&[r]).get();
+        assert_eq!(
+            (
+                count("ok"),
+                count("not_modified"),
+                count("error"),
+                count("invalid")
+            ),
+            (1, 2, 1, 1)
+        );
+    }
+
+    #[test]
+    fn serve_stale_keeps_answering_but_is_not_ready() {
+        let store = GrantsStore::new(MAX_AGE, OnStale::ServeStale, Metrics::new());
+        assert_eq!(
+            store.current(at(0)).unwrap_err(),
+            Reason::SnapshotUnavailable
+        );
+        store
+            .apply(&synthetic_document_version(3, 4, 4, 4), at(0))
+            .unwrap();
+        assert_eq!(store.current(at(3600)).unwrap().version, 3);
+        assert!(!store.ready(at(3600)));
+    }
+
+    #[test]
+    fn a_clock_before_the_fetch_is_not_stale() {
+        let store = GrantsStore::new(MAX_AGE, OnStale::Deny, Metrics::new());
+        store
+            .apply(&synthetic_document_version(1, 4, 4, 4), at(100))
+            .unwrap();
+        assert!(store.ready(at(0)));
+    }
+}

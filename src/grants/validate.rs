@@ -134,17 +134,24 @@ fn users(doc: &GrantsDocument<'_>, orgs: &HashMap<SwaCode, OrgFacts<'_>>, r: &mu
         {
             r.push(format!("{at}.tokens_valid_after"), not_rfc3339(t));
         }
+        let map = match user.grants() {
+            Ok(map) => map,
+            Err(e) => {
+                r.push(format!("{at}.workstreams"), e.to_string());
+                continue;
+            }
+        };
         let mut seen_orgs = HashSet::new();
-        for grants in &user.workstreams.0 {
+        for grants in &map.0 {
             let org_at = format!("{at}.workstreams.{}", grants.organisation);
-            if !seen_orgs.insert(grants.organisation.as_str()) {
+            if !seen_orgs.insert(&*grants.organisation) {
                 r.push(&*org_at, format!("duplicate key {:?}", grants.organisation));
             }
             let facts = known_org(&grants.organisation, orgs, org_at.clone(), r);
             let mut seen_ws = HashSet::new();
             for (ws, level) in &grants.workstreams {
                 let ws_at = format!("{org_at}.{ws}");
-                if !seen_ws.insert(ws.as_str()) {
+                if !seen_ws.insert(&**ws) {
                     r.push(&*ws_at, format!("duplicate key {ws:?}"));
                 }
                 if AccessLevel::parse(level).is_none() {

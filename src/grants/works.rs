@@ -25,13 +25,15 @@ pub(crate) struct WorkIndex {
 pub struct TooLarge;
 
 impl WorkIndex {
-    /// Indexes `works`; a repeated reference keeps its first entry (validation reports repeats).
+    /// Indexes `works`, whose references total about `ref_bytes`; a repeated reference keeps
+    /// its first entry (validation reports repeats).
     pub(crate) fn build<'a>(
+        ref_bytes: usize,
         works: impl Iterator<Item = (&'a str, WorkInfo)>,
     ) -> Result<WorkIndex, TooLarge> {
         let n = works.size_hint().1.unwrap_or(0);
         let mut index = WorkIndex {
-            refs: String::new(),
+            refs: String::with_capacity(ref_bytes),
             ends: Vec::with_capacity(n),
             infos: Vec::with_capacity(n),
             table: HashTable::with_capacity(n),
@@ -107,8 +109,11 @@ mod tests {
     #[test]
     fn finds_every_work_and_nothing_else() {
         let refs: Vec<String> = (0..5000).map(|i| format!("NW{i:011}")).collect();
-        let index =
-            WorkIndex::build(refs.iter().map(|r| (r.as_str(), info((r.len() % 7) as u8)))).unwrap();
+        let index = WorkIndex::build(
+            0,
+            refs.iter().map(|r| (r.as_str(), info((r.len() % 7) as u8))),
+        )
+        .unwrap();
         assert_eq!(index.len(), 5000);
         for r in &refs {
             assert_eq!(index.get(r), Some(info((r.len() % 7) as u8)), "{r}");
@@ -122,9 +127,11 @@ mod tests {
 
     #[test]
     fn repeated_reference_keeps_the_first() {
-        let index =
-            WorkIndex::build([("A1", info(1)), ("B2", info(2)), ("A1", info(3))].into_iter())
-                .unwrap();
+        let index = WorkIndex::build(
+            0,
+            [("A1", info(1)), ("B2", info(2)), ("A1", info(3))].into_iter(),
+        )
+        .unwrap();
         assert_eq!(index.len(), 2);
         assert_eq!(index.get("A1"), Some(info(1)));
         assert_eq!(index.get("B2"), Some(info(2)));
@@ -132,7 +139,7 @@ mod tests {
 
     #[test]
     fn empty_index() {
-        let index = WorkIndex::build(std::iter::empty()).unwrap();
+        let index = WorkIndex::build(0, std::iter::empty()).unwrap();
         assert_eq!(index.len(), 0);
         assert_eq!(index.get("A1"), None);
     }

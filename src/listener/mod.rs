@@ -2,6 +2,7 @@
 //! count, a header-read timeout for slow clients, an idle timeout for keep-alive connections,
 //! and graceful shutdown.
 
+pub mod framing;
 pub mod tls;
 
 use std::sync::Arc;
@@ -19,6 +20,9 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::config::raw::RawListen;
 use crate::proxy::{ConnInfo, Gateway};
+use crate::reason::Reason;
+
+use self::framing::{FramingIo, Verdicts};
 
 /// Limits applied to every client connection.
 #[derive(Debug, Clone, Copy)]
@@ -27,6 +31,14 @@ pub struct Limits {
     pub max_headers: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+impl Limits {
+    /// The largest HTTP/1 head hyper buffers (it needs at least 8 KiB); the framing tracker
+    /// follows heads up to the same size.
+    fn head_cap(&self) -> usize {
+        self.max_header_bytes.max(8192)
+    }
 }
 
 impl From<&RawListen> for Limits {
@@ -55,7 +67,7 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_buf_size(limits.head_cap())
         .max_headers(limits.max_headers)
         .keep_alive(true);
     builder
@@ -90,9 +102,13 @@ pub async fn serve(
             match tls {
                 None => {
                     let info = ConnInfo { peer, tls: false };
+                    // Prior-knowledge HTTP/2 is recognised by the tracker from its preface.
+                    let (io, verdicts) =
+                        FramingIo::tracked(stream, limits.head_cap(), limits.max_headers);
                     serve_conn(
                         &builder,
-                        TokioIo::new(stream),
+                        TokioIo::new(io),
+                        Some(verdicts),
                         info,
                         gateway,
                         limits,
@@ -105,9 +121,21 @@ pub async fn serve(
                     match tokio::time::timeout(limits.header_read_timeout, accept).await {
                         Ok(Ok(tls_stream)) => {
                             let info = ConnInfo { peer, tls: true };
+                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let (io, verdicts) = if h2 {
+                                (FramingIo::untracked(tls_stream), None)
+                            } else {
+                                let (io, verdicts) = FramingIo::tracked(
+                                    tls_stream,
+                                    limits.head_cap(),
+                                    limits.max_headers,
+                                );
+                                (io, Some(verdicts))
+                            };
                             serve_conn(
                                 &builder,
-                                TokioIo::new(tls_stream),
+                                TokioIo::new(io),
+                                verdicts,
                                 info,
                                 gateway,
                                 limits,
@@ -151,9 +179,12 @@ impl Activity {
     }
 }
 
+/// `verdicts` is the framing guard's queue for HTTP/1 connections (None when the connection is
+/// known to be HTTP/2).
 async fn serve_conn<I>(
     builder: &auto::Builder<TokioExecutor>,
     io: TokioIo<I>,
+    verdicts: Option<Verdicts>,
     info: ConnInfo,
     gateway: Arc<Gateway>,
     limits: Limits,
@@ -167,10 +198,18 @@ async fn serve_conn<I>(
         epoch: Instant::now(),
     });
     let service_activity = activity.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let gateway = gateway.clone();
         let activity = service_activity.clone();
+        // Popped here, not in the future: hyper calls the service in request order.
+        let verdict = match &verdicts {
+            Some(v) if request.version() < http::Version::HTTP_2 => v.next(),
+            _ => None,
+        };
         async move {
+            if let Some(reason) = verdict {
+                return Ok(reject_and_close(&gateway, request.method(), reason));
+            }
             activity.in_flight.fetch_add(1, Ordering::Relaxed);
             let response = gateway.handle(info, request).await;
             activity.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -199,4 +238,19 @@ async fn serve_conn<I>(
             }
         }
     }
+}
+
+/// A request the framing guard refused: never handled, and the connection ends after the
+/// answer since the client and we may disagree about where the next request starts.
+fn reject_and_close(
+    gateway: &Gateway,
+    method: &http::Method,
+    reason: Reason,
+) -> http::Response<crate::proxy::ProxyBody> {
+    let mut response = gateway.reject_before_routing(method, reason);
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::authz::rule::Rule;
-use crate::config::raw::{RawCreatesWork, RawResponsePolicy};
+use crate::config::raw::RawCreatesWork;
+use crate::filter::ResponsePolicy;
 
 /// A compiled route.
 #[derive(Debug, Clone)]
@@ -20,7 +21,7 @@ pub struct Route {
     pub template: Box<str>,
     pub rule: Rule,
     pub creates_work: Option<RawCreatesWork>,
-    pub response: Option<RawResponsePolicy>,
+    pub response: Option<ResponsePolicy>,
     pub shadow: bool,
 }
 

@@ -21,6 +21,8 @@ pub struct DecisionRecord {
     pub reason: Option<Reason>,
     pub shadow: bool,
     pub status: u16,
+    /// Time spent filtering the response body, when it was filtered.
+    pub filter_us: Option<u64>,
 }
 
 impl DecisionRecord {
@@ -36,6 +38,7 @@ impl DecisionRecord {
             reason: None,
             shadow: false,
             status: 0,
+            filter_us: None,
         }
     }
 
@@ -69,5 +72,6 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
         reason = reason.as_str(),
         latency_us = record.started.elapsed().as_micros() as u64,
         status = record.status,
+        filter_us = record.filter_us,
     );
 }

@@ -101,7 +101,15 @@ fn json_error_names_its_path() {
 #[test]
 fn escaped_strings_are_read() {
     // Escapes cannot be borrowed from the input; they must still parse.
-    let json = GOOD.replace("NW00112345678", r"NW\u0030\u00301");
+    let json = GOOD.replace("NW00112345678", r"NW\u0030\u00301").replace(
+        r#""7001": {"001": "read-only"}"#,
+        r#""\u0037001": {"00\u0031": "read-\u006fnly"}"#,
+    );
+    assert_eq!(json.matches(r"\u00").count(), 5);
     let s = Snapshot::from_json(json.as_bytes(), None).unwrap();
     assert!(s.work("NW001").is_some());
+    assert_eq!(
+        s.access("dig-1", swa("7001"), ws("001")),
+        AccessLevel::ReadOnly
+    );
 }

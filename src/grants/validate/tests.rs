@@ -186,6 +186,22 @@ fn bad_access_levels_all_reported() {
 }
 
 #[test]
+fn unreadable_grants_are_reported_per_user() {
+    let json = GOOD
+        .replace(r#""002": "full-write""#, r#""002": 2"#)
+        .replace(
+            r#""workstreams": {"7001": {"001": "read-only"}}"#,
+            r#""workstreams": ["001"]"#,
+        );
+    let p = problems(&json, None);
+    assert_eq!(
+        p.iter().map(|(l, _)| l.as_str()).collect::<Vec<_>>(),
+        vec!["users[0].workstreams", "users[1].workstreams"],
+        "{p:?}"
+    );
+}
+
+#[test]
 fn contractor_with_workstreams_and_empty_identifiers() {
     let json = GOOD
         .replace(
@@ -245,7 +261,6 @@ fn serde_rejects_what_cannot_be_read() {
             r#""name": "Dig Ltd""#,
             r#""name": "Dig Ltd", "colour": "red""#,
         ),
-        GOOD.replace(r#""001": "read-only""#, r#""001": 2"#),
         GOOD.replace("]\n}", "]\n"),
         format!("{GOOD} {{}}"),
     ] {

@@ -1,0 +1,450 @@
+//! Grants through the whole sidecar: a real grants server on loopback whose answers the test
+//! controls, a real upstream, real tokens.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use http::{Request, StatusCode};
+use http_body_util::Full;
+
+const ROUTES: &str = r#"
+      - id: GetWork
+        route: GET /works/{workReferenceNumber}
+        allow: {roles: [Planner, Contractor, HighwayAuthority]}
+        access: {read_work: {path: workReferenceNumber}}
+      - id: CreateWork
+        route: POST /works
+        allow: {roles: [Planner, Contractor]}
+        access: {create_in_workstream: {body: /workstream_prefix}}
+        creates_work:
+          reference: /work_reference_number
+          highway_authority: /highway_authority_swa_code
+          workstream: /workstream_prefix
+      - id: Status
+        route: GET /status
+        allow: public
+"#;
+
+fn document(version: u64, suspended: bool, valid_after: Option<&str>) -> String {
+    let status = if suspended { "suspended" } else { "active" };
+    let valid_after = valid_after
+        .map(|t| format!(r#", "tokens_valid_after": "{t}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"version": {version}, "generated_at": "2026-11-23T07:00:00Z",
+  "organisations": [
+    {{"swa_code": "7001", "name": "Northern Water", "kind": "promoter", "status": "{status}",
+      "workstreams": ["000", "001", "002", "003"], "contractors": ["C901"]}},
+    {{"swa_code": "4020", "name": "Leeds City Council", "kind": "highway_authority", "status": "active"}},
+    {{"swa_code": "C901", "name": "Dig Ltd", "kind": "contractor", "status": "active"}}
+  ],
+  "users": [
+    {{"sub": "user-a", "organisation": "7001"{valid_after},
+      "workstreams": {{"7001": {{"001": "full-write", "002": "full-write", "003": "no-access"}}}}}}
+  ],
+  "works": [
+    {{"work_reference_number": "NW001", "promoter": "7001", "highway_authority": "4020", "workstream": "001"}},
+    {{"work_reference_number": "NW003", "promoter": "7001", "highway_authority": "4020", "workstream": "003"}}
+  ]}}"#
+    )
+}
+
+/// What the grants server answers: a status and a body, with an ETag per version.
+#[derive(Clone)]
+struct GrantsAnswer {
+    status: u16,
+    body: String,
+    etag: String,
+}
+
+struct GrantsServer {
+    server: Upstream,
+    answer: Arc<Mutex<GrantsAnswer>>,
+}
+
+impl GrantsServer {
+    async fn start(first: GrantsAnswer) -> GrantsServer {
+        let answer = Arc::new(Mutex::new(first));
+        let current = answer.clone();
+        let server = Upstream::with(Arc::new(move |seen: &Seen| {
+            let a = current.lock().unwrap().clone();
+            if a.status == 200
+                && seen
+                    .headers
+                    .get("if-none-match")
+                    .is_some_and(|v| v == a.etag.as_str())
+            {
+                return http::Response::builder()
+                    .status(304)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+            }
+            http::Response::builder()
+                .status(a.status)
+                .header("etag", a.etag.as_str())
+                .body(Full::new(Bytes::from(a.body)))
+                .unwrap()
+        }))
+        .await;
+        GrantsServer { server, answer }
+    }
+
+    fn set(&self, answer: GrantsAnswer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    fn url(&self) -> String {
+        format!("{}/grants.json", self.server.url())
+    }
+}
+
+fn ok(version: u64, doc: String) -> GrantsAnswer {
+    GrantsAnswer {
+        status: 200,
+        body: doc,
+        etag: format!("\"v{version}\""),
+    }
+}
+
+fn grants_section(url: &str, max_age: &str, on_stale: &str) -> String {
+    format!(
+        "grants:\n  source:\n    url:\n      url: {url}\n      poll_interval: 100ms\n      max_backoff: 200ms\n  max_age: {max_age}\n  on_stale: {on_stale}\n"
+    )
+}
+
+fn user_a() -> String {
+    token(&claims("user-a", "7001", &["Planner"]))
+}
+
+async fn wait_for(mut cond: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("condition not met within 5 s");
+}
+
+#[tokio::test]
+async fn workstream_decisions_through_the_proxy() {
+    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_section(&grants.url(), "1h", "deny"),
+    ))
+    .await;
+
+    let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        upstream.seen()[0].headers["x-streetgate-acting-organisation"],
+        "7001"
+    );
+    for (path, reason) in [
+        ("/work/works/NW003", "workstream_no_access"),
+        ("/work/works/NW999", "work_unknown"),
+    ] {
+        let reply = send(gw.addr, get(path, Some(&user_a()))).await;
+        assert_eq!(reply.status, 403, "{path}");
+        assert_eq!(reply.reason(), reason);
+    }
+    assert_eq!(
+        upstream.count(),
+        1,
+        "denied requests never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn created_work_is_usable_before_the_next_snapshot() {
+    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
+    let upstream = Upstream::with(Arc::new(|seen: &Seen| {
+        if seen.method == http::Method::POST {
+            json_response(
+                StatusCode::CREATED,
+                r#"{"work_reference_number":"NW002NEW"}"#,
+            )
+        } else {
+            json_response(StatusCode::OK, r#"{"ok":true}"#)
+        }
+    }))
+    .await;
+    let jwks = JwksServer::start().await;
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_section(&grants.url(), "1h", "deny"),
+    ))
+    .await;
+
+    let reply = send(gw.addr, get("/work/works/NW002NEW", Some(&user_a()))).await;
+    assert_eq!(reply.reason(), "work_unknown");
+    let create = |ws: &str| {
+        Request::post("/work/works")
+            .header("host", "gw.test")
+            .header("token", user_a())
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(
+                r#"{{"workstream_prefix":"{ws}","highway_authority_swa_code":"4020"}}"#
+            ))))
+            .unwrap()
+    };
+    let reply = send(gw.addr, create("003")).await;
+    assert_eq!(reply.status, 403, "no full-write on 003");
+    let reply = send(gw.addr, create("000")).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.reason(), "default_workstream");
+    assert_eq!(upstream.count(), 0);
+
+    let reply = send(gw.addr, create("002")).await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        reply.json()["work_reference_number"],
+        "NW002NEW",
+        "the response body passes through"
+    );
+    let reply = send(gw.addr, get("/work/works/NW002NEW", Some(&user_a()))).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(upstream.count(), 2);
+}
+
+#[tokio::test]
+async fn grants_server_down_at_start_means_503_and_nothing_forwarded_until_it_answers() {
+    let grants = GrantsServer::start(GrantsAnswer {
+        status: 500,
+        body: String::new(),
+        etag: String::new(),
+    })
+    .await;
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let yaml = config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_section(&grants.url(), "1h", "deny"),
+    );
+    let config = streetgate::config::Config::from_yaml(&yaml).unwrap();
+    let gw = streetgate::app::start(config, streetgate::telemetry::metrics::Metrics::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.reason(), "snapshot_unavailable");
+    assert_eq!(send(gw.admin_addr, get("/readyz", None)).await.status, 503);
+    assert_eq!(upstream.count(), 0);
+    assert_eq!(
+        send(gw.addr, get("/work/status", None)).await.status,
+        200,
+        "public routes still work"
+    );
+
+    grants.set(ok(1, document(1, false, None)));
+    let gateway = gw.gateway.clone();
+    wait_for(|| gateway.not_ready().is_empty()).await;
+    let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn bad_documents_keep_the_last_good_snapshot_and_stale_snapshots_deny() {
+    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_section(&grants.url(), "1500ms", "deny"),
+    ))
+    .await;
+    assert_eq!(
+        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
+            .await
+            .status,
+        200
+    );
+
+    // A corrupt document: counted invalid, last good stays.
+    grants.set(ok(2, "{\"version\": 2, \"organisations\": [".into()));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
+            .await
+            .status,
+        200
+    );
+    let scrape = metrics(&gw).await;
+    assert!(
+        sample(
+            &scrape,
+            r#"streetgate_snapshot_fetch_total{result="invalid"}"#
+        ) >= 1.0,
+        "{scrape}"
+    );
+    assert_eq!(sample(&scrape, "streetgate_snapshot_version"), 1.0);
+
+    // 304s keep it fresh.
+    grants.set(ok(1, document(1, false, None)));
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert_eq!(
+        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
+            .await
+            .status,
+        200
+    );
+    let scrape = metrics(&gw).await;
+    assert!(
+        sample(
+            &scrape,
+            r#"streetgate_snapshot_fetch_total{result="not_modified"}"#
+        ) >= 1.0,
+        "{scrape}"
+    );
+
+    // A 500 for longer than max_age: stale, 503, nothing forwarded.
+    grants.set(GrantsAnswer {
+        status: 500,
+        body: String::new(),
+        etag: String::new(),
+    });
+    let before = upstream.count();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.reason(), "snapshot_stale");
+    assert_eq!(send(gw.admin_addr, get("/readyz", None)).await.status, 503);
+    assert_eq!(upstream.count(), before);
+}
+
+#[tokio::test]
+async fn serve_stale_keeps_deciding_from_the_old_snapshot() {
+    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_section(&grants.url(), "500ms", "serve_stale"),
+    ))
+    .await;
+    grants.set(GrantsAnswer {
+        status: 500,
+        body: String::new(),
+        etag: String::new(),
+    });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        send(gw.admin_addr, get("/readyz", None)).await.status,
+        503,
+        "readiness reports staleness"
+    );
+    assert_eq!(
+        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        send(gw.addr, get("/work/works/NW003", Some(&user_a())))
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn revoked_tokens_and_suspended_organisations_are_401() {
+    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_section(&grants.url(), "1h", "deny"),
+    ))
+    .await;
+    let old_token = user_a();
+    assert_eq!(
+        send(gw.addr, get("/work/works/NW001", Some(&old_token)))
+            .await
+            .status,
+        200
+    );
+
+    // Revoke every token issued before now + 60 s.
+    let later =
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now() + Duration::from_secs(60))
+            .to_string();
+    grants.set(ok(2, document(2, false, Some(&later))));
+    let store = gw.gateway.grants.clone().unwrap();
+    wait_for(|| store.version() == Some(2)).await;
+    let reply = send(gw.addr, get("/work/works/NW001", Some(&old_token))).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.reason(), "token_revoked");
+
+    grants.set(ok(3, document(3, true, None)));
+    wait_for(|| store.version() == Some(3)).await;
+    let reply = send(gw.addr, get("/work/works/NW001", Some(&old_token))).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.reason(), "organisation_suspended");
+    assert_eq!(upstream.count(), 1);
+}
+
+#[tokio::test]
+async fn swaps_under_traffic_never_fail_a_request() {
+    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_section(&grants.url(), "1h", "deny"),
+    ))
+    .await;
+    let addr = gw.addr;
+    let token = user_a();
+    let traffic: Vec<_> = (0..4)
+        .map(|_| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                for _ in 0..60 {
+                    statuses.push(
+                        send(addr, get("/work/works/NW001", Some(&token)))
+                            .await
+                            .status,
+                    );
+                }
+                statuses
+            })
+        })
+        .collect();
+    let store = gw.gateway.grants.clone().unwrap();
+    for v in 2..=6 {
+        grants.set(ok(v, document(v, false, None)));
+        wait_for(|| store.version() == Some(v)).await;
+    }
+    let mut total = 0;
+    for t in traffic {
+        let statuses = t.await.unwrap();
+        total += statuses.len();
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    assert_eq!(upstream.count(), total);
+}
