@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use streetgate::config::{Config, ConfigError};
+use streetgate::telemetry::log_buffer::{FlushGuard, LogBuffer};
 use streetgate::telemetry::metrics::Metrics;
 
 #[derive(Parser)]
@@ -62,7 +63,14 @@ enum RoutesCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Dropped last: flushes the log lines still buffered.
+    let _flush = match init_logging() {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: cannot start the log writer: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -168,12 +176,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("tokio runtime")
 }
 
-fn init_logging() {
+/// JSON lines on stdout, written in batches (see `telemetry::log_buffer`).
+fn init_logging() -> std::io::Result<FlushGuard> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (writer, guard) = LogBuffer::start()?;
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
-        .with_writer(std::io::stdout)
+        .with_writer(writer)
         .init();
+    Ok(guard)
 }
