@@ -3,6 +3,7 @@
 //! Every phase returns `Result<_, ProxyError>`; `handle` turns an error into the rejection
 //! response in one place (`error::rejection`).
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -406,24 +407,28 @@ fn decide(
     body: Option<&[u8]>,
     now: u64,
 ) -> Result<Decision, ProxyError> {
-    let query: Vec<(String, String)> = target
+    let query: Vec<(Cow<'_, str>, Cow<'_, str>)> = target
         .query
         .map(|q| normalize::query_pairs(q).collect())
         .unwrap_or_default();
     let swa_code = swa_code(&query);
     let body_value;
-    let resource: Option<std::borrow::Cow<'_, str>> = match matched.route.rule.access.source() {
+    let resource: Option<Cow<'_, str>> = match matched.route.rule.access.source() {
         None => None,
+        // Work references rarely carry escapes: only an escaped one is decoded into a copy.
         Some(ValueSource::Path(name)) => matched.param(name).map(|raw| {
+            if !raw.contains('%') {
+                return Cow::Borrowed(raw);
+            }
             normalize::decode_strict(raw.as_bytes())
                 .and_then(|b| String::from_utf8(b).ok())
-                .map(std::borrow::Cow::Owned)
-                .unwrap_or(std::borrow::Cow::Borrowed(raw))
+                .map(Cow::Owned)
+                .unwrap_or(Cow::Borrowed(raw))
         }),
         Some(ValueSource::Query(name)) => {
             let mut values = query.iter().filter(|(k, _)| k == &**name);
             match (values.next(), values.next()) {
-                (Some((_, v)), None) => Some(std::borrow::Cow::Borrowed(v.as_str())),
+                (Some((_, v)), None) => Some(Cow::Borrowed(&**v)),
                 (Some(_), Some(_)) => return Err(Reason::BadQuery.into()),
                 (None, _) => None,
             }
@@ -433,7 +438,7 @@ fn decide(
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
                 .ok_or(Reason::BadBody)?;
             match body_value.pointer(pointer) {
-                Some(serde_json::Value::String(s)) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+                Some(serde_json::Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
                 _ => return Err(Reason::BadBody.into()),
             }
         }
@@ -451,7 +456,7 @@ fn decide(
     ))
 }
 
-fn swa_code(query: &[(String, String)]) -> SwaCodeParam<'_> {
+fn swa_code<'q>(query: &'q [(Cow<'_, str>, Cow<'_, str>)]) -> SwaCodeParam<'q> {
     let mut codes = query.iter().filter(|(k, _)| k == "swaCode");
     match (codes.next(), codes.next()) {
         (None, _) => SwaCodeParam::Absent,
@@ -487,10 +492,14 @@ fn prepare_upstream_headers(
     if let Some(id) = identity {
         set(headers::USER, &id.subject);
         set(headers::ORGANISATION, &id.organisation);
-        set(headers::ROLES, &id.roles.header_value());
     }
     if let Some(acting) = decision.acting_organisation {
         set(headers::ACTING_ORGANISATION, acting.as_str());
+    }
+    if let Some(id) = identity
+        && let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(id.roles.header_value()))
+    {
+        h.insert(headers::ROLES, v);
     }
     headers::append_forwarded(h, conn.peer.ip(), conn.tls);
     parts.version = http::Version::HTTP_11;
