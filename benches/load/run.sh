@@ -131,11 +131,12 @@ src, out, port, admin, grants, poll, up, jwks, iss, aud = sys.argv[1:]
 text = open(src).read()
 text = re.sub(r"(?m)^listen:\n  addr: \S+", f"listen:\n  addr: 127.0.0.1:{port}", text)
 text = re.sub(r"(?m)^admin:\n  addr: \S+", f"admin:\n  addr: 127.0.0.1:{admin}", text)
-text = re.sub(r"(?m)^  jwks:.*\n(    .*\n)*", f"  jwks: !file {jwks}\n", text)
+text = re.sub(r"(?m)^  jwks:.*\n(    .*\n)*", f"  jwks:\n    file: {jwks}\n", text)
 text = re.sub(r"(?m)^  issuer: .*", f"  issuer: {iss}", text)
 text = re.sub(r"(?m)^  audience: .*", f"  audience: {aud}", text)
-text = re.sub(r"(?m)^    path: .*", f"    path: {grants}", text)
-text = re.sub(r"(?m)^    poll_interval: .*", f"    poll_interval: {poll}", text)
+grants_source = re.compile(r"(?m)^(grants:\n  source:\n    file:\n      path: ).*\n(      poll_interval: ).*")
+text, n = grants_source.subn(rf"\g<1>{grants}\n\g<2>{poll}", text)
+assert n == 1, "grants file source not found in the shipped config"
 text = re.sub(r"(?m)^(\s+upstream:) http://127\.0\.0\.1:\d+", rf"\1 http://127.0.0.1:{up}", text)
 open(out, "w").write(text)
 PY
