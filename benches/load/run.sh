@@ -39,7 +39,7 @@ KEYS=$ROOT/tests/fixtures/keys
 # promoter 0000's, workstream 004 (src/grants/synthetic.rs): a workstream grant allows it.
 PATH_ALLOWED=/work/works/SW00000000100
 
-BIN=$ROOT/target/release/streetgate
+BIN=${BIN:-$ROOT/target/release/streetgate}
 FIXTURE=$ROOT/target/release/examples/bench_fixture
 DIR=$(mktemp -d /tmp/streetgate-load.XXXXXX)
 PIDS=()
