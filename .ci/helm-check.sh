@@ -113,6 +113,33 @@ log "validate manifests (Kubernetes schemas, references, config keys, metric nam
 "${VALIDATE[@]}" --alert-label team=street-works "$OUT/full-values.yaml"
 "${VALIDATE[@]}" --existing-configmap my-streetgate-config "$OUT/existing-configmap-values.yaml"
 
+# The config each values file renders must be one streetgate itself accepts. The TLS files
+# only exist in a pod, so "not a readable file" for listen.tls is the one problem allowed.
+STREETGATE="${STREETGATE_BIN:-$ROOT/target/debug/streetgate}"
+if [[ -x "$STREETGATE" ]]; then
+    log "streetgate check-config on the rendered configs"
+    for rendered in "$OUT/default.yaml" "$OUT/full-values.yaml" "$OUT/sidecar-only-values.yaml" "$OUT/example-own-deployment.yaml"; do
+        python3 - "$rendered" "$OUT/streetgate.yaml" <<'PY'
+import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "ConfigMap" and "streetgate.yaml" in (doc.get("data") or {}):
+        open(sys.argv[2], "w").write(doc["data"]["streetgate.yaml"])
+        break
+else:
+    sys.exit(f"no streetgate.yaml ConfigMap in {sys.argv[1]}")
+PY
+        if ! "$STREETGATE" check-config "$OUT/streetgate.yaml" 2>"$OUT/problems"; then
+            if grep -v '^\S' "$OUT/problems" | grep -qv 'listen.tls.\(cert\|key\): .* is not a readable file'; then
+                echo "FAIL: $(basename "$rendered") renders a config streetgate rejects:" >&2
+                cat "$OUT/problems" >&2
+                exit 1
+            fi
+        fi
+    done
+else
+    echo "note: $STREETGATE not built; skipping check-config of the rendered configs"
+fi
+
 log "alert rules"
 promtool check rules "$CHART/files/alerts.yaml" "$OUT"/*.rules.yaml
 promtool test rules "$CHART/tests/alerts_test.yaml"

@@ -15,6 +15,8 @@ use crate::grants::spawn_source;
 use crate::grants::store::GrantsStore;
 use crate::listener::{self, Limits, tls::TlsError};
 use crate::proxy::{Gateway, Runtime};
+use crate::ratelimit;
+use crate::reload::{self, ReloadError, Reloader};
 use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +39,11 @@ pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub gateway: Arc<Gateway>,
+    /// Reloads the config file the sidecar was started from (SIGHUP, `watch: true`, tests).
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
+    /// The admin listener outlives the drain, so `/readyz` can answer 503 during it.
+    admin_shutdown: watch::Sender<bool>,
     main: JoinHandle<()>,
     admin: JoinHandle<()>,
 }
@@ -46,6 +52,7 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
     let listen = config.listen.clone();
     let admin_addr = config.admin.addr;
     let drain = config.shutdown.drain;
+    let source = config.source.clone();
     let tls = match &listen.tls {
         Some(t) => Some(listener::tls::server_config(&t.cert, &t.key)?),
         None => None,
@@ -75,9 +82,14 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
         store
     });
     let gateway = Arc::new(Gateway::new(Runtime::new(config), auth, grants, metrics));
+    let tls = Arc::new(ArcSwapOption::new(tls));
+    let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
+    reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
+    spawn_evict(gateway.clone(), shutdown_rx.clone());
+    let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
     let main = tokio::spawn(listener::serve(
         main_listener,
-        Arc::new(ArcSwapOption::new(tls)),
+        tls,
         gateway.clone(),
         Limits::from(&listen),
         shutdown_rx.clone(),
@@ -86,14 +98,16 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
     let admin = tokio::spawn(crate::admin::serve(
         admin_listener,
         gateway.clone(),
-        shutdown_rx,
+        admin_shutdown_rx,
     ));
     tracing::info!(%addr, %admin_addr, "streetgate listening");
     Ok(Running {
         addr,
         admin_addr,
         gateway,
+        reloader,
         shutdown,
+        admin_shutdown,
         main,
         admin,
     })
@@ -105,11 +119,35 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
+/// Drops rate-limit buckets that have refilled, so the maps stay as small as the set of
+/// recently active clients.
+fn spawn_evict(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(ratelimit::EVICT_EVERY) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Some(limiter) = &gateway.runtime.load().limiter {
+                limiter.evict(std::time::Instant::now());
+            }
+        }
+    });
+}
+
 impl Running {
-    /// Stops accepting and waits for in-flight requests (up to the configured drain time).
+    /// Re-reads the config file; see `reload::Reloader::reload`.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        self.reloader.reload().await
+    }
+
+    /// Fails readiness, stops accepting and waits for in-flight requests (up to the configured
+    /// drain time); the admin port answers until the drain is over.
     pub async fn shutdown(self) {
+        self.gateway.start_draining();
         let _ = self.shutdown.send(true);
         let _ = self.main.await;
+        let _ = self.admin_shutdown.send(true);
         let _ = self.admin.await;
     }
 }

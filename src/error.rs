@@ -34,6 +34,8 @@ impl ProxyError {
     pub fn reason(&self) -> Reason {
         match self {
             ProxyError::Rejected(reason) => *reason,
+            // A streamed request body that outgrew the limit surfaces as an upstream error.
+            ProxyError::Upstream { source, .. } if body_too_large(source) => Reason::BodyTooLarge,
             ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
             ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
             ProxyError::Filter(e) => e.reason(),
@@ -46,6 +48,17 @@ impl ProxyError {
             }
         }
     }
+}
+
+fn body_too_large(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 impl From<Reason> for ProxyError {

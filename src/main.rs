@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use streetgate::config::{Config, ConfigError};
+use streetgate::explain_cmd::{self, Caller, ExplainRequest};
+use streetgate::progress::Progress;
 use streetgate::telemetry::log_buffer::{FlushGuard, LogBuffer};
 use streetgate::telemetry::metrics::Metrics;
 
@@ -41,11 +43,51 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Decide one request offline and print the chain of reasons. Exit status: 0 allow,
+    /// 1 deny, 2 usage or config error.
+    Explain(ExplainArgs),
+    /// Validate a grants snapshot (file or URL); prints its version and size, or every
+    /// problem. Exit status 0 when valid, 1 when not.
+    CheckSnapshot {
+        /// Path or http(s) URL of the grants document.
+        source: String,
+    },
     /// Work with route definitions.
     Routes {
         #[command(subcommand)]
         command: RoutesCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// Path to the YAML config.
+    #[arg(long, short)]
+    config: PathBuf,
+    /// Grants snapshot: a file path or an http(s) URL.
+    #[arg(long)]
+    snapshot: Option<String>,
+    /// The caller's JWT, verified with the config's keys (JWKS file or URL, HS256 secret).
+    #[arg(long, conflicts_with = "claims")]
+    token: Option<String>,
+    /// Read --token without verifying signature, expiry, issuer or audience.
+    #[arg(long, requires = "token")]
+    insecure_decode: bool,
+    /// The caller's claims as a JSON object (not verified).
+    #[arg(long)]
+    claims: Option<String>,
+    /// HTTP method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path with optional query, as the client sends it (e.g. /work/works/X).
+    #[arg(long)]
+    path: String,
+    /// The swaCode query parameter (appended to the path's query).
+    #[arg(long)]
+    swa_code: Option<String>,
+    /// JSON request body, for rules that read a field of it.
+    #[arg(long)]
+    body: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -64,7 +106,7 @@ enum RoutesCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Dropped last: flushes the log lines still buffered.
-    let _flush = match init_logging() {
+    let _flush = match init_logging(&cli.command) {
         Ok(guard) => guard,
         Err(e) => {
             eprintln!("error: cannot start the log writer: {e}");
@@ -92,16 +134,85 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(streetgate::demo::run(port))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Explain(args) => runtime()?.block_on(explain(args)),
+        Command::CheckSnapshot { source } => runtime()?.block_on(check_snapshot(&source)),
         Command::Routes {
             command: RoutesCommand::ImportOpenapi { spec, prefix },
         } => {
             let text = std::fs::read_to_string(&spec)
                 .with_context(|| format!("cannot read {}", spec.display()))?;
-            let stubs = streetgate::openapi::import(&text, &prefix)
+            let label = format!("importing {} ({} kB)", spec.display(), text.len() / 1000);
+            let stubs = Progress::stderr()
+                .run(&label, || streetgate::openapi::import(&text, &prefix))
                 .with_context(|| format!("cannot import {}", spec.display()))?;
             print!("{stubs}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let caller = match (args.token, args.claims) {
+        (Some(token), _) => Caller::Token {
+            token,
+            insecure_decode: args.insecure_decode,
+        },
+        (None, Some(claims)) => Caller::Claims(claims),
+        (None, None) => Caller::Anonymous,
+    };
+    let request = ExplainRequest {
+        config: args.config,
+        snapshot: args.snapshot,
+        caller,
+        method: args.method,
+        path: args.path,
+        swa_code: args.swa_code,
+        body: args.body,
+    };
+    let explanation = explain_cmd::explain(&request, &Progress::stderr()).await?;
+    for line in &explanation.lines {
+        println!("{line}");
+    }
+    Ok(if explanation.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn check_snapshot(source: &str) -> anyhow::Result<ExitCode> {
+    use streetgate::explain_cmd::SnapshotLoadError;
+    use streetgate::grants::snapshot::SnapshotError;
+    match explain_cmd::load_snapshot(source, &Progress::stderr()).await {
+        Ok(snapshot) => {
+            println!(
+                "{source}: ok (version {}, {} works, {} users)",
+                snapshot.version,
+                snapshot.work_count(),
+                snapshot.user_count()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(SnapshotLoadError::Invalid {
+            source: SnapshotError::Invalid(problems),
+            ..
+        }) => {
+            eprintln!("{source}: {} problem(s)", problems.len());
+            for p in problems.iter() {
+                eprintln!("  {}: {}", p.location, p.message);
+            }
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e @ SnapshotLoadError::Invalid { .. }) => {
+            eprintln!(
+                "{e}: {}",
+                std::error::Error::source(&e)
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            );
+            Ok(ExitCode::FAILURE)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -137,35 +248,65 @@ fn describe(e: ConfigError) -> anyhow::Error {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before starting: a SIGHUP or SIGTERM that arrives once we listen must find our handler,
+    // not the default action (which terminates the process).
+    let mut signals = Signals::new().context("installing signal handlers")?;
     let running = streetgate::app::start(config, Metrics::new())
         .await
         .context("starting")?;
-    wait_for_stop().await;
+    while signals.next().await == Signal::Reload {
+        // Logged and counted inside; a rejected config leaves the old one in force.
+        let _ = running.reload().await;
+    }
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;
+    tracing::info!("stopped");
     Ok(())
 }
 
-/// SIGTERM (Kubernetes) or Ctrl-C.
-async fn wait_for_stop() {
+#[derive(PartialEq, Eq)]
+enum Signal {
+    /// SIGHUP: reload the config file.
+    Reload,
+    /// SIGTERM (Kubernetes) or Ctrl-C.
+    Stop,
+}
+
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                hup: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    async fn next(&mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => Signal::Stop,
+                _ = self.hup.recv() => Signal::Reload,
+                _ = tokio::signal::ctrl_c() => Signal::Stop,
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Stop
+        }
     }
 }
 
@@ -176,15 +317,22 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("tokio runtime")
 }
 
-/// JSON lines on stdout, written in batches (see `telemetry::log_buffer`).
-fn init_logging() -> std::io::Result<FlushGuard> {
+/// The sidecar logs JSON to stdout, written in batches (see `telemetry::log_buffer`); one-shot
+/// tools keep stdout for their answer and log only warnings, to stderr.
+fn init_logging(command: &Command) -> std::io::Result<Option<FlushGuard>> {
+    let tool = matches!(
+        command,
+        Command::Explain(_) | Command::CheckSnapshot { .. } | Command::Routes { .. }
+    );
+    let default = if tool { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let fmt = tracing_subscriber::fmt().json().with_env_filter(filter);
+    if tool {
+        fmt.with_writer(std::io::stderr).init();
+        return Ok(None);
+    }
     let (writer, guard) = LogBuffer::start()?;
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .init();
-    Ok(guard)
+    fmt.with_writer(writer).init();
+    Ok(Some(guard))
 }

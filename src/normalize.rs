@@ -344,6 +344,54 @@ mod tests {
         );
     }
 
+    /// Random targets built from the characters that matter: whatever `check` accepts decodes
+    /// to the same segments it was routed by (no hidden slash, dot segment, backslash or NUL),
+    /// and nothing panics.
+    #[test]
+    fn accepted_paths_mean_what_they_say() {
+        use rand::RngExt;
+        const PIECES: &[&str] = &[
+            "/", ".", "..", "%", "%2e", "%2E", "%2f", "%2F", "%5c", "%00", "%41", "%zz", "%C3%A9",
+            "%C3", "a", "works", "\\", ";", "?", "=", "&", "~", "-", "%25", "+",
+        ];
+        let mut rng = rand::rng();
+        let h = {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, HeaderValue::from_static("gw"));
+            h
+        };
+        let mut accepted = 0;
+        for _ in 0..20_000 {
+            let mut target = String::from("/");
+            for _ in 0..rng.random_range(0..8) {
+                target.push_str(PIECES[rng.random_range(0..PIECES.len())]);
+            }
+            let Ok(uri) = target.parse::<Uri>() else {
+                continue;
+            };
+            let Ok(t) = check(&Method::GET, &uri, Version::HTTP_11, &h) else {
+                continue;
+            };
+            accepted += 1;
+            let decoded = String::from_utf8(decode_strict(t.path.as_bytes()).unwrap()).unwrap();
+            let raw: Vec<&str> = t.path.split('/').collect();
+            let plain: Vec<&str> = decoded.split('/').collect();
+            assert_eq!(raw.len(), plain.len(), "{target}: an escape hid a slash");
+            assert!(
+                !plain.iter().any(|s| *s == "." || *s == ".."),
+                "{target}: dot segment"
+            );
+            assert!(
+                !decoded.contains(['\\', '\0', ';']),
+                "{target}: {decoded:?}"
+            );
+        }
+        assert!(
+            accepted > 1_000,
+            "the generator should produce plenty of valid paths"
+        );
+    }
+
     #[test]
     fn query_pairs_decode() {
         let pairs: Vec<_> = query_pairs("swaCode=7001&a=b+c&&d=%41").collect();

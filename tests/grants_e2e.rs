@@ -120,6 +120,39 @@ fn user_a() -> String {
     token(&claims("user-a", "7001", &["Planner"]))
 }
 
+struct World {
+    grants: GrantsServer,
+    upstream: Upstream,
+    _jwks: JwksServer,
+    gw: Running,
+}
+
+/// A grants server with the version 1 document, a plain upstream, keys, and the sidecar.
+async fn world(max_age: &str, on_stale: &str) -> World {
+    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let grants_config = grants_section(&grants.url(), max_age, on_stale);
+    let gw = sidecar(&config_yaml(
+        &upstream.url(),
+        &jwks.url(),
+        ROUTES,
+        &grants_config,
+    ))
+    .await;
+    World {
+        grants,
+        upstream,
+        _jwks: jwks,
+        gw,
+    }
+}
+
+/// The status the sidecar answers a GET with this token.
+async fn status_of(gw: &Running, path: &str, token: &str) -> StatusCode {
+    send(gw.addr, get(path, Some(token))).await.status
+}
+
 async fn wait_for(mut cond: impl FnMut() -> bool) {
     for _ in 0..100 {
         if cond() {
@@ -132,16 +165,12 @@ async fn wait_for(mut cond: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn workstream_decisions_through_the_proxy() {
-    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        ROUTES,
-        &grants_section(&grants.url(), "1h", "deny"),
-    ))
-    .await;
+    let World {
+        grants: _grants,
+        upstream,
+        _jwks,
+        gw,
+    } = world("1h", "deny").await;
 
     let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
     assert_eq!(reply.status, 200);
@@ -260,32 +289,18 @@ async fn grants_server_down_at_start_means_503_and_nothing_forwarded_until_it_an
 
 #[tokio::test]
 async fn bad_documents_keep_the_last_good_snapshot_and_stale_snapshots_deny() {
-    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        ROUTES,
-        &grants_section(&grants.url(), "1500ms", "deny"),
-    ))
-    .await;
-    assert_eq!(
-        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
-            .await
-            .status,
-        200
-    );
+    let World {
+        grants,
+        upstream,
+        _jwks,
+        gw,
+    } = world("1500ms", "deny").await;
+    assert_eq!(status_of(&gw, "/work/works/NW001", &user_a()).await, 200);
 
     // A corrupt document: counted invalid, last good stays.
     grants.set(ok(2, "{\"version\": 2, \"organisations\": [".into()));
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status_of(&gw, "/work/works/NW001", &user_a()).await, 200);
     let scrape = metrics(&gw).await;
     assert!(
         sample(
@@ -299,12 +314,7 @@ async fn bad_documents_keep_the_last_good_snapshot_and_stale_snapshots_deny() {
     // 304s keep it fresh.
     grants.set(ok(1, document(1, false, None)));
     tokio::time::sleep(Duration::from_millis(1800)).await;
-    assert_eq!(
-        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
-            .await
-            .status,
-        200
-    );
+    assert_eq!(status_of(&gw, "/work/works/NW001", &user_a()).await, 200);
     let scrape = metrics(&gw).await;
     assert!(
         sample(
@@ -331,16 +341,12 @@ async fn bad_documents_keep_the_last_good_snapshot_and_stale_snapshots_deny() {
 
 #[tokio::test]
 async fn serve_stale_keeps_deciding_from_the_old_snapshot() {
-    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        ROUTES,
-        &grants_section(&grants.url(), "500ms", "serve_stale"),
-    ))
-    .await;
+    let World {
+        grants,
+        upstream,
+        _jwks,
+        gw,
+    } = world("500ms", "serve_stale").await;
     grants.set(GrantsAnswer {
         status: 500,
         body: String::new(),
@@ -352,32 +358,19 @@ async fn serve_stale_keeps_deciding_from_the_old_snapshot() {
         503,
         "readiness reports staleness"
     );
-    assert_eq!(
-        send(gw.addr, get("/work/works/NW001", Some(&user_a())))
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send(gw.addr, get("/work/works/NW003", Some(&user_a())))
-            .await
-            .status,
-        403
-    );
+    assert_eq!(status_of(&gw, "/work/works/NW001", &user_a()).await, 200);
+    assert_eq!(status_of(&gw, "/work/works/NW003", &user_a()).await, 403);
+    assert_eq!(upstream.count(), 1, "the denied request was not forwarded");
 }
 
 #[tokio::test]
 async fn revoked_tokens_and_suspended_organisations_are_401() {
-    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        ROUTES,
-        &grants_section(&grants.url(), "1h", "deny"),
-    ))
-    .await;
+    let World {
+        grants,
+        upstream,
+        _jwks,
+        gw,
+    } = world("1h", "deny").await;
     let old_token = user_a();
     assert_eq!(
         send(gw.addr, get("/work/works/NW001", Some(&old_token)))
@@ -407,16 +400,12 @@ async fn revoked_tokens_and_suspended_organisations_are_401() {
 
 #[tokio::test]
 async fn swaps_under_traffic_never_fail_a_request() {
-    let grants = GrantsServer::start(ok(1, document(1, false, None))).await;
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        ROUTES,
-        &grants_section(&grants.url(), "1h", "deny"),
-    ))
-    .await;
+    let World {
+        grants,
+        upstream,
+        _jwks,
+        gw,
+    } = world("1h", "deny").await;
     let addr = gw.addr;
     let token = user_a();
     let traffic: Vec<_> = (0..4)

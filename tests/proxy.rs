@@ -850,3 +850,30 @@ async fn prior_knowledge_http2_is_not_held_to_http1_framing() {
     }
     assert_eq!(w.upstream.count(), 3);
 }
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413_and_never_reaches_the_upstream_whole() {
+    let w = world().await;
+    let tok = planner();
+    let chunk = vec![b'x'; 1024 * 1024];
+    let mut req = format!(
+        "POST /work/echo HTTP/1.1\r\nHost: gw.test\r\ntoken: {tok}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..2 {
+        req.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        req.extend_from_slice(&chunk);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let resp = raw(w.gw.addr, &req).await;
+    assert_eq!(raw_status(&resp), 413, "{}", &resp[..resp.len().min(300)]);
+    assert!(resp.contains("body_too_large"));
+    assert!(
+        w.upstream
+            .seen()
+            .iter()
+            .all(|s| s.body.len() < 2 * chunk.len()),
+        "the upstream never received the whole oversized body"
+    );
+}

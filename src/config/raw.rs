@@ -34,7 +34,7 @@ pub struct RawConfig {
     pub apis: Vec<RawApi>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawListen {
     pub addr: SocketAddr,
@@ -53,14 +53,14 @@ pub struct RawListen {
     pub idle_timeout: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     #[serde(default = "defaults::admin_addr")]
@@ -75,7 +75,7 @@ impl Default for RawAdmin {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     /// Where the token is read from, in order. Default: the `token` header, then
@@ -112,7 +112,7 @@ pub enum RawTokenSource {
     Bearer,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawJwks {
     File(PathBuf),
@@ -126,7 +126,7 @@ pub enum RawJwks {
     },
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawSecret {
     /// Name of an environment variable holding the secret.
@@ -134,7 +134,7 @@ pub enum RawSecret {
     File(PathBuf),
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawClaimNames {
     #[serde(default = "defaults::claim_subject")]
@@ -155,7 +155,7 @@ impl Default for RawClaimNames {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawGrants {
     pub source: RawGrantsSource,
@@ -166,7 +166,7 @@ pub struct RawGrants {
     pub on_stale: OnStale,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawGrantsSource {
     File {
@@ -209,7 +209,7 @@ impl Default for RawDecisionLog {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
     /// Requests per second per client IP (burst = one second's worth).
@@ -220,7 +220,7 @@ pub struct RawRateLimit {
     pub per_user: Option<u32>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawShutdown {
     #[serde(default = "defaults::drain", with = "humantime_serde")]

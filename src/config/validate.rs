@@ -102,6 +102,16 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
     if !(0.0..=1.0).contains(&raw.decision_log.allow_sample_rate) {
         problems.push("decision_log.allow_sample_rate", "must be between 0 and 1");
     }
+    if let Some(rl) = &raw.rate_limit {
+        for (field, rate) in [("per_ip", rl.per_ip), ("per_user", rl.per_user)] {
+            if rate == Some(0) {
+                problems.push(
+                    format!("rate_limit.{field}"),
+                    "must be at least 1 request per second (leave it out to disable)",
+                );
+            }
+        }
+    }
 }
 
 fn check_auth(raw: &RawConfig, problems: &mut Problems) {

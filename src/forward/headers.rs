@@ -6,6 +6,9 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::authn::identity::Identity;
+use crate::grants::codes::SwaCode;
+
 pub const USER: HeaderName = HeaderName::from_static("x-streetgate-user");
 pub const ORGANISATION: HeaderName = HeaderName::from_static("x-streetgate-organisation");
 pub const ACTING_ORGANISATION: HeaderName =
@@ -77,6 +80,48 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
         // Several header lines are folded into one so the list order is unambiguous.
         headers.insert(name, v);
     }
+}
+
+/// Identity is ours: strip what the client claimed and hop-by-hop headers, then set ours.
+pub fn rewrite_request(
+    parts: &mut http::request::Parts,
+    client: IpAddr,
+    tls: bool,
+    identity: Option<&Identity>,
+    acting_organisation: Option<SwaCode>,
+    decision_id: &str,
+) {
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h);
+    strip_identity(h);
+    // HTTP/2 clients send `:authority` instead of Host; the upstream still sees their host.
+    if !h.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(v) = HeaderValue::from_str(authority.as_str())
+    {
+        h.insert(header::HOST, v);
+    }
+    let mut set = |name, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    };
+    set(DECISION_ID, decision_id);
+    if let Some(id) = identity {
+        set(USER, &id.subject);
+        set(ORGANISATION, &id.organisation);
+    }
+    if let Some(acting) = acting_organisation {
+        set(ACTING_ORGANISATION, acting.as_str());
+    }
+    // The joined roles become the header without another copy.
+    if let Some(id) = identity
+        && let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(id.roles.header_value()))
+    {
+        h.insert(ROLES, v);
+    }
+    append_forwarded(h, client, tls);
+    parts.version = http::Version::HTTP_11;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! levels) are kept as written, so every bad one can be reported at once instead of serde
 //! stopping at the first.
 
+use crate::json_str::CowStr as Str;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -176,30 +177,5 @@ impl<'de> Deserialize<'de> for Pairs<'de> {
             }
         }
         d.deserialize_map(V)
-    }
-}
-
-/// A string borrowed from the input when it has no escapes (`Cow`'s own impl always copies).
-struct Str<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Str<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Str<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Str<'de>, E> {
-                Ok(Str(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
     }
 }

@@ -78,6 +78,8 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
+    // Owned, so connections still open when the drain time is over are really closed.
+    let mut conns = tokio::task::JoinSet::new();
 
     loop {
         let (stream, peer) = tokio::select! {
@@ -97,7 +99,8 @@ pub async fn serve(
         let builder = builder.clone();
         let tls = tls.load_full();
         let watcher = graceful.watcher();
-        tokio::spawn(async move {
+        while conns.try_join_next().is_some() {}
+        conns.spawn(async move {
             let conn_shutdown = watcher;
             match tls {
                 None => {
@@ -153,7 +156,10 @@ pub async fn serve(
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain time over, closing remaining connections"),
+        _ = tokio::time::sleep(drain) => {
+            tracing::warn!(?drain, open = conns.len(), "drain time over, closing remaining connections");
+            conns.abort_all();
+        }
     }
 }
 

@@ -129,6 +129,22 @@ impl Metrics {
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
         }
+        // Fixed-enum series exist at 0 from the start, so `rate()` and `increase()` alerts see
+        // the first failure instead of a series appearing out of nowhere.
+        let enums: [(&IntCounterVec, &[&str]); 4] = [
+            (
+                &m.snapshot_fetch,
+                &["ok", "not_modified", "error", "invalid"],
+            ),
+            (&m.jwks_refresh, &["ok", "error", "invalid", "rate_limited"]),
+            (&m.token_cache, &["hit", "miss"]),
+            (&m.config_reload, &["ok", "invalid", "error"]),
+        ];
+        for (counter, results) in enums {
+            for result in results {
+                counter.with_label_values(&[*result]);
+            }
+        }
         m
     }
 

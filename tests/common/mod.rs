@@ -63,6 +63,11 @@ impl Upstream {
     }
 
     pub async fn with(responder: Responder) -> Upstream {
+        Upstream::with_delay(Duration::ZERO, responder).await
+    }
+
+    /// Like `with`, answering only after `delay` (a slow upstream).
+    pub async fn with_delay(delay: Duration, responder: Responder) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -91,6 +96,9 @@ impl Upstream {
                                 headers: parts.headers,
                                 body,
                             };
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
                             let resp = responder(&seen);
                             log.lock().unwrap().push(seen);
                             Ok::<_, Infallible>(resp)
@@ -230,6 +238,16 @@ pub const DEFAULT_ROUTES: &str = r#"
 
 pub async fn sidecar(yaml: &str) -> Running {
     let config = Config::from_yaml(yaml).unwrap_or_else(|p| panic!("test config invalid:\n{p}"));
+    let running = streetgate::app::start(config, Metrics::new())
+        .await
+        .unwrap();
+    wait_ready(&running).await;
+    running
+}
+
+/// A sidecar started from a config file (so it can be reloaded).
+pub async fn sidecar_from_file(path: &std::path::Path) -> Running {
+    let config = Config::load(path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
     let running = streetgate::app::start(config, Metrics::new())
         .await
         .unwrap();

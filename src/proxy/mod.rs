@@ -1,35 +1,41 @@
 //! The request pipeline, one named phase after another:
-//! check → route → authenticate → gather facts → decide → forward → respond.
+//! check → route → authenticate → authorize (gather facts, decide) → forward → respond.
 //! Every phase returns `Result<_, ProxyError>`; `handle` turns an error into the rejection
 //! response in one place (`error::rejection`).
 
-use std::borrow::Cow;
+mod facts;
+mod ids;
+mod respond;
+
+pub use facts::decide;
+pub use ids::unix_now;
+use ids::{DecisionIds, InFlight};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::authn::Authenticator;
 use crate::authn::identity::Identity;
-use crate::authz::rule::{Allow, ValueSource};
-use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
+use crate::authz::rule::Allow;
 use crate::config::Config;
 use crate::error::{self, ProxyError};
 use crate::filter::{self, Visibility};
 use crate::forward::{RequestBody, Upstream, headers};
-use crate::grants::codes::SwaCode;
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::grants::store::GrantsStore;
-use crate::normalize::{self, Target};
+use crate::normalize;
+use crate::ratelimit::RateLimiter;
 use crate::reason::Reason;
-use crate::route::{Route, RouteMatch};
+use crate::route::Route;
 use crate::telemetry::decision_log::{self, DecisionRecord};
 use crate::telemetry::metrics::Metrics;
 
@@ -40,12 +46,23 @@ pub type ProxyBody = Either<Incoming, Full<Bytes>>;
 pub struct Runtime {
     pub config: Config,
     pub upstreams: Vec<Upstream>,
+    /// None without `rate_limit`; a reload with the same rates keeps the same buckets.
+    pub limiter: Option<Arc<RateLimiter>>,
 }
 
 impl Runtime {
     pub fn new(config: Config) -> Runtime {
         let upstreams = config.apis.iter().map(Upstream::new).collect();
-        Runtime { config, upstreams }
+        let limiter = config
+            .rate_limit
+            .as_ref()
+            .and_then(RateLimiter::new)
+            .map(Arc::new);
+        Runtime {
+            config,
+            upstreams,
+            limiter,
+        }
     }
 }
 
@@ -57,6 +74,8 @@ pub struct Gateway {
     pub grants: Option<Arc<GrantsStore>>,
     pub metrics: Metrics,
     ids: DecisionIds,
+    /// Set when shutdown begins: readiness fails so traffic moves elsewhere during the drain.
+    draining: AtomicBool,
 }
 
 /// Facts about the connection a request arrived on.
@@ -79,12 +98,20 @@ impl Gateway {
             grants,
             metrics,
             ids: DecisionIds::new(),
+            draining: AtomicBool::new(false),
         }
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
     }
 
     /// What keeps the sidecar from being ready (empty when ready).
     pub fn not_ready(&self) -> Vec<&'static str> {
         let mut missing = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            missing.push("shutting down");
+        }
         if !self.auth.ready() {
             missing.push("signing keys not loaded");
         }
@@ -100,14 +127,14 @@ impl Gateway {
     pub async fn handle(&self, conn: ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
         let decision_id = self.ids.next();
-        self.metrics.requests_in_flight.inc();
+        // A guard, so a request whose client goes away mid-flight is still counted out.
+        let _in_flight = InFlight::enter(&self.metrics.requests_in_flight);
         // One load per request: every phase sees the same config version.
         let runtime = self.runtime.load_full();
         let mut log = DecisionRecord::new(&decision_id, request.method(), started);
         let result = self
             .phases(&runtime, conn, request, &decision_id, &mut log)
             .await;
-        self.metrics.requests_in_flight.dec();
         match result {
             Ok(response) => {
                 log.status = response.status().as_u16();
@@ -131,6 +158,7 @@ impl Gateway {
         }
     }
 
+    /// The phases in order. Each returns early with the reason it stopped.
     async fn phases(
         &self,
         runtime: &Runtime,
@@ -140,6 +168,8 @@ impl Gateway {
         log: &mut DecisionRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
+
+        // --- check, route ---
         let target = normalize::check(&parts.method, &parts.uri, parts.version, &parts.headers)?;
         let matched = runtime
             .config
@@ -148,17 +178,21 @@ impl Gateway {
             .ok_or(Reason::RouteNotFound)?;
         let route = matched.route;
         log.route = Some(route.id.clone());
-
-        let now = unix_now();
-        let identity = self.authenticate(route, &parts.headers, now).await?;
-        if let Some(id) = &identity {
-            log.user = Some(id.subject.clone());
-            log.organisation = Some(id.organisation.clone());
+        if let Some(limiter) = &runtime.limiter {
+            limiter
+                .check_ip(conn.peer.ip(), Instant::now())
+                .map_err(|_| Reason::RateLimited)?;
         }
 
+        // --- authenticate ---
+        let now = unix_now();
+        let identity = self
+            .authenticate(runtime, route, &parts.headers, now, log)
+            .await?;
+
+        // --- authorize ---
         let max_body = runtime.config.listen.max_body_bytes;
-        let declared_len = content_length(&parts.headers);
-        if declared_len.is_some_and(|len| len > max_body) {
+        if facts::content_length(&parts.headers).is_some_and(|len| len > max_body) {
             return Err(Reason::BodyTooLarge.into());
         }
         // Fail closed: with grants configured, no protected request is decided without them
@@ -171,13 +205,13 @@ impl Gateway {
                 snapshot,
                 created: store.created(),
             });
-        let (facts_body, body) = read_body_if_needed(route, body, max_body).await?;
-        let decision = decide(
+        let (request_body, body) = facts::read_body_if_needed(route, body, max_body).await?;
+        let decision = facts::decide(
             &matched,
             identity.as_deref(),
             works,
             &target,
-            facts_body.as_deref(),
+            request_body.as_deref(),
             now,
         )?;
         let shadow = runtime.config.shadow || route.shadow;
@@ -193,11 +227,12 @@ impl Gateway {
         // --- forward ---
         let upstream = &runtime.upstreams[route.api];
         let uri = upstream.uri_for(target.path, target.query)?;
-        prepare_upstream_headers(
+        headers::rewrite_request(
             &mut parts,
-            conn,
+            conn.peer.ip(),
+            conn.tls,
             identity.as_deref(),
-            &decision,
+            decision.acting_organisation,
             decision_id,
         );
         parts.uri = uri;
@@ -205,17 +240,9 @@ impl Gateway {
             filter::prepare_request_headers(&mut parts.headers);
         }
         let is_head = parts.method == http::Method::HEAD;
-        let upstream_started = Instant::now();
-        let sent = upstream.send(Request::from_parts(parts, body)).await;
-        let status_class = match &sent {
-            Ok(r) => status_class(r.status().as_u16()),
-            Err(_) => "error",
-        };
-        self.metrics
-            .upstream_duration
-            .with_label_values(&[&*route.id, status_class])
-            .observe(upstream_started.elapsed().as_secs_f64());
-        let mut response = sent?;
+        let mut response = self
+            .forward(upstream, route, Request::from_parts(parts, body))
+            .await?;
 
         // --- respond ---
         headers::strip_hop_by_hop(response.headers_mut());
@@ -230,7 +257,7 @@ impl Gateway {
                 // Redaction-only routes: rows are not filtered.
                 (None, true) => Visibility::All,
                 // Shadow-denied: forwarded, but no row the rule refused is ever shown.
-                (None, false) => nothing_visible(),
+                (None, false) => respond::nothing_visible(),
             };
             let roles = identity.as_ref().map(|i| i.roles).unwrap_or_default();
             let filtering = filter::apply(policy, &visibility, works, roles, response);
@@ -252,21 +279,41 @@ impl Gateway {
         }
         if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
             &route.creates_work,
-            facts_body.as_deref(),
+            request_body.as_deref(),
             &self.grants,
             decision.acting_organisation,
         ) && response.status().is_success()
         {
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, CREATED_RESPONSE_LIMIT)
+            let body = Limited::new(body, respond::CREATED_RESPONSE_LIMIT)
                 .collect()
                 .await
                 .map_err(|_| Reason::UpstreamUnavailable)?
                 .to_bytes();
-            remember_created_work(store, created, promoter, request_body, &body);
+            respond::remember_created_work(store, created, promoter, request_body, &body);
             return Ok(Response::from_parts(parts, Either::Right(Full::new(body))));
         }
         Ok(response.map(Either::Left))
+    }
+
+    /// Sends to the upstream, timing it per route and status class.
+    async fn forward(
+        &self,
+        upstream: &Upstream,
+        route: &Route,
+        request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let started = Instant::now();
+        let sent = upstream.send(request).await;
+        let status_class = match &sent {
+            Ok(r) => ids::status_class(r.status().as_u16()),
+            Err(_) => "error",
+        };
+        self.metrics
+            .upstream_duration
+            .with_label_values(&[&*route.id, status_class])
+            .observe(started.elapsed().as_secs_f64());
+        sent
     }
 
     /// Rejects a request that never reaches the pipeline (the listener's framing guard): mints
@@ -286,12 +333,15 @@ impl Gateway {
         error::rejection(reason, &decision_id).map(Either::Right)
     }
 
-    /// Public routes need no identity; every other route needs a verified token.
+    /// Public routes need no identity; every other route needs a verified token, and then
+    /// the per-user rate limit applies.
     async fn authenticate(
         &self,
+        runtime: &Runtime,
         route: &Route,
         headers: &http::HeaderMap,
         now: u64,
+        log: &mut DecisionRecord,
     ) -> Result<Option<Arc<Identity>>, ProxyError> {
         if route.rule.allow == Allow::Public {
             return Ok(None);
@@ -299,10 +349,19 @@ impl Gateway {
         if !self.auth.ready() {
             return Err(Reason::KeysUnavailable.into());
         }
-        match self.auth.authenticate(headers, now).await {
-            Ok(identity) => Ok(Some(identity)),
-            Err(e) => Err(e.reason().into()),
+        let identity = self
+            .auth
+            .authenticate(headers, now)
+            .await
+            .map_err(|e| e.reason())?;
+        log.user = Some(identity.subject.clone());
+        log.organisation = Some(identity.organisation.clone());
+        if let Some(limiter) = &runtime.limiter {
+            limiter
+                .check_user(&identity.subject, Instant::now())
+                .map_err(|_| Reason::RateLimited)?;
         }
+        Ok(Some(identity))
     }
 
     fn snapshot_for(&self, identity: Option<&Identity>) -> Result<Option<Arc<Snapshot>>, Reason> {
@@ -325,228 +384,5 @@ impl Gateway {
     }
 }
 
-/// Visibility that keeps no row at all.
-fn nothing_visible() -> Visibility {
-    Visibility::Workstreams {
-        organisation: SwaCode::parse("0000").unwrap_or_else(|| unreachable!("valid code")),
-        readable: Vec::new(),
-    }
-}
-
-/// A work-creating response is read whole to learn the new reference; it is small JSON.
-const CREATED_RESPONSE_LIMIT: usize = 1 << 20;
-
-/// After a successful create, the new work goes into the overlay so its creator can act on it
-/// before the next snapshot. The promoter is the acting organisation the decision allowed.
-fn remember_created_work(
-    store: &GrantsStore,
-    created: &crate::config::raw::RawCreatesWork,
-    promoter: crate::grants::codes::SwaCode,
-    request_body: &[u8],
-    response_body: &[u8],
-) {
-    let request: serde_json::Value = serde_json::from_slice(request_body).unwrap_or_default();
-    let response: serde_json::Value = serde_json::from_slice(response_body).unwrap_or_default();
-    let text = |v: &serde_json::Value, pointer: &str| {
-        v.pointer(pointer)
-            .and_then(|x| x.as_str())
-            .map(str::to_owned)
-    };
-    let reference = text(&response, &created.reference);
-    let authority = text(&request, &created.highway_authority)
-        .and_then(|s| crate::grants::codes::SwaCode::parse(&s));
-    let workstream = text(&request, &created.workstream)
-        .and_then(|s| crate::grants::codes::Workstream::parse(&s));
-    match (reference, authority, workstream) {
-        (Some(reference), Some(highway_authority), Some(workstream)) => {
-            store.created().insert(
-                &reference,
-                crate::grants::snapshot::WorkInfo {
-                    promoter,
-                    highway_authority,
-                    workstream,
-                },
-            );
-        }
-        _ => tracing::warn!(
-            "created work not remembered: reference, authority or workstream missing"
-        ),
-    }
-}
-
 /// Metric label for requests that matched no route (bounded: never the raw path).
 const UNMATCHED: &str = "_unmatched";
-
-/// Reads the request body only when the rule takes a field from it; otherwise the body streams
-/// to the upstream untouched (still size-capped).
-async fn read_body_if_needed(
-    route: &Route,
-    body: Incoming,
-    max_body: u64,
-) -> Result<(Option<Bytes>, RequestBody), ProxyError> {
-    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let needs_body = matches!(route.rule.access.source(), Some(ValueSource::Body(_)))
-        || route.creates_work.is_some();
-    if !needs_body {
-        return Ok((None, Either::Left(Limited::new(body, limit))));
-    }
-    let bytes = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(ProxyError::RequestBody)?
-        .to_bytes();
-    Ok((Some(bytes.clone()), Either::Right(Full::new(bytes))))
-}
-
-/// Gathers the request facts the rule names, then runs the pure decision.
-fn decide(
-    matched: &RouteMatch<'_, '_>,
-    identity: Option<&Identity>,
-    works: Option<Works<'_>>,
-    target: &Target<'_>,
-    body: Option<&[u8]>,
-    now: u64,
-) -> Result<Decision, ProxyError> {
-    let query: Vec<(Cow<'_, str>, Cow<'_, str>)> = target
-        .query
-        .map(|q| normalize::query_pairs(q).collect())
-        .unwrap_or_default();
-    let swa_code = swa_code(&query);
-    let body_value;
-    let resource: Option<Cow<'_, str>> = match matched.route.rule.access.source() {
-        None => None,
-        // Work references rarely carry escapes: only an escaped one is decoded into a copy.
-        Some(ValueSource::Path(name)) => matched.param(name).map(|raw| {
-            if !raw.contains('%') {
-                return Cow::Borrowed(raw);
-            }
-            normalize::decode_strict(raw.as_bytes())
-                .and_then(|b| String::from_utf8(b).ok())
-                .map(Cow::Owned)
-                .unwrap_or(Cow::Borrowed(raw))
-        }),
-        Some(ValueSource::Query(name)) => {
-            let mut values = query.iter().filter(|(k, _)| k == &**name);
-            match (values.next(), values.next()) {
-                (Some((_, v)), None) => Some(Cow::Borrowed(&**v)),
-                (Some(_), Some(_)) => return Err(Reason::BadQuery.into()),
-                (None, _) => None,
-            }
-        }
-        Some(ValueSource::Body(pointer)) => {
-            body_value = body
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                .ok_or(Reason::BadBody)?;
-            match body_value.pointer(pointer) {
-                Some(serde_json::Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
-                _ => return Err(Reason::BadBody.into()),
-            }
-        }
-    };
-    let facts = RequestFacts {
-        resource: resource.as_deref(),
-        swa_code,
-    };
-    Ok(authz::decide(
-        &matched.route.rule,
-        identity,
-        works,
-        &facts,
-        now,
-    ))
-}
-
-fn swa_code<'q>(query: &'q [(Cow<'_, str>, Cow<'_, str>)]) -> SwaCodeParam<'q> {
-    let mut codes = query.iter().filter(|(k, _)| k == "swaCode");
-    match (codes.next(), codes.next()) {
-        (None, _) => SwaCodeParam::Absent,
-        (Some((_, v)), None) => SwaCodeParam::One(v),
-        (Some(_), Some(_)) => SwaCodeParam::Repeated,
-    }
-}
-
-/// Identity is ours: strip what the client claimed, hop-by-hop headers, then set ours.
-fn prepare_upstream_headers(
-    parts: &mut http::request::Parts,
-    conn: ConnInfo,
-    identity: Option<&Identity>,
-    decision: &Decision,
-    decision_id: &str,
-) {
-    let h = &mut parts.headers;
-    headers::strip_hop_by_hop(h);
-    headers::strip_identity(h);
-    // HTTP/2 clients send `:authority` instead of Host; the upstream still sees their host.
-    if !h.contains_key(header::HOST)
-        && let Some(authority) = parts.uri.authority()
-        && let Ok(v) = HeaderValue::from_str(authority.as_str())
-    {
-        h.insert(header::HOST, v);
-    }
-    let mut set = |name, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    };
-    set(headers::DECISION_ID, decision_id);
-    if let Some(id) = identity {
-        set(headers::USER, &id.subject);
-        set(headers::ORGANISATION, &id.organisation);
-    }
-    if let Some(acting) = decision.acting_organisation {
-        set(headers::ACTING_ORGANISATION, acting.as_str());
-    }
-    if let Some(id) = identity
-        && let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(id.roles.header_value()))
-    {
-        h.insert(headers::ROLES, v);
-    }
-    headers::append_forwarded(h, conn.peer.ip(), conn.tls);
-    parts.version = http::Version::HTTP_11;
-}
-
-fn content_length(headers: &http::HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
-fn status_class(status: u16) -> &'static str {
-    match status {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "1xx",
-    }
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Decision ids: a random per-process prefix and a counter, unique without coordination.
-struct DecisionIds {
-    prefix: u32,
-    counter: AtomicU64,
-}
-
-impl DecisionIds {
-    fn new() -> DecisionIds {
-        DecisionIds {
-            prefix: rand::random(),
-            counter: AtomicU64::new(0),
-        }
-    }
-
-    fn next(&self) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}{:012x}", self.prefix, n)
-    }
-}
