@@ -123,9 +123,7 @@ fn the_readme_config_reference_is_a_valid_config() {
         Ok(_) => {}
         // The TLS files it names only exist in a real deployment.
         Err(problems) => assert!(
-            problems
-                .iter()
-                .all(|p| p.location.starts_with("listen.tls.")),
+            problems.iter().all(|p| p.location.starts_with("listen.tls.")),
             "{problems}"
         ),
     }
