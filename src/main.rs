@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use streetgate::config::{Config, ConfigError};
 use streetgate::explain_cmd::{self, Caller, ExplainRequest};
 use streetgate::progress::Progress;
+use streetgate::telemetry::log_buffer::{FlushGuard, LogBuffer};
 use streetgate::telemetry::metrics::Metrics;
 
 #[derive(Parser)]
@@ -104,7 +105,14 @@ enum RoutesCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.command);
+    // Dropped last: flushes the log lines still buffered.
+    let _flush = match init_logging(&cli.command) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("error: cannot start the log writer: {e}");
+            return ExitCode::from(2);
+        }
+    };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -309,9 +317,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("tokio runtime")
 }
 
-/// The sidecar logs JSON to stdout; one-shot tools keep stdout for their answer and log only
-/// warnings, to stderr.
-fn init_logging(command: &Command) {
+/// The sidecar logs JSON to stdout, written in batches (see `telemetry::log_buffer`); one-shot
+/// tools keep stdout for their answer and log only warnings, to stderr.
+fn init_logging(command: &Command) -> std::io::Result<Option<FlushGuard>> {
     let tool = matches!(
         command,
         Command::Explain(_) | Command::CheckSnapshot { .. } | Command::Routes { .. }
@@ -322,7 +330,9 @@ fn init_logging(command: &Command) {
     let fmt = tracing_subscriber::fmt().json().with_env_filter(filter);
     if tool {
         fmt.with_writer(std::io::stderr).init();
-    } else {
-        fmt.with_writer(std::io::stdout).init();
+        return Ok(None);
     }
+    let (writer, guard) = LogBuffer::start()?;
+    fmt.with_writer(writer).init();
+    Ok(Some(guard))
 }

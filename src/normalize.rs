@@ -2,6 +2,8 @@
 //! ambiguous is rejected (400) rather than guessed at, so the path the decision sees is exactly
 //! the path the upstream receives (DESIGN.md, "What is authorized is what is forwarded").
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, Method, Uri, Version, header};
 
 use crate::reason::Reason;
@@ -181,17 +183,21 @@ fn decoded_escapes(bytes: &[u8]) -> impl Iterator<Item = u8> + '_ {
 }
 
 /// Decoded `name=value` pairs of a query already accepted by `check` (`+` is a space).
-pub fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+/// Components with nothing to decode are borrowed, so a plain query costs no allocation.
+pub fn query_pairs(query: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> + '_ {
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (decode_component(k), decode_component(v))
     })
 }
 
-fn decode_component(s: &str) -> String {
+fn decode_component(s: &str) -> Cow<'_, str> {
+    if !s.contains(['+', '%']) {
+        return Cow::Borrowed(s);
+    }
     let plus = s.replace('+', " ");
     let bytes = decode_strict(plus.as_bytes()).unwrap_or_else(|| plus.clone().into_bytes());
-    String::from_utf8(bytes).unwrap_or(plus)
+    Cow::Owned(String::from_utf8(bytes).unwrap_or(plus))
 }
 
 #[cfg(test)]

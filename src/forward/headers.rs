@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::authn::identity::Identity;
@@ -60,20 +61,22 @@ pub fn strip_identity(headers: &mut HeaderMap) {
 
 /// Appends the client address and protocol to `X-Forwarded-For` / `X-Forwarded-Proto`.
 pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool) {
-    append(headers, X_FORWARDED_FOR, &client.to_string());
-    append(
-        headers,
-        X_FORWARDED_PROTO,
-        if tls { "https" } else { "http" },
-    );
+    append(headers, X_FORWARDED_FOR, client.to_string());
+    let proto = if tls { "https" } else { "http" };
+    if headers.contains_key(&X_FORWARDED_PROTO) {
+        append(headers, X_FORWARDED_PROTO, proto.to_owned());
+    } else {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
 }
 
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+/// Takes `value` by value so the common case (no earlier hop) becomes the header without a copy.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
     let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
         Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
-        _ => value.to_owned(),
+        _ => value,
     };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
         // Several header lines are folded into one so the list order is unambiguous.
         headers.insert(name, v);
     }
@@ -107,10 +110,15 @@ pub fn rewrite_request(
     if let Some(id) = identity {
         set(USER, &id.subject);
         set(ORGANISATION, &id.organisation);
-        set(ROLES, &id.roles.header_value());
     }
     if let Some(acting) = acting_organisation {
         set(ACTING_ORGANISATION, acting.as_str());
+    }
+    // The joined roles become the header without another copy.
+    if let Some(id) = identity
+        && let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(id.roles.header_value()))
+    {
+        h.insert(ROLES, v);
     }
     append_forwarded(h, client, tls);
     parts.version = http::Version::HTTP_11;

@@ -78,7 +78,8 @@ impl Upstream {
             uri.push('?');
             uri.push_str(q);
         }
-        uri.parse()
+        // From the owned bytes: `parse()` would copy them once more.
+        Uri::from_maybe_shared(Bytes::from(uri))
             .map_err(|_| ProxyError::Rejected(crate::reason::Reason::BadPath))
     }
 

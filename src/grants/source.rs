@@ -135,18 +135,46 @@ async fn poll_url(
     }
 }
 
-/// Validates and builds on the blocking pool: a big document takes seconds of CPU.
+/// Validates and builds on a thread of its own at a lower CPU priority: a big document takes
+/// a second or more of CPU, and on a busy node requests should not queue behind it (a swap
+/// under full load otherwise doubled the p99). The thread is not the blocking pool's, so the
+/// pool's other work (DNS, file reads) keeps normal priority.
 async fn apply(store: &Arc<GrantsStore>, bytes: Bytes) -> bool {
     let store = Arc::clone(store);
-    let applied = tokio::task::spawn_blocking(move || store.apply(&bytes, SystemTime::now())).await;
-    match applied {
-        Ok(result) => result.is_ok(),
-        Err(e) => {
-            tracing::error!(error = %e, "grants apply task failed");
+    let (done, applied) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("grants-apply".into())
+        .spawn(move || {
+            lower_priority();
+            let _ = done.send(store.apply(&bytes, SystemTime::now()).is_ok());
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the grants apply thread");
+        return false;
+    }
+    match applied.await {
+        Ok(ok) => ok,
+        Err(_) => {
+            tracing::error!("grants apply thread panicked");
             false
         }
     }
 }
+
+/// Nice value of the apply thread (0 is normal, 19 the lowest).
+const APPLY_NICE: i32 = 10;
+
+/// On Linux `setpriority(PRIO_PROCESS, 0)` changes the calling thread only.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    if let Err(e) = rustix::process::setpriority_process(None, APPLY_NICE) {
+        tracing::debug!(error = %e, "cannot lower the grants apply thread's priority");
+    }
+}
+
+/// Elsewhere the same call would lower the whole process; leave it.
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 /// `every · 2^failures`, capped at `max`, then drawn uniformly from its upper half so a fleet
 /// of sidecars does not retry in step.

@@ -121,7 +121,7 @@ impl GrantsStore {
                 let snapshot = Arc::new(snapshot);
                 // Swap first, then prune: a work leaves the overlay only once readers can
                 // already find it in the snapshot.
-                self.snapshot.store(Some(Arc::clone(&snapshot)));
+                let previous = self.snapshot.swap(Some(Arc::clone(&snapshot)));
                 self.created.prune(&snapshot);
                 self.metrics
                     .snapshot_version
@@ -133,6 +133,9 @@ impl GrantsStore {
                     users = snapshot.user_count(),
                     "grants snapshot in force"
                 );
+                if let Some(previous) = previous {
+                    release_when_unused(previous);
+                }
                 Ok(version)
             }
             Err(e) => {
@@ -193,6 +196,27 @@ impl GrantsStore {
     fn update_age(&self, now: SystemTime) {
         if let Some(age) = self.age(now) {
             self.metrics.snapshot_age_seconds.set(age.as_secs_f64());
+        }
+    }
+}
+
+/// How long `release_when_unused` waits for requests to let go of an old snapshot.
+const RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// Frees a replaced snapshot on this (blocking) thread once in-flight requests are done with
+/// it. Otherwise the last request holding it would free a million works on an async worker,
+/// stalling every connection on that worker for milliseconds. After `RELEASE_WAIT` it is left
+/// to whoever holds it last.
+fn release_when_unused(mut old: Arc<Snapshot>) {
+    let started = std::time::Instant::now();
+    loop {
+        match Arc::try_unwrap(old) {
+            Ok(snapshot) => return drop(snapshot),
+            Err(shared) if started.elapsed() < RELEASE_WAIT => {
+                old = shared;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => return,
         }
     }
 }

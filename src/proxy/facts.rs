@@ -49,7 +49,7 @@ pub fn decide(
     body: Option<&[u8]>,
     now: u64,
 ) -> Result<Decision, ProxyError> {
-    let query: Vec<(String, String)> = target
+    let query: Vec<(Cow<'_, str>, Cow<'_, str>)> = target
         .query
         .map(|q| normalize::query_pairs(q).collect())
         .unwrap_or_default();
@@ -57,7 +57,11 @@ pub fn decide(
     let body_value;
     let resource: Option<Cow<'_, str>> = match matched.route.rule.access.source() {
         None => None,
+        // Work references rarely carry escapes: only an escaped one is decoded into a copy.
         Some(ValueSource::Path(name)) => matched.param(name).map(|raw| {
+            if !raw.contains('%') {
+                return Cow::Borrowed(raw);
+            }
             normalize::decode_strict(raw.as_bytes())
                 .and_then(|b| String::from_utf8(b).ok())
                 .map(Cow::Owned)
@@ -66,7 +70,7 @@ pub fn decide(
         Some(ValueSource::Query(name)) => {
             let mut values = query.iter().filter(|(k, _)| k == &**name);
             match (values.next(), values.next()) {
-                (Some((_, v)), None) => Some(Cow::Borrowed(v.as_str())),
+                (Some((_, v)), None) => Some(Cow::Borrowed(&**v)),
                 (Some(_), Some(_)) => return Err(Reason::BadQuery.into()),
                 (None, _) => None,
             }
@@ -94,7 +98,7 @@ pub fn decide(
     ))
 }
 
-fn swa_code(query: &[(String, String)]) -> SwaCodeParam<'_> {
+fn swa_code<'q>(query: &'q [(Cow<'_, str>, Cow<'_, str>)]) -> SwaCodeParam<'q> {
     let mut codes = query.iter().filter(|(k, _)| k == "swaCode");
     match (codes.next(), codes.next()) {
         (None, _) => SwaCodeParam::Absent,

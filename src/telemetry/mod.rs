@@ -1,4 +1,5 @@
 //! Metrics and the decision log.
 
 pub mod decision_log;
+pub mod log_buffer;
 pub mod metrics;

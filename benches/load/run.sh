@@ -1,0 +1,400 @@
+#!/usr/bin/env bash
+# Load comparison of streetgate against the proxies a platform team would otherwise deploy, in
+# one run on this machine, plus latency while grants snapshots are swapped and idle memory.
+#
+#   benches/load/run.sh [compare|swap|rss|all]     (default: all)
+#
+# compare  one fixed upstream (nginx, small JSON body); in turns, repeated ROUNDS times so drift
+#          shows: direct to the upstream, nginx pass-through, haproxy pass-through, haproxy
+#          verifying the RS256 JWT (jwt_verify + alg/iss/aud/exp), streetgate with the Street
+#          Manager routing config, a token-cached RS256 token and a realistic snapshot, on a
+#          route that needs a workstream grant. Every response must be a 200.
+# swap     streetgate's latency with a 1M-work snapshot, without swaps and while a new version
+#          of it is written every second (file source, short poll interval), in turns.
+# rss      streetgate's resident memory at idle (demo config if `streetgate demo` runs, else
+#          the load config without a grants snapshot).
+#
+# Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=2 WORKERS=$(nproc)
+# WORKS=100000 USERS=10000 SWAP_WORKS=1000000 SKIP_BUILD=1 SHIPPED_CONFIG=1|0 KEEP=1.
+# Needs wrk, nginx, haproxy (installed with apt-get when missing and running as root), cargo.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+MODE=${1:-all}
+THREADS=${THREADS:-1}
+CONNS=${CONNS:-32}
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-2}
+WORKERS=${WORKERS:-$(nproc)}
+ORGS=${ORGS:-200}
+WORKS=${WORKS:-100000}
+USERS=${USERS:-10000}
+SWAP_WORKS=${SWAP_WORKS:-1000000}
+SWAP_USERS=${SWAP_USERS:-100000}
+ISSUER=https://auth.bench.invalid/
+AUDIENCE=street-manager
+KEYS=$ROOT/tests/fixtures/keys
+# user-0 is a Planner of promoter 0000 with read-only on workstream 004; synthetic work 100 is
+# promoter 0000's, workstream 004 (src/grants/synthetic.rs): a workstream grant allows it.
+PATH_ALLOWED=/work/works/SW00000000100
+
+BIN=${BIN:-$ROOT/target/release/streetgate}
+FIXTURE=$ROOT/target/release/examples/bench_fixture
+DIR=$(mktemp -d /tmp/streetgate-load.XXXXXX)
+PIDS=()
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [[ -z ${KEEP:-} ]]; then rm -rf "$DIR"; else echo "kept $DIR"; fi
+}
+trap cleanup EXIT
+
+log() { echo "== $*" >&2; }
+
+ensure_tools() {
+    local missing=()
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+    command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    export PATH=$PATH:/usr/sbin
+}
+
+build() {
+    [[ -n ${SKIP_BUILD:-} ]] && return
+    log "building streetgate and the fixture tool (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin streetgate --example bench_fixture)
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# fill TEMPLATE OUT KEY=VALUE...: replaces @KEY@ with VALUE.
+fill() {
+    local template=$1 out=$2
+    shift 2
+    local args=()
+    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    sed "${args[@]}" "$template" >"$out"
+}
+
+wait_http() { # URL [seconds]
+    local url=$1 tries=$((${2:-60} * 10))
+    for ((i = 0; i < tries; i++)); do
+        curl -sf -o /dev/null "$url" && return 0
+        sleep 0.1
+    done
+    log "timed out waiting for $url"
+    return 1
+}
+
+wait_port() { # PORT
+    for ((i = 0; i < 100; i++)); do
+        (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "nothing listening on $1"
+    return 1
+}
+
+start() { # NAME CMD...: runs CMD in the background, output in $DIR/NAME.log; pid in LAST_PID
+    local name=$1
+    shift
+    "$@" >"$DIR/$name.log" 2>&1 &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+
+start_upstream() {
+    UPSTREAM_PORT=$(free_port)
+    fill "$HERE/upstream.nginx.conf" "$DIR/upstream.conf" WORKERS=1 DIR="$DIR" PORT="$UPSTREAM_PORT"
+    start upstream nginx -c "$DIR/upstream.conf" -e "$DIR/upstream.error.log"
+    wait_port "$UPSTREAM_PORT"
+}
+
+# The routing config: the shipped Street Manager config with its upstreams, keys, grants file
+# and addresses pointed at this run, or the one-route config beside this script.
+streetgate_config() { # OUT PORT ADMIN_PORT GRANTS POLL
+    local out=$1 port=$2 admin=$3 grants=$4 poll=$5
+    local shipped=$ROOT/config/streetmanager.yaml
+    if [[ ${SHIPPED_CONFIG:-1} == 1 && -f $shipped ]]; then
+        python3 - "$shipped" "$out" "$port" "$admin" "$grants" "$poll" "$UPSTREAM_PORT" \
+            "$KEYS/jwks.json" "$ISSUER" "$AUDIENCE" <<'PY'
+import re, sys
+src, out, port, admin, grants, poll, up, jwks, iss, aud = sys.argv[1:]
+text = open(src).read()
+text = re.sub(r"(?m)^listen:\n  addr: \S+", f"listen:\n  addr: 127.0.0.1:{port}", text)
+text = re.sub(r"(?m)^admin:\n  addr: \S+", f"admin:\n  addr: 127.0.0.1:{admin}", text)
+text = re.sub(r"(?m)^  jwks:.*\n(    .*\n)*", f"  jwks:\n    file: {jwks}\n", text)
+text = re.sub(r"(?m)^  issuer: .*", f"  issuer: {iss}", text)
+text = re.sub(r"(?m)^  audience: .*", f"  audience: {aud}", text)
+grants_source = re.compile(r"(?m)^(grants:\n  source:\n    file:\n      path: ).*\n(      poll_interval: ).*")
+text, n = grants_source.subn(rf"\g<1>{grants}\n\g<2>{poll}", text)
+assert n == 1, "grants file source not found in the shipped config"
+text = re.sub(r"(?m)^(\s+upstream:) http://127\.0\.0\.1:\d+", rf"\1 http://127.0.0.1:{up}", text)
+open(out, "w").write(text)
+PY
+        log "routing config: config/streetmanager.yaml ($(grep -c '  - id:' "$out") routes)"
+    else
+        fill "$HERE/streetgate.yaml" "$out" PORT="$port" ADMIN_PORT="$admin" JWKS="$KEYS/jwks.json" \
+            ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" GRANTS="$grants" POLL="$poll" \
+            UPSTREAM_PORT="$UPSTREAM_PORT"
+        log "routing config: benches/load/streetgate.yaml (config/streetmanager.yaml not found)"
+    fi
+    "$BIN" check-config "$out" >&2
+}
+
+start_streetgate() { # CONFIG ADMIN_PORT: waits until ready
+    start streetgate env RUST_LOG="${SG_LOG:-info}" "$BIN" serve -c "$1"
+    SG_PID=$LAST_PID
+    wait_http "http://127.0.0.1:$2/readyz" 120
+}
+
+token() {
+    "$FIXTURE" token --key "$KEYS/rsa1.pem" --kid rsa1 --sub user-0 --org 0000 --roles Planner \
+        --issuer "$ISSUER" --audience "$AUDIENCE"
+}
+
+# bench NAME URL: one wrk turn; prints "NAME rps p50 p99" and fails on any non-200 answer.
+bench() {
+    local name=$1 url=$2 out
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s \
+        -H "Authorization: Bearer $TOKEN" -s "$HERE/report.lua" "$url")
+    echo "$out" >>"$DIR/wrk.log"
+    local line
+    line=$(grep '^RESULT' <<<"$out")
+    eval "$(sed 's/^RESULT //' <<<"$line" | tr ' ' '\n' | sed 's/^/local w_/')"
+    if ((w_non2xx + w_connect + w_read + w_write + w_timeout > 0)); then
+        log "$name: $w_non2xx non-2xx answers, socket errors c=$w_connect r=$w_read w=$w_write t=$w_timeout"
+        echo "FAIL $name"
+        return 1
+    fi
+    echo "$name $w_rps $w_p50 $w_p99"
+}
+
+check_200() { # NAME URL
+    local code
+    code=$(curl -s -o "$DIR/check.body" -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "$2")
+    if [[ $code != 200 ]]; then
+        log "$1 answered $code: $(cat "$DIR/check.body")"
+        return 1
+    fi
+}
+
+compare() {
+    start_upstream
+    local nginx_port haproxy_port jwt_port sg_port sg_admin
+    nginx_port=$(free_port) haproxy_port=$(free_port) jwt_port=$(free_port)
+    sg_port=$(free_port) sg_admin=$(free_port)
+    fill "$HERE/proxy.nginx.conf" "$DIR/nginx.conf" WORKERS="$WORKERS" DIR="$DIR" PORT="$nginx_port" \
+        UPSTREAM_PORT="$UPSTREAM_PORT"
+    start nginx nginx -c "$DIR/nginx.conf" -e "$DIR/nginx.error.log"
+    fill "$HERE/haproxy.cfg" "$DIR/haproxy.cfg" WORKERS="$WORKERS" PORT="$haproxy_port" \
+        JWT_PORT="$jwt_port" UPSTREAM_PORT="$UPSTREAM_PORT" PUBKEY="$KEYS/rsa1.pub.pem" \
+        ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
+    start haproxy haproxy -W -db -f "$DIR/haproxy.cfg"
+
+    log "snapshot: $WORKS works, $USERS users, $ORGS organisations"
+    "$FIXTURE" snapshot "$DIR/grants.json" --orgs "$ORGS" --users "$USERS" --works "$WORKS"
+    streetgate_config "$DIR/streetgate.yaml" "$sg_port" "$sg_admin" "$DIR/grants.json" 10s
+    start_streetgate "$DIR/streetgate.yaml" "$sg_admin"
+    TOKEN=$(token)
+
+    local -A url=(
+        [direct]="http://127.0.0.1:$UPSTREAM_PORT$PATH_ALLOWED"
+        [nginx]="http://127.0.0.1:$nginx_port$PATH_ALLOWED"
+        [haproxy]="http://127.0.0.1:$haproxy_port$PATH_ALLOWED"
+        [haproxy_jwt]="http://127.0.0.1:$jwt_port$PATH_ALLOWED"
+        [streetgate]="http://127.0.0.1:$sg_port$PATH_ALLOWED"
+    )
+    local order=(direct nginx haproxy haproxy_jwt streetgate)
+    for name in "${order[@]}"; do
+        local port=${url[$name]#http://127.0.0.1:}
+        wait_port "${port%%/*}"
+        check_200 "$name" "${url[$name]}"
+    done
+    # The same token with a bad signature must not get through the verifying proxies. A
+    # character well inside the signature changes: the last one may only carry padding bits.
+    local at=$((${#TOKEN} - 10)) swap=A
+    [[ ${TOKEN:at:1} == A ]] && swap=B
+    local forged=${TOKEN:0:at}$swap${TOKEN:at+1}
+    for name in haproxy_jwt streetgate; do
+        local code
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $forged" "${url[$name]}")
+        [[ $code == 401 ]] || { log "$name let a forged token through ($code)"; return 1; }
+    done
+
+    log "warm-up"
+    for name in "${order[@]}"; do
+        wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "${url[$name]}" >/dev/null
+    done
+
+    log "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, proxies with $WORKERS workers"
+    local results=$DIR/compare.txt
+    : >"$results"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for name in "${order[@]}"; do
+            local r
+            r=$(bench "$name" "${url[$name]}") || return 1
+            echo "$round $r" | tee -a "$results" >&2
+        done
+    done
+    local rss
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$SG_PID/status")
+    summarise "$results"
+    echo "streetgate RSS after the run: $((rss / 1024)) MiB"
+}
+
+summarise() { # FILE of "round name rps p50 p99"
+    python3 - "$1" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+names = list(dict.fromkeys(r[1] for r in rows))
+rounds = sorted({int(r[0]) for r in rows})
+get = {(int(r[0]), r[1]): (float(r[2]), int(r[3]), int(r[4])) for r in rows}
+print()
+print(f"{'round':>5} {'target':<12} {'req/s':>8} {'p50 µs':>7} {'p99 µs':>7}")
+for r in rounds:
+    for n in names:
+        rps, p50, p99 = get[(r, n)]
+        print(f"{r:>5} {n:<12} {rps:>8.0f} {p50:>7} {p99:>7}")
+print()
+print("streetgate relative to each (per round; throughput ratio >1 and p99 ratio <1 favour streetgate)")
+print(f"{'vs':<12} " + " ".join(f"{'r'+str(r)+' req/s':>10} {'r'+str(r)+' p99':>8}" for r in rounds)
+      + f" {'mean req/s':>10} {'mean p99':>8}")
+for n in names:
+    if n == "streetgate":
+        continue
+    tput = [get[(r, "streetgate")][0] / get[(r, n)][0] for r in rounds]
+    p99 = [get[(r, "streetgate")][2] / get[(r, n)][2] for r in rounds]
+    cells = " ".join(f"{t:>9.2f}x {p:>7.2f}x" for t, p in zip(tput, p99))
+    print(f"{n:<12} {cells} {st.mean(tput):>9.2f}x {st.mean(p99):>7.2f}x")
+PY
+}
+
+swap() {
+    start_upstream
+    local sg_port sg_admin
+    sg_port=$(free_port) sg_admin=$(free_port)
+    log "snapshot: $SWAP_WORKS works, $SWAP_USERS users"
+    "$FIXTURE" snapshot "$DIR/grants.json" --orgs "$ORGS" --users "$SWAP_USERS" --works "$SWAP_WORKS"
+    streetgate_config "$DIR/streetgate.yaml" "$sg_port" "$sg_admin" "$DIR/grants.json" 100ms
+    start_streetgate "$DIR/streetgate.yaml" "$sg_admin"
+    TOKEN=$(token)
+    local url="http://127.0.0.1:$sg_port$PATH_ALLOWED"
+    check_200 streetgate "$url"
+    wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
+
+    local secs=${DURATION%s} results=$DIR/swap.txt version=1
+    : >"$results"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        local r
+        r=$(bench steady "$url") || return 1
+        echo "$round $r" | tee -a "$results" >&2
+        local before after
+        before=$(snapshot_version "$sg_admin")
+        start swapper "$FIXTURE" swap "$DIR/grants.json" --orgs "$ORGS" --users "$SWAP_USERS" \
+            --works "$SWAP_WORKS" --every 1s --count "$((secs + 1))" --from-version "$((version + 1))"
+        version=$((version + secs + 1))
+        r=$(bench swapping "$url") || return 1
+        after=$(snapshot_version "$sg_admin")
+        echo "$round $r" | tee -a "$results" >&2
+        echo "round $round: snapshot version $before -> $after during the swapping turn" >&2
+        wait_swapper_and_settle "$sg_admin" "$version"
+    done
+    summarise_swap "$results"
+}
+
+snapshot_version() { # ADMIN_PORT
+    curl -s "http://127.0.0.1:$1/metrics" | awk '/^streetgate_snapshot_version / {print $2}'
+}
+
+wait_swapper_and_settle() { # ADMIN_PORT LAST_VERSION: let the last write be applied
+    for ((i = 0; i < 300; i++)); do
+        [[ $(snapshot_version "$1") == "$2" ]] && return 0
+        sleep 0.1
+    done
+    log "last snapshot version $2 not applied yet ($(snapshot_version "$1")); continuing"
+}
+
+summarise_swap() {
+    python3 - "$1" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+print()
+print(f"{'round':>5} {'turn':<10} {'req/s':>8} {'p50 µs':>7} {'p99 µs':>7}")
+for r in rows:
+    print(f"{r[0]:>5} {r[1]:<10} {float(r[2]):>8.0f} {r[3]:>7} {r[4]:>7}")
+steady = {r[0]: int(r[4]) for r in rows if r[1] == "steady"}
+swapping = {r[0]: int(r[4]) for r in rows if r[1] == "swapping"}
+ratios = [swapping[k] / steady[k] for k in steady]
+print("p99 while swapping / p99 steady: " + ", ".join(f"{x:.2f}x" for x in ratios)
+      + f" (mean {st.mean(ratios):.2f}x)")
+PY
+}
+
+rss() {
+    local port admin
+    port=$(free_port)
+    if "$BIN" demo --help >/dev/null 2>&1 && start_demo "$port"; then
+        admin=$((port + 1))
+        RSS_WHAT="streetgate demo"
+    else
+        start_upstream
+        admin=$(free_port)
+        fill "$HERE/streetgate.yaml" "$DIR/idle.yaml" PORT="$port" ADMIN_PORT="$admin" \
+            JWKS="$KEYS/jwks.json" ISSUER="$ISSUER" AUDIENCE="$AUDIENCE" GRANTS="$DIR/none.json" \
+            POLL=10s UPSTREAM_PORT="$UPSTREAM_PORT"
+        start streetgate "$BIN" serve -c "$DIR/idle.yaml"
+        SG_PID=$LAST_PID
+        wait_http "http://127.0.0.1:$admin/healthz" 30
+        RSS_WHAT="streetgate serve, one-route config, no grants snapshot"
+    fi
+    sleep 2
+    local kb
+    kb=$(awk '/VmRSS/ {print $2}' "/proc/$SG_PID/status")
+    echo "idle RSS ($RSS_WHAT): $kb kB ($((kb / 1024)) MiB)"
+}
+
+start_demo() { # PORT: true when the demo came up
+    start demo "$BIN" demo --port "$1"
+    SG_PID=$LAST_PID
+    if wait_http "http://127.0.0.1:$(($1 + 1))/healthz" 30 2>/dev/null; then
+        return 0
+    fi
+    kill "$SG_PID" 2>/dev/null || true
+    return 1
+}
+
+ensure_tools
+build
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
+    "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "versions: $(nginx -v 2>&1 | cut -d/ -f2), haproxy $(haproxy -v | head -1 | cut -d' ' -f3)," \
+    "$(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), streetgate $(git -C "$ROOT" rev-parse --short HEAD)"
+case $MODE in
+compare) compare ;;
+swap) swap ;;
+rss) rss ;;
+all)
+    compare
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    PIDS=()
+    swap
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    PIDS=()
+    rss
+    ;;
+*)
+    echo "usage: $0 [compare|swap|rss|all]" >&2
+    exit 2
+    ;;
+esac
