@@ -1,75 +1,125 @@
-//! Log lines gathered in memory and written to stdout in batches. With every allowed decision
-//! logged, one `write(2)` per line cost about a tenth of the CPU of a proxied request; a batch
-//! every `FLUSH_EVERY` (or whenever `MAX_BUFFERED` bytes are waiting) costs almost nothing.
-//! Lines keep their order. At most `FLUSH_EVERY` of output is lost if the process dies without
-//! dropping its `FlushGuard` (Envoy flushes its access log every second for the same reason).
+//! Log lines gathered in memory and written to stdout in batches by one background thread.
+//! With every allowed decision logged, one `write(2)` per line cost about a tenth of the CPU of
+//! a proxied request. A request thread only appends to a buffer under a short lock and never
+//! writes itself, so a slow log consumer cannot stall requests; past `MAX_WAITING` bytes lines
+//! are dropped (and counted) rather than held without bound. Lines keep their order. At most
+//! `FLUSH_EVERY` of output is lost if the process dies without dropping its `FlushGuard`
+//! (Envoy flushes its access log every second for the same reason).
 
 use std::io::{self, Write};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::thread::Thread;
 use std::time::Duration;
 
 use tracing_subscriber::fmt::MakeWriter;
 
 /// How long a line may wait in memory.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
-/// Waiting bytes that trigger an immediate write.
-const MAX_BUFFERED: usize = 64 * 1024;
+/// Waiting bytes that wake the writer at once.
+const WAKE_AT: usize = 64 * 1024;
+/// Waiting bytes beyond which new lines are dropped (the consumer is not keeping up).
+const MAX_WAITING: usize = 32 * 1024 * 1024;
 
 /// A `MakeWriter` for `tracing_subscriber::fmt` that batches writes to stdout.
 #[derive(Clone)]
 pub struct LogBuffer {
-    lines: Arc<Mutex<Vec<u8>>>,
+    shared: Arc<Shared>,
 }
 
-/// Writes whatever is buffered when dropped; keep it alive until the process ends.
+struct Shared {
+    waiting: Mutex<Vec<u8>>,
+    /// Held while a batch is taken and written, so batches leave in the order they filled.
+    out: Mutex<Box<dyn Write + Send>>,
+    dropped: AtomicU64,
+    writer_thread: OnceLock<Thread>,
+}
+
+/// Writes whatever is waiting when dropped; keep it alive until the process ends.
 pub struct FlushGuard {
     buffer: LogBuffer,
 }
 
 impl LogBuffer {
-    /// The buffer and the guard that flushes it last; a background thread flushes it every
-    /// `FLUSH_EVERY` meanwhile (and stops once the buffer is gone).
+    /// The buffer and the guard that flushes it last; a background thread writes it every
+    /// `FLUSH_EVERY`, or sooner when `WAKE_AT` bytes wait (and stops once the buffer is gone).
     pub fn start() -> io::Result<(LogBuffer, FlushGuard)> {
-        let buffer = LogBuffer {
-            lines: Arc::new(Mutex::new(Vec::with_capacity(MAX_BUFFERED))),
-        };
-        let weak = Arc::downgrade(&buffer.lines);
-        std::thread::Builder::new()
+        let buffer = LogBuffer::to(Box::new(io::stdout()));
+        let weak = Arc::downgrade(&buffer.shared);
+        let thread = std::thread::Builder::new()
             .name("log-flush".into())
             .spawn(move || flush_periodically(&weak))?;
+        let _ = buffer.shared.writer_thread.set(thread.thread().clone());
         let guard = FlushGuard {
             buffer: buffer.clone(),
         };
         Ok((buffer, guard))
     }
 
+    fn to(out: Box<dyn Write + Send>) -> LogBuffer {
+        LogBuffer {
+            shared: Arc::new(Shared {
+                waiting: Mutex::new(Vec::with_capacity(WAKE_AT)),
+                out: Mutex::new(out),
+                dropped: AtomicU64::new(0),
+                writer_thread: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Writes everything waiting, in order.
     pub fn flush(&self) {
-        flush_locked(&mut lock(&self.lines));
+        self.shared.flush();
     }
 }
 
-fn flush_periodically(lines: &Weak<Mutex<Vec<u8>>>) {
+impl Shared {
+    fn flush(&self) {
+        let mut out = lock(&self.out);
+        let batch = std::mem::take(&mut *lock(&self.waiting));
+        // Nowhere to report a failed log write; the lines are dropped rather than retried.
+        if !batch.is_empty() {
+            let _ = out.write_all(&batch);
+        }
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                r#"{{"level":"WARN","fields":{{"message":"log lines dropped: output not keeping up","bytes":{dropped}}},"target":"streetgate::log"}}"#
+            );
+        }
+        let _ = out.flush();
+    }
+
+    fn append(&self, line: &[u8]) {
+        let mut waiting = lock(&self.waiting);
+        if waiting.len() + line.len() > MAX_WAITING {
+            self.dropped.fetch_add(line.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        waiting.extend_from_slice(line);
+        if waiting.len() >= WAKE_AT {
+            drop(waiting);
+            if let Some(thread) = self.writer_thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+}
+
+fn flush_periodically(shared: &Weak<Shared>) {
     loop {
-        std::thread::sleep(FLUSH_EVERY);
-        let Some(lines) = lines.upgrade() else { return };
-        flush_locked(&mut lock(&lines));
+        std::thread::park_timeout(FLUSH_EVERY);
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.flush();
     }
 }
 
-/// Writes and empties the buffer while its lock is held, so batches leave in order.
-fn flush_locked(lines: &mut Vec<u8>) {
-    if lines.is_empty() {
-        return;
-    }
-    let mut out = io::stdout().lock();
-    // Nowhere to report a failed log write; the lines are dropped rather than retried forever.
-    let _ = out.write_all(lines).and_then(|()| out.flush());
-    lines.clear();
-}
-
-fn lock(lines: &Mutex<Vec<u8>>) -> MutexGuard<'_, Vec<u8>> {
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Bytes only; a panic while appending leaves at worst a partial line.
-    lines.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Drop for FlushGuard {
@@ -80,11 +130,7 @@ impl Drop for FlushGuard {
 
 impl io::Write for &LogBuffer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut lines = lock(&self.lines);
-        lines.extend_from_slice(buf);
-        if lines.len() >= MAX_BUFFERED {
-            flush_locked(&mut lines);
-        }
+        self.shared.append(buf);
         Ok(buf.len())
     }
 
@@ -105,28 +151,47 @@ impl<'a> MakeWriter<'a> for LogBuffer {
 mod tests {
     use super::*;
 
-    #[test]
-    fn lines_wait_for_a_flush_and_leave_in_order() {
-        let buffer = LogBuffer {
-            lines: Arc::new(Mutex::new(Vec::new())),
-        };
-        let mut w = buffer.make_writer();
-        w.write_all(b"one\n").unwrap();
-        w.write_all(b"two\n").unwrap();
-        assert_eq!(&*lock(&buffer.lines), b"one\ntwo\n");
-        buffer.flush();
-        assert!(lock(&buffer.lines).is_empty());
+    /// A sink the test can read back.
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            lock(&self.0).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
     }
 
     #[test]
-    fn a_full_buffer_is_written_at_once() {
-        let buffer = LogBuffer {
-            lines: Arc::new(Mutex::new(Vec::new())),
-        };
-        let line = vec![b'x'; 1000];
-        for _ in 0..(MAX_BUFFERED / line.len()) + 1 {
+    fn lines_wait_for_a_flush_and_leave_in_order() {
+        let sink = Sink::default();
+        let buffer = LogBuffer::to(Box::new(sink.clone()));
+        let mut w = buffer.make_writer();
+        w.write_all(b"one\n").unwrap();
+        w.write_all(b"two\n").unwrap();
+        assert!(lock(&sink.0).is_empty(), "request threads never write");
+        buffer.flush();
+        assert_eq!(&*lock(&sink.0), b"one\ntwo\n");
+        buffer.make_writer().write_all(b"three\n").unwrap();
+        drop(FlushGuard { buffer });
+        assert_eq!(&*lock(&sink.0), b"one\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn a_consumer_that_falls_behind_loses_lines_not_memory() {
+        let sink = Sink::default();
+        let buffer = LogBuffer::to(Box::new(sink.clone()));
+        let line = vec![b'x'; 1024 * 1024];
+        for _ in 0..(MAX_WAITING / line.len()) + 3 {
             buffer.make_writer().write_all(&line).unwrap();
-            assert!(lock(&buffer.lines).len() < MAX_BUFFERED);
         }
+        assert!(lock(&buffer.shared.waiting).len() <= MAX_WAITING);
+        buffer.flush();
+        let written = lock(&sink.0);
+        assert!(written.ends_with(b"\"target\":\"streetgate::log\"}\n"));
+        assert!(String::from_utf8_lossy(&written[MAX_WAITING..]).contains("\"bytes\":3145728"));
     }
 }
