@@ -118,7 +118,6 @@ reasons! {
     KeysUnavailable => ("keys_unavailable", StatusCode::SERVICE_UNAVAILABLE),
     SnapshotUnavailable => ("snapshot_unavailable", StatusCode::SERVICE_UNAVAILABLE),
     SnapshotStale => ("snapshot_stale", StatusCode::SERVICE_UNAVAILABLE),
-    ShuttingDown => ("shutting_down", StatusCode::SERVICE_UNAVAILABLE),
 }
 
 impl Reason {
