@@ -158,65 +158,74 @@ fn prepare(
 /// Every difference between `old` and `new` that a reload cannot apply.
 pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     let mut problems = Problems::default();
-    let mut fixed = |location: &str, same: bool, change: String| {
-        if !same {
-            problems.push(
-                location,
-                format!("cannot change without a restart ({change}); the running value stays"),
-            );
-        }
-    };
     let (o, n) = (&old.listen, &new.listen);
-    let was = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?} -> {b:?}");
-    fixed("listen.addr", o.addr == n.addr, was(&o.addr, &n.addr));
-    fixed(
-        "listen.tls",
-        o.tls.is_some() == n.tls.is_some(),
-        if n.tls.is_some() {
-            "turned on"
-        } else {
-            "turned off"
-        }
-        .to_owned(),
-    );
-    fixed(
+    let tls = |l: &crate::config::raw::RawListen| if l.tls.is_some() { "on" } else { "off" };
+    unchanged(&mut problems, "listen.addr", &o.addr, &n.addr);
+    unchanged(&mut problems, "listen.tls", &tls(o), &tls(n));
+    unchanged(
+        &mut problems,
         "listen.max_header_bytes",
-        o.max_header_bytes == n.max_header_bytes,
-        was(&o.max_header_bytes, &n.max_header_bytes),
+        &o.max_header_bytes,
+        &n.max_header_bytes,
     );
-    fixed(
+    unchanged(
+        &mut problems,
         "listen.max_headers",
-        o.max_headers == n.max_headers,
-        was(&o.max_headers, &n.max_headers),
+        &o.max_headers,
+        &n.max_headers,
     );
-    fixed(
+    unchanged(
+        &mut problems,
         "listen.header_read_timeout",
-        o.header_read_timeout == n.header_read_timeout,
-        was(&o.header_read_timeout, &n.header_read_timeout),
+        &o.header_read_timeout,
+        &n.header_read_timeout,
     );
-    fixed(
+    unchanged(
+        &mut problems,
         "listen.idle_timeout",
-        o.idle_timeout == n.idle_timeout,
-        was(&o.idle_timeout, &n.idle_timeout),
+        &o.idle_timeout,
+        &n.idle_timeout,
     );
-    fixed(
+    unchanged(
+        &mut problems,
         "admin.addr",
-        old.admin == new.admin,
-        was(&old.admin.addr, &new.admin.addr),
+        &old.admin.addr,
+        &new.admin.addr,
     );
     // Whole sections: their values may hold secrets' locations, so they are not echoed.
-    fixed("auth", old.auth == new.auth, "section changed".to_owned());
-    fixed(
-        "grants",
-        old.grants == new.grants,
-        "section changed".to_owned(),
-    );
-    fixed(
+    for (section, same) in [
+        ("auth", old.auth == new.auth),
+        ("grants", old.grants == new.grants),
+    ] {
+        if !same {
+            refuse(&mut problems, section, "section changed");
+        }
+    }
+    unchanged(
+        &mut problems,
         "shutdown.drain",
-        old.shutdown == new.shutdown,
-        was(&old.shutdown.drain, &new.shutdown.drain),
+        &old.shutdown.drain,
+        &new.shutdown.drain,
     );
     problems
+}
+
+fn unchanged<T: PartialEq + std::fmt::Debug>(
+    problems: &mut Problems,
+    location: &str,
+    old: &T,
+    new: &T,
+) {
+    if old != new {
+        refuse(problems, location, &format!("{old:?} -> {new:?}"));
+    }
+}
+
+fn refuse(problems: &mut Problems, location: &str, change: &str) {
+    problems.push(
+        location,
+        format!("cannot change without a restart ({change}); the running value stays"),
+    );
 }
 
 /// With `watch: true` in the config in force, reloads when the config file or its TLS files

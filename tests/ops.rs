@@ -441,15 +441,7 @@ async fn shutdown_gives_up_on_requests_slower_than_the_drain_time() {
 
 #[tokio::test]
 async fn per_ip_limit_answers_429_with_retry_after_and_forwards_nothing() {
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "rate_limit: {per_ip: 3}",
-    ))
-    .await;
+    let World { upstream, gw, .. } = World::start(DEFAULT_ROUTES, "rate_limit: {per_ip: 3}").await;
     // Public route: the per-IP limit applies before (and without) authentication.
     let mut statuses = Vec::new();
     let mut limited = None;
@@ -482,15 +474,8 @@ async fn per_ip_limit_answers_429_with_retry_after_and_forwards_nothing() {
 
 #[tokio::test]
 async fn per_user_limit_counts_each_user_separately() {
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "rate_limit: {per_user: 2}",
-    ))
-    .await;
+    let World { upstream, gw, .. } =
+        World::start(DEFAULT_ROUTES, "rate_limit: {per_user: 2}").await;
     let a = planner();
     let b = token(&claims("user-b", "7001", &["Planner"]));
     let mut a_limited = 0;
@@ -516,15 +501,7 @@ async fn per_user_limit_counts_each_user_separately() {
 
 #[tokio::test]
 async fn global_shadow_forwards_denials_and_counts_them() {
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "shadow: true",
-    ))
-    .await;
+    let World { upstream, gw, .. } = World::start(DEFAULT_ROUTES, "shadow: true").await;
     // An authority may not create works: denied by the rule, forwarded in shadow mode.
     let req = Request::post("/work/works")
         .header("host", "gw.test")
@@ -602,15 +579,7 @@ async fn per_route_shadow_forwards_only_that_route() {
 
 #[tokio::test]
 async fn metrics_change_by_exactly_what_the_requests_did() {
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "",
-    ))
-    .await;
+    let World { upstream, gw, .. } = World::start(DEFAULT_ROUTES, "").await;
     let before = metrics(&gw).await;
     let (t, h) = (planner(), authority());
     for _ in 0..3 {
@@ -691,15 +660,7 @@ async fn live_scrape_passes_promtool() {
         );
         return;
     };
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "rate_limit: {per_ip: 1000}",
-    ))
-    .await;
+    let World { gw, .. } = World::start(DEFAULT_ROUTES, "rate_limit: {per_ip: 1000}").await;
     send(gw.addr, get("/work/works/NW1", Some(&planner()))).await;
     send(gw.addr, get("/work/works/NW1", None)).await;
     send(gw.addr, get("/nowhere", None)).await;

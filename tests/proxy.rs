@@ -11,25 +11,8 @@ use http::{Request, StatusCode};
 use http_body_util::Full;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-struct World {
-    upstream: Upstream,
-    _jwks: JwksServer,
-    gw: Running,
-}
-
 async fn world() -> World {
-    world_with(DEFAULT_ROUTES, "").await
-}
-
-async fn world_with(routes: &str, extra: &str) -> World {
-    let upstream = Upstream::start().await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(&upstream.url(), &jwks.url(), routes, extra)).await;
-    World {
-        upstream,
-        _jwks: jwks,
-        gw,
-    }
+    World::start(DEFAULT_ROUTES, "").await
 }
 
 fn planner() -> String {
@@ -383,14 +366,7 @@ async fn bodies_stream_both_ways_and_oversized_bodies_are_413() {
         http::Response::new(Full::new(seen.body.clone()))
     }))
     .await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "",
-    ))
-    .await;
+    let World { upstream, gw, .. } = World::with(upstream, DEFAULT_ROUTES, "").await;
     let payload: Vec<u8> = (0..900_000u32).map(|i| (i % 251) as u8).collect();
     let req = Request::post("/work/echo")
         .header("host", "gw.test")
@@ -422,14 +398,20 @@ async fn upstream_refusing_is_502_and_slow_upstream_is_504() {
         l.local_addr().unwrap()
     };
     let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &format!("http://{closed}"),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "",
-    ))
-    .await;
-    let reply = send(gw.addr, get("/work/works/NW1", Some(&planner()))).await;
+    // One sidecar per broken upstream; the reply to a planner's GET.
+    let through = |upstream: std::net::SocketAddr| {
+        let yaml = config_yaml(
+            &format!("http://{upstream}"),
+            &jwks.url(),
+            DEFAULT_ROUTES,
+            "",
+        );
+        async move {
+            let gw = sidecar(&yaml).await;
+            send(gw.addr, get("/work/works/NW1", Some(&planner()))).await
+        }
+    };
+    let reply = through(closed).await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.reason(), "upstream_unavailable");
 
@@ -442,14 +424,7 @@ async fn upstream_refusing_is_502_and_slow_upstream_is_504() {
             held.push(s);
         }
     });
-    let gw = sidecar(&config_yaml(
-        &format!("http://{silent_addr}"),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "",
-    ))
-    .await;
-    let reply = send(gw.addr, get("/work/works/NW1", Some(&planner()))).await;
+    let reply = through(silent_addr).await;
     assert_eq!(reply.status, 504);
     assert_eq!(reply.reason(), "upstream_timeout");
 
@@ -464,20 +439,13 @@ async fn upstream_refusing_is_502_and_slow_upstream_is_504() {
             drop(s);
         }
     });
-    let gw = sidecar(&config_yaml(
-        &format!("http://{reset_addr}"),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "",
-    ))
-    .await;
-    let reply = send(gw.addr, get("/work/works/NW1", Some(&planner()))).await;
+    let reply = through(reset_addr).await;
     assert_eq!(reply.status, 502);
 }
 
 #[tokio::test]
 async fn header_limits_are_enforced() {
-    let w = world_with(DEFAULT_ROUTES, "").await;
+    let w = World::start(DEFAULT_ROUTES, "").await;
     let mut many = String::from("GET /work/status HTTP/1.1\r\nHost: gw.test\r\n");
     for i in 0..150 {
         many.push_str(&format!("x-h{i}: v\r\n"));
@@ -795,14 +763,7 @@ async fn chunked_and_length_bodies_are_forwarded_intact_and_followed() {
         http::Response::new(Full::new(seen.body.clone()))
     }))
     .await;
-    let jwks = JwksServer::start().await;
-    let gw = sidecar(&config_yaml(
-        &upstream.url(),
-        &jwks.url(),
-        DEFAULT_ROUTES,
-        "",
-    ))
-    .await;
+    let World { upstream, gw, .. } = World::with(upstream, DEFAULT_ROUTES, "").await;
     let tok = planner();
     // A body that looks like a smuggled request must stay a body.
     let fake = "GET /work/works/EVIL HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";

@@ -266,6 +266,26 @@ pub async fn wait_ready(running: &Running) {
     panic!("sidecar not ready: {:?}", running.gateway.not_ready());
 }
 
+/// A recording upstream, a JWKS server and a sidecar in front of the upstream.
+pub struct World {
+    pub upstream: Upstream,
+    pub jwks: JwksServer,
+    pub gw: Running,
+}
+
+impl World {
+    /// A plain upstream answering `{"ok":true}`.
+    pub async fn start(routes: &str, extra: &str) -> World {
+        World::with(Upstream::start().await, routes, extra).await
+    }
+
+    pub async fn with(upstream: Upstream, routes: &str, extra: &str) -> World {
+        let jwks = JwksServer::start().await;
+        let gw = sidecar(&config_yaml(&upstream.url(), &jwks.url(), routes, extra)).await;
+        World { upstream, jwks, gw }
+    }
+}
+
 // === clients ===
 
 pub struct Reply {
