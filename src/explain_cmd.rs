@@ -240,12 +240,16 @@ pub async fn explain(
         }
         _ => None,
     };
+    let body: Option<serde_json::Value> = req
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str(b).ok());
     let decision = match proxy::decide(
         &matched,
         identity.as_deref(),
         works,
         &target,
-        req.body.as_deref().map(str::as_bytes),
+        body.as_ref(),
         now,
     ) {
         Ok(d) => d,

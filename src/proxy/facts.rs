@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 
-use bytes::Bytes;
 use http::header;
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
@@ -18,13 +17,14 @@ use crate::normalize::{self, Target};
 use crate::reason::Reason;
 use crate::route::{Route, RouteMatch};
 
-/// Reads the request body only when the rule takes a field from it; otherwise the body streams
-/// to the upstream untouched (still size-capped).
+/// Reads the request body only when the rule (or `creates_work`) takes a field from it, and
+/// parses it once as JSON (None when it is not JSON); the bytes are then forwarded as they
+/// came. Otherwise the body streams to the upstream untouched (still size-capped).
 pub(super) async fn read_body_if_needed(
     route: &Route,
     body: Incoming,
     max_body: u64,
-) -> Result<(Option<Bytes>, RequestBody), ProxyError> {
+) -> Result<(Option<serde_json::Value>, RequestBody), ProxyError> {
     let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
     let needs_body = matches!(route.rule.access.source(), Some(ValueSource::Body(_)))
         || route.creates_work.is_some();
@@ -36,7 +36,8 @@ pub(super) async fn read_body_if_needed(
         .await
         .map_err(ProxyError::RequestBody)?
         .to_bytes();
-    Ok((Some(bytes.clone()), Either::Right(Full::new(bytes))))
+    let json = serde_json::from_slice(&bytes).ok();
+    Ok((json, Either::Right(Full::new(bytes))))
 }
 
 /// Gathers the request facts the rule names, then runs the pure decision (also used by
@@ -46,7 +47,7 @@ pub fn decide(
     identity: Option<&Identity>,
     works: Option<Works<'_>>,
     target: &Target<'_>,
-    body: Option<&[u8]>,
+    body: Option<&serde_json::Value>,
     now: u64,
 ) -> Result<Decision, ProxyError> {
     let query: Vec<(Cow<'_, str>, Cow<'_, str>)> = target
@@ -54,7 +55,6 @@ pub fn decide(
         .map(|q| normalize::query_pairs(q).collect())
         .unwrap_or_default();
     let swa_code = swa_code(&query);
-    let body_value;
     let resource: Option<Cow<'_, str>> = match matched.route.rule.access.source() {
         None => None,
         // Work references rarely carry escapes: only an escaped one is decoded into a copy.
@@ -75,15 +75,10 @@ pub fn decide(
                 (None, _) => None,
             }
         }
-        Some(ValueSource::Body(pointer)) => {
-            body_value = body
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-                .ok_or(Reason::BadBody)?;
-            match body_value.pointer(pointer) {
-                Some(serde_json::Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
-                _ => return Err(Reason::BadBody.into()),
-            }
-        }
+        Some(ValueSource::Body(pointer)) => match body.and_then(|b| b.pointer(pointer)) {
+            Some(serde_json::Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
+            _ => return Err(Reason::BadBody.into()),
+        },
     };
     let facts = RequestFacts {
         resource: resource.as_deref(),

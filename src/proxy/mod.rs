@@ -126,15 +126,12 @@ impl Gateway {
     /// Handles one request; never fails: errors become rejection responses here.
     pub async fn handle(&self, conn: ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
-        let decision_id = self.ids.next();
         // A guard, so a request whose client goes away mid-flight is still counted out.
         let _in_flight = InFlight::enter(&self.metrics.requests_in_flight);
         // One load per request: every phase sees the same config version.
         let runtime = self.runtime.load_full();
-        let mut log = DecisionRecord::new(&decision_id, request.method(), started);
-        let result = self
-            .phases(&runtime, conn, request, &decision_id, &mut log)
-            .await;
+        let mut log = DecisionRecord::new(self.ids.next(), request.method(), started);
+        let result = self.phases(&runtime, conn, request, &mut log).await;
         match result {
             Ok(response) => {
                 log.status = response.status().as_u16();
@@ -144,7 +141,7 @@ impl Gateway {
             Err(err) => {
                 let reason = err.reason();
                 if !matches!(err, ProxyError::Rejected(_)) {
-                    tracing::warn!(decision_id = %decision_id, error = %err, source = ?std::error::Error::source(&err), "request failed");
+                    tracing::warn!(decision_id = %log.decision_id, error = %err, source = ?std::error::Error::source(&err), "request failed");
                 }
                 if log.reason.is_none() {
                     // Failed before a decision (checks, routing, authentication).
@@ -153,7 +150,7 @@ impl Gateway {
                 }
                 log.status = reason.status().as_u16();
                 decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
-                error::rejection(reason, &decision_id).map(Either::Right)
+                error::rejection(reason, &log.decision_id).map(Either::Right)
             }
         }
     }
@@ -164,7 +161,6 @@ impl Gateway {
         runtime: &Runtime,
         conn: ConnInfo,
         request: Request<Incoming>,
-        decision_id: &str,
         log: &mut DecisionRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
@@ -211,7 +207,7 @@ impl Gateway {
             identity.as_deref(),
             works,
             &target,
-            request_body.as_deref(),
+            request_body.as_ref(),
             now,
         )?;
         let shadow = runtime.config.shadow || route.shadow;
@@ -233,7 +229,7 @@ impl Gateway {
             conn.tls,
             identity.as_deref(),
             decision.acting_organisation,
-            decision_id,
+            &log.decision_id,
         );
         parts.uri = uri;
         if route.response.is_some() {
@@ -246,7 +242,7 @@ impl Gateway {
 
         // --- respond ---
         headers::strip_hop_by_hop(response.headers_mut());
-        if let Ok(id) = HeaderValue::from_str(decision_id) {
+        if let Ok(id) = HeaderValue::from_str(&log.decision_id) {
             response.headers_mut().insert(headers::DECISION_ID, id);
         }
         if let Some(policy) = &route.response
@@ -279,7 +275,7 @@ impl Gateway {
         }
         if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
             &route.creates_work,
-            request_body.as_deref(),
+            request_body.as_ref(),
             &self.grants,
             decision.acting_organisation,
         ) && response.status().is_success()
@@ -323,14 +319,13 @@ impl Gateway {
         method: &http::Method,
         reason: Reason,
     ) -> Response<ProxyBody> {
-        let decision_id = self.ids.next();
         self.count(UNMATCHED, reason, false);
-        let mut log = DecisionRecord::new(&decision_id, method, Instant::now());
+        let mut log = DecisionRecord::new(self.ids.next(), method, Instant::now());
         log.reason = Some(reason);
         log.status = reason.status().as_u16();
         let sample_rate = self.runtime.load().config.decision_log.allow_sample_rate;
         decision_log::emit(&log, sample_rate);
-        error::rejection(reason, &decision_id).map(Either::Right)
+        error::rejection(reason, &log.decision_id).map(Either::Right)
     }
 
     /// Public routes need no identity; every other route needs a verified token, and then

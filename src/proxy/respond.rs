@@ -24,10 +24,9 @@ pub(super) fn remember_created_work(
     store: &GrantsStore,
     created: &RawCreatesWork,
     promoter: SwaCode,
-    request_body: &[u8],
+    request: &serde_json::Value,
     response_body: &[u8],
 ) {
-    let request: serde_json::Value = serde_json::from_slice(request_body).unwrap_or_default();
     let response: serde_json::Value = serde_json::from_slice(response_body).unwrap_or_default();
     let text = |v: &serde_json::Value, pointer: &str| {
         v.pointer(pointer)
@@ -35,8 +34,8 @@ pub(super) fn remember_created_work(
             .map(str::to_owned)
     };
     let reference = text(&response, &created.reference);
-    let authority = text(&request, &created.highway_authority).and_then(|s| SwaCode::parse(&s));
-    let workstream = text(&request, &created.workstream).and_then(|s| Workstream::parse(&s));
+    let authority = text(request, &created.highway_authority).and_then(|s| SwaCode::parse(&s));
+    let workstream = text(request, &created.workstream).and_then(|s| Workstream::parse(&s));
     match (reference, authority, workstream) {
         (Some(reference), Some(highway_authority), Some(workstream)) => {
             store.created().insert(

@@ -7,6 +7,7 @@ use std::time::Instant;
 use http::Method;
 
 use crate::authz::Decision;
+use crate::grants::codes::SwaCode;
 use crate::reason::Reason;
 
 /// What one request decided, filled in phase by phase.
@@ -17,7 +18,7 @@ pub struct DecisionRecord {
     pub route: Option<Arc<str>>,
     pub user: Option<Arc<str>>,
     pub organisation: Option<Arc<str>>,
-    pub acting_organisation: Option<String>,
+    pub acting_organisation: Option<SwaCode>,
     pub reason: Option<Reason>,
     pub shadow: bool,
     pub status: u16,
@@ -26,9 +27,9 @@ pub struct DecisionRecord {
 }
 
 impl DecisionRecord {
-    pub fn new(decision_id: &str, method: &Method, started: Instant) -> DecisionRecord {
+    pub fn new(decision_id: String, method: &Method, started: Instant) -> DecisionRecord {
         DecisionRecord {
-            decision_id: decision_id.to_owned(),
+            decision_id,
             method: method.clone(),
             started,
             route: None,
@@ -44,7 +45,7 @@ impl DecisionRecord {
 
     pub fn decide(&mut self, decision: &Decision, shadow: bool) {
         self.reason = Some(decision.reason);
-        self.acting_organisation = decision.acting_organisation.map(|o| o.as_str().to_owned());
+        self.acting_organisation = decision.acting_organisation;
         self.shadow = shadow && !decision.allowed();
     }
 }
@@ -67,7 +68,7 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
         method = %record.method,
         user = record.user.as_deref(),
         organisation = record.organisation.as_deref(),
-        acting_organisation = record.acting_organisation.as_deref(),
+        acting_organisation = record.acting_organisation.as_ref().map(SwaCode::as_str),
         decision,
         reason = reason.as_str(),
         latency_us = record.started.elapsed().as_micros() as u64,
