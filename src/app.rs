@@ -81,7 +81,12 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
         spawn_source(store.clone(), g.source.clone(), shutdown_rx.clone());
         store
     });
-    let gateway = Arc::new(Gateway::new(Runtime::new(config), auth, grants, metrics));
+    let gateway = Arc::new(Gateway::new(
+        Runtime::new(config, &metrics),
+        auth,
+        grants,
+        metrics,
+    ));
     let tls = Arc::new(ArcSwapOption::new(tls));
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());

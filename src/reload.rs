@@ -124,7 +124,7 @@ impl Reloader {
             .await
             .map_err(ReloadError::Task)??;
         let routes = config.router.routes().len();
-        let mut runtime = Runtime::new(config);
+        let mut runtime = Runtime::new(config, &self.gateway.metrics);
         if runtime.config.rate_limit == current.config.rate_limit {
             // Same rates: keep the buckets, so a reload is not a free burst for everyone.
             runtime.limiter = current.limiter.clone();

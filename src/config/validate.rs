@@ -415,6 +415,7 @@ fn compile_route(
     let route = Route {
         id: raw.id.as_str().into(),
         api,
+        index: 0,
         method,
         template: template.into(),
         rule: Rule {

@@ -1,17 +1,7 @@
-//! Small per-request bookkeeping: decision ids, the in-flight guard, clocks and labels.
+//! Small per-request bookkeeping: decision ids, the in-flight guard, and the clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-
-pub(super) fn status_class(status: u16) -> &'static str {
-    match status {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "1xx",
-    }
-}
 
 pub fn unix_now() -> u64 {
     SystemTime::now()

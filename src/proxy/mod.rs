@@ -38,6 +38,7 @@ use crate::reason::Reason;
 use crate::route::Route;
 use crate::telemetry::decision_log::{self, DecisionRecord};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::route_metrics::{Applied, RouteMetrics};
 
 /// What the client receives: the upstream's streamed body, or a body we built.
 pub type ProxyBody = Either<Incoming, Full<Bytes>>;
@@ -48,20 +49,29 @@ pub struct Runtime {
     pub upstreams: Vec<Upstream>,
     /// None without `rate_limit`; a reload with the same rates keeps the same buckets.
     pub limiter: Option<Arc<RateLimiter>>,
+    /// Indexed by `Route::index`.
+    route_metrics: Vec<RouteMetrics>,
 }
 
 impl Runtime {
-    pub fn new(config: Config) -> Runtime {
+    pub fn new(config: Config, metrics: &Metrics) -> Runtime {
         let upstreams = config.apis.iter().map(Upstream::new).collect();
         let limiter = config
             .rate_limit
             .as_ref()
             .and_then(RateLimiter::new)
             .map(Arc::new);
+        let route_metrics = config
+            .router
+            .routes()
+            .iter()
+            .map(|r| RouteMetrics::new(r.id.clone(), metrics))
+            .collect();
         Runtime {
             config,
             upstreams,
             limiter,
+            route_metrics,
         }
     }
 }
@@ -215,7 +225,9 @@ impl Gateway {
         self.metrics
             .decision_duration
             .observe(log.started.elapsed().as_secs_f64());
-        self.count(&route.id, decision.reason, shadow);
+        runtime.route_metrics[route.index]
+            .decision(decision.reason, Applied::of(decision.reason, shadow))
+            .inc();
         if !decision.allowed() && !shadow {
             return Err(decision.reason.into());
         }
@@ -236,9 +248,9 @@ impl Gateway {
             filter::prepare_request_headers(&mut parts.headers);
         }
         let is_head = parts.method == http::Method::HEAD;
-        let mut response = self
-            .forward(upstream, route, Request::from_parts(parts, body))
-            .await?;
+        let route_metrics = &runtime.route_metrics[route.index];
+        let mut response =
+            forward(upstream, route_metrics, Request::from_parts(parts, body)).await?;
 
         // --- respond ---
         headers::strip_hop_by_hop(response.headers_mut());
@@ -265,12 +277,8 @@ impl Gateway {
                 })?
                 .map_err(ProxyError::Filter)?;
             log.filter_us = Some(outcome.elapsed.as_micros() as u64);
-            for (label, n) in [("kept", outcome.kept), ("dropped", outcome.dropped)] {
-                self.metrics
-                    .filtered_rows
-                    .with_label_values(&[&*route.id, label])
-                    .inc_by(n);
-            }
+            route_metrics.rows(true).inc_by(outcome.kept);
+            route_metrics.rows(false).inc_by(outcome.dropped);
             return Ok(filtered.map(Either::Right));
         }
         if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
@@ -290,26 +298,6 @@ impl Gateway {
             return Ok(Response::from_parts(parts, Either::Right(Full::new(body))));
         }
         Ok(response.map(Either::Left))
-    }
-
-    /// Sends to the upstream, timing it per route and status class.
-    async fn forward(
-        &self,
-        upstream: &Upstream,
-        route: &Route,
-        request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
-        let started = Instant::now();
-        let sent = upstream.send(request).await;
-        let status_class = match &sent {
-            Ok(r) => ids::status_class(r.status().as_u16()),
-            Err(_) => "error",
-        };
-        self.metrics
-            .upstream_duration
-            .with_label_values(&[&*route.id, status_class])
-            .observe(started.elapsed().as_secs_f64());
-        sent
     }
 
     /// Rejects a request that never reaches the pipeline (the listener's framing guard): mints
@@ -366,17 +354,29 @@ impl Gateway {
         }
     }
 
+    /// Counts a rejection made before any rule was applied (checks, routing, authentication).
     fn count(&self, route: &str, reason: Reason, shadow: bool) {
-        let decision = match (reason.is_allow(), shadow) {
-            (true, _) => "allow",
-            (false, true) => "shadow_deny",
-            (false, false) => "deny",
-        };
+        let applied = Applied::of(reason, shadow).as_str();
         self.metrics
             .decisions
-            .with_label_values(&[route, decision, reason.as_str()])
+            .with_label_values(&[route, applied, reason.as_str()])
             .inc();
     }
+}
+
+/// Sends to the upstream, timing it per route and status class.
+async fn forward(
+    upstream: &Upstream,
+    metrics: &RouteMetrics,
+    request: Request<RequestBody>,
+) -> Result<Response<Incoming>, ProxyError> {
+    let started = Instant::now();
+    let sent = upstream.send(request).await;
+    let status = sent.as_ref().ok().map(|r| r.status().as_u16());
+    metrics
+        .upstream(status)
+        .observe(started.elapsed().as_secs_f64());
+    sent
 }
 
 /// Metric label for requests that matched no route (bounded: never the raw path).

@@ -16,6 +16,8 @@ pub struct Route {
     pub id: Arc<str>,
     /// Index into `Config::apis`.
     pub api: usize,
+    /// Position in `Router::routes()`, set by `Router::insert` (per-route state is indexed by it).
+    pub index: usize,
     pub method: Method,
     /// The template as written (without the API prefix), for logs and `explain`.
     pub template: Box<str>,
@@ -53,8 +55,9 @@ pub enum InsertError {
 
 impl Router {
     /// Adds `route` under `full_path` (API prefix + template).
-    pub fn insert(&mut self, full_path: &str, route: Route) -> Result<(), InsertError> {
+    pub fn insert(&mut self, full_path: &str, mut route: Route) -> Result<(), InsertError> {
         let index = self.routes.len();
+        route.index = index;
         if let Ok(matched) = self.tree.at_mut(full_path) {
             // Same template text (not merely a matching one): another method on this leaf.
             if matched.params.iter().all(|(k, v)| v == format!("{{{k}}}")) {
@@ -108,6 +111,7 @@ mod tests {
         Route {
             id: id.into(),
             api: 0,
+            index: 0,
             method,
             template: "/t".into(),
             rule: Rule {

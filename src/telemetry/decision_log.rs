@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use http::Method;
 
+use super::route_metrics::Applied;
 use crate::authz::Decision;
 use crate::grants::codes::SwaCode;
 use crate::reason::Reason;
@@ -56,11 +57,7 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
     if allowed && !(allow_sample_rate >= 1.0 || rand::random::<f64>() < allow_sample_rate) {
         return;
     }
-    let decision = match (allowed, record.shadow) {
-        (true, _) => "allow",
-        (false, true) => "shadow_deny",
-        (false, false) => "deny",
-    };
+    let decision = Applied::of(reason, record.shadow).as_str();
     tracing::info!(
         target: "streetgate::decision",
         decision_id = %record.decision_id,

@@ -3,3 +3,4 @@
 pub mod decision_log;
 pub mod log_buffer;
 pub mod metrics;
+pub mod route_metrics;
