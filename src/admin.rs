@@ -7,41 +7,24 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-use crate::proxy::Gateway;
+use crate::listener::Handler;
+use crate::proxy::{ConnInfo, Gateway};
+use crate::reason::Reason;
 
-pub async fn serve(
-    listener: TcpListener,
-    gateway: Arc<Gateway>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(&gateway, &req)) }
-            });
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+/// The admin endpoints, served by the shared listener code (same limits and timeouts as the
+/// main listener).
+pub struct Admin(pub Arc<Gateway>);
+
+impl Handler for Admin {
+    type Body = Full<Bytes>;
+
+    async fn handle(&self, _conn: ConnInfo, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        route(&self.0, &request)
+    }
+
+    fn refuse(&self, _conn: ConnInfo, _method: &Method, reason: Reason) -> Response<Full<Bytes>> {
+        text(reason.status(), &format!("{}\n", reason.as_str()))
     }
 }
 

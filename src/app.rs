@@ -3,12 +3,14 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::admin::Admin;
 use crate::authn::{AuthSetupError, Authenticator};
 use crate::config::Config;
 use crate::grants::spawn_source;
@@ -88,6 +90,7 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
         metrics,
     ));
     let tls = Arc::new(ArcSwapOption::new(tls));
+    let limits = Limits::from(&listen);
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
     spawn_evict(gateway.clone(), shutdown_rx.clone());
@@ -96,14 +99,19 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
         main_listener,
         tls,
         gateway.clone(),
-        Limits::from(&listen),
+        limits,
         shutdown_rx.clone(),
         drain,
     ));
-    let admin = tokio::spawn(crate::admin::serve(
+    // The admin port gets the main listener's limits and timeouts, never TLS, and no drain:
+    // it is stopped after the main listener has drained.
+    let admin = tokio::spawn(listener::serve(
         admin_listener,
-        gateway.clone(),
+        Arc::new(ArcSwapOption::empty()),
+        Arc::new(Admin(gateway.clone())),
+        limits,
         admin_shutdown_rx,
+        Duration::ZERO,
     ));
     tracing::info!(%addr, %admin_addr, "streetgate listening");
     Ok(Running {

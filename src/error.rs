@@ -24,6 +24,16 @@ pub enum ProxyError {
     },
     #[error("upstream {api} gave no response head within {timeout:?}")]
     UpstreamTimeout { api: String, timeout: Duration },
+    /// Over a per-IP or per-user rate; the bucket says when the next request would pass.
+    #[error("rate limited for {:?}", .0.retry_after)]
+    RateLimited(crate::ratelimit::Limited),
+    /// Reading an upstream body we buffer (created-work collection) failed or stalled.
+    #[error("reading the response body of upstream {api} failed")]
+    UpstreamBody {
+        api: String,
+        #[source]
+        source: BoxError,
+    },
     #[error("reading the request body failed")]
     RequestBody(#[source] BoxError),
     #[error("filtering the response failed")]
@@ -38,6 +48,10 @@ impl ProxyError {
             ProxyError::Upstream { source, .. } if body_too_large(source) => Reason::BodyTooLarge,
             ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
             ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
+            ProxyError::RateLimited(_) => Reason::RateLimited,
+            ProxyError::UpstreamBody { source, .. } => {
+                crate::forward::body_timeout::reason_for(source.as_ref())
+            }
             ProxyError::Filter(e) => e.reason(),
             ProxyError::RequestBody(source) => {
                 if source.is::<http_body_util::LengthLimitError>() {
@@ -46,6 +60,16 @@ impl ProxyError {
                     Reason::BadBody
                 }
             }
+        }
+    }
+}
+
+impl ProxyError {
+    /// How long a client should wait before retrying, for errors that know.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ProxyError::RateLimited(limited) => Some(limited.retry_after),
+            _ => None,
         }
     }
 }
@@ -67,8 +91,23 @@ impl From<Reason> for ProxyError {
     }
 }
 
-/// The JSON body every rejection carries: `{"error", "reason", "decision_id"}`.
+/// The response for a failed request.
+pub fn error_response(error: &ProxyError, decision_id: &str) -> Response<Full<Bytes>> {
+    build(error.reason(), error.retry_after(), decision_id)
+}
+
+/// The response for a rejection known only by its reason.
 pub fn rejection(reason: Reason, decision_id: &str) -> Response<Full<Bytes>> {
+    build(reason, None, decision_id)
+}
+
+/// The JSON body every rejection carries: `{"error", "reason", "decision_id"}`; a 429 also
+/// carries `Retry-After` in whole seconds, rounded up (at least 1).
+fn build(
+    reason: Reason,
+    retry_after: Option<Duration>,
+    decision_id: &str,
+) -> Response<Full<Bytes>> {
     let status = reason.status();
     let body = format!(
         r#"{{"error":"{}","reason":"{}","decision_id":"{}"}}"#,
@@ -88,15 +127,45 @@ pub fn rejection(reason: Reason, decision_id: &str) -> Response<Full<Bytes>> {
         headers.insert(crate::forward::headers::DECISION_ID, id);
     }
     if reason == Reason::RateLimited {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let wait = retry_after.unwrap_or(Duration::from_secs(1));
+        headers.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs(wait)),
+        );
     }
     response
+}
+
+/// Whole seconds, rounded up, at least 1 (`Retry-After: 0` would invite an immediate retry).
+fn retry_after_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(retry_after_secs(Duration::ZERO), 1);
+        assert_eq!(retry_after_secs(ms(1)), 1);
+        assert_eq!(retry_after_secs(ms(1000)), 1);
+        assert_eq!(retry_after_secs(ms(1001)), 2);
+        assert_eq!(retry_after_secs(ms(4200)), 5);
+    }
+
+    #[test]
+    fn rate_limited_answer_carries_the_buckets_wait() {
+        let limited = crate::ratelimit::Limited {
+            retry_after: Duration::from_millis(2500),
+        };
+        let resp = error_response(&ProxyError::RateLimited(limited), "id");
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+    }
 
     #[tokio::test]
     async fn body_is_stable_json() {

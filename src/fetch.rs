@@ -1,5 +1,10 @@
 //! A small HTTP(S) GET for control-plane documents (JWKS, grants snapshots): pooled client,
-//! timeout, body size cap, conditional requests. Not used on the request path.
+//! conditional requests, and bounds on everything a misbehaving server could stretch: the
+//! connect takes at most `timeout`, and so does the whole exchange (head and body); a declared
+//! Content-Length over the size cap is refused before reading, and a body that grows past it
+//! while streaming is cut off. Redirects are not followed: the configured URL is the one
+//! trusted for keys and grants, so a 3xx is a failed fetch (the previous document stays in
+//! force). Not used on the request path.
 
 use std::time::Duration;
 
@@ -37,19 +42,26 @@ pub enum FetchError {
     Request(#[source] hyper_util::client::legacy::Error),
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    #[error("redirect ({0}) not followed")]
+    Redirect(StatusCode),
     #[error("unexpected status {0}")]
     Status(StatusCode),
+    #[error("declared body of {declared} bytes is over the {limit}-byte limit")]
+    TooLarge { declared: u64, limit: usize },
     #[error("body larger than {0} bytes or unreadable")]
     Body(usize),
 }
 
 impl Fetcher {
     pub fn new(timeout: Duration, max_body: usize) -> Fetcher {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(timeout));
+        http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         Fetcher {
             client: Client::builder(TokioExecutor::new()).build(https),
             timeout,
@@ -76,7 +88,19 @@ impl Fetcher {
             match resp.status() {
                 StatusCode::NOT_MODIFIED if etag.is_some() => return Ok(Fetched::NotModified),
                 StatusCode::OK => {}
+                other if other.is_redirection() => return Err(FetchError::Redirect(other)),
                 other => return Err(FetchError::Status(other)),
+            }
+            let declared = resp
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(declared) = declared.filter(|&n| n > self.max_body as u64) {
+                return Err(FetchError::TooLarge {
+                    declared,
+                    limit: self.max_body,
+                });
             }
             let etag = resp.headers().get(header::ETAG).cloned();
             let body = Limited::new(resp.into_body(), self.max_body)

@@ -22,14 +22,14 @@ use crate::config::raw::RawRateLimit;
 /// How often the app evicts refilled buckets.
 pub const EVICT_EVERY: Duration = Duration::from_secs(5);
 
-/// Over the limit; `retry_after` is when the next request would be allowed (at most one
-/// second: see the test `the_wait_never_exceeds_one_second`).
+/// Over the limit; `retry_after` is when the next token is available (at most one interval,
+/// `1 / rate`: see `the_wait_is_at_most_one_interval`). It becomes `Retry-After`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limited {
     pub retry_after: Duration,
 }
 
-/// One rate: `per_second` requests per second, burst = one second's worth.
+/// One rate: `per_second` requests per second, burst = one second's worth (at least one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Rate {
     interval_ns: u64,
@@ -37,15 +37,16 @@ struct Rate {
 }
 
 impl Rate {
-    fn per_second(n: u32) -> Option<Rate> {
-        if n == 0 {
+    fn per_second(n: f64) -> Option<Rate> {
+        if !(n.is_finite() && n > 0.0) {
             return None;
         }
         // At least 1 ns, so absurd rates still limit instead of never.
-        let interval_ns = (1_000_000_000 / u64::from(n)).max(1);
+        let interval_ns = ((1e9 / n) as u64).max(1);
+        let burst = (n.floor() as u64).max(1);
         Some(Rate {
             interval_ns,
-            tolerance_ns: interval_ns * (u64::from(n) - 1),
+            tolerance_ns: interval_ns.saturating_mul(burst - 1),
         })
     }
 
@@ -169,7 +170,7 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    fn limiter(per_ip: Option<u32>, per_user: Option<u32>) -> RateLimiter {
+    fn limiter(per_ip: Option<f64>, per_user: Option<f64>) -> RateLimiter {
         RateLimiter::new(&RawRateLimit { per_ip, per_user }).unwrap()
     }
 
@@ -187,7 +188,7 @@ mod tests {
         );
         assert!(
             RateLimiter::new(&RawRateLimit {
-                per_ip: Some(0),
+                per_ip: Some(0.0),
                 per_user: None
             })
             .is_none()
@@ -196,7 +197,7 @@ mod tests {
 
     #[test]
     fn burst_is_one_seconds_worth_then_refills_at_the_rate() {
-        let l = limiter(Some(5), None);
+        let l = limiter(Some(5.0), None);
         let t0 = l.epoch;
         for i in 0..5 {
             assert_eq!(l.check_ip(IP, t0), Ok(()), "request {i} of the burst");
@@ -219,7 +220,7 @@ mod tests {
 
     #[test]
     fn a_sustained_client_gets_exactly_the_rate() {
-        let l = limiter(None, Some(10));
+        let l = limiter(None, Some(10.0));
         let user: Arc<str> = "u1".into();
         let t0 = l.epoch;
         let mut allowed = 0;
@@ -239,7 +240,7 @@ mod tests {
 
     #[test]
     fn evict_drops_only_refilled_buckets() {
-        let l = limiter(Some(2), Some(2));
+        let l = limiter(Some(2.0), Some(2.0));
         let t0 = l.epoch;
         l.check_ip(IP, t0).unwrap();
         l.check_user(&Arc::from("u"), t0).unwrap();
@@ -253,7 +254,7 @@ mod tests {
 
     #[test]
     fn concurrent_clients_never_exceed_the_burst() {
-        let l = Arc::new(limiter(Some(100), None));
+        let l = Arc::new(limiter(Some(100.0), None));
         let now = l.epoch + Duration::from_secs(1);
         let handles: Vec<_> = (0..8)
             .map(|_| {
@@ -266,10 +267,10 @@ mod tests {
     }
 
     #[test]
-    fn the_wait_never_exceeds_one_second() {
-        // Why `Retry-After: 1` (error::rejection) is exact: burst = one second's worth, so the
-        // next token is at most one interval (<= 1 s) away, at any configured rate.
-        for rate in [1, 2, 3, 7, 1000, 100_000] {
+    fn the_wait_is_at_most_one_interval() {
+        // The next token is at most one interval (1 / rate) away: under a second for rates of
+        // one per second and more, longer for slower rates.
+        for rate in [0.1, 0.25, 1.0, 2.0, 3.0, 7.0, 1000.0, 100_000.0] {
             let l = limiter(Some(rate), None);
             let t0 = l.epoch;
             let denied = loop {
@@ -277,8 +278,29 @@ mod tests {
                     break d;
                 }
             };
-            assert!(denied.retry_after <= Duration::from_secs(1), "{rate}");
+            let interval = Duration::from_secs_f64(1.0 / rate);
+            assert!(denied.retry_after <= interval, "{rate}");
             assert!(denied.retry_after > Duration::ZERO, "{rate}");
         }
+    }
+
+    #[test]
+    fn the_wait_shrinks_as_the_bucket_refills() {
+        // One request every 4 s, burst of one.
+        let l = limiter(Some(0.25), None);
+        let t0 = l.epoch;
+        l.check_ip(IP, t0).unwrap();
+        let wait = |t| l.check_ip(IP, t).unwrap_err().retry_after;
+        assert_eq!(wait(t0), Duration::from_secs(4));
+        assert_eq!(
+            wait(t0 + Duration::from_millis(2500)),
+            Duration::from_millis(1500)
+        );
+        // Denials do not push the next token further away.
+        assert_eq!(
+            wait(t0 + Duration::from_millis(3900)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(l.check_ip(IP, t0 + Duration::from_secs(4)), Ok(()));
     }
 }

@@ -44,6 +44,8 @@ pub struct Api {
     pub upstream: Uri,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Idle timeout between frames of the upstream response body.
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

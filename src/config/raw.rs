@@ -212,12 +212,13 @@ impl Default for RawDecisionLog {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawRateLimit {
-    /// Requests per second per client IP (burst = one second's worth).
+    /// Requests per second per client IP (burst = one second's worth, at least one); below 1
+    /// (`0.1`: one request every 10 s) the wait, and so `Retry-After`, exceeds a second.
     #[serde(default)]
-    pub per_ip: Option<u32>,
+    pub per_ip: Option<f64>,
     /// Requests per second per authenticated user.
     #[serde(default)]
-    pub per_user: Option<u32>,
+    pub per_user: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -250,6 +251,9 @@ pub struct RawApi {
     pub connect_timeout: Duration,
     #[serde(default = "defaults::request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// Longest wait for the next bytes of an upstream response body.
+    #[serde(default = "defaults::body_timeout", with = "humantime_serde")]
+    pub body_timeout: Duration,
     pub routes: Vec<RawRoute>,
 }
 
@@ -456,6 +460,9 @@ pub mod defaults {
         Duration::from_secs(2)
     }
     pub fn request_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn body_timeout() -> Duration {
         Duration::from_secs(30)
     }
     pub fn max_response_bytes() -> u64 {

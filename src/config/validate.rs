@@ -32,6 +32,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         let at = format!("apis[{ai}]");
         let prefix = check_prefix(api, &at, &mut problems);
         let upstream = check_upstream(&api.upstream, &format!("{at}.upstream"), &mut problems);
+        check_timeouts(api, &at, &mut problems);
         for (ri, route) in api.routes.iter().enumerate() {
             let at = format!("{at}.routes[{ri}]");
             if !ids.insert(route.id.clone()) {
@@ -55,6 +56,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
                 upstream,
                 connect_timeout: api.connect_timeout,
                 request_timeout: api.request_timeout,
+                body_timeout: api.body_timeout,
             });
         }
     }
@@ -86,6 +88,9 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
     if l.header_read_timeout.is_zero() {
         problems.push("listen.header_read_timeout", "must be above zero");
     }
+    if l.idle_timeout.is_zero() {
+        problems.push("listen.idle_timeout", "must be above zero");
+    }
     if let Some(tls) = &l.tls {
         for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
             if !path.is_file() {
@@ -104,12 +109,25 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
     }
     if let Some(rl) = &raw.rate_limit {
         for (field, rate) in [("per_ip", rl.per_ip), ("per_user", rl.per_user)] {
-            if rate == Some(0) {
+            if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
                 problems.push(
                     format!("rate_limit.{field}"),
-                    "must be at least 1 request per second (leave it out to disable)",
+                    "must be a number of requests per second above zero (leave it out to disable)",
                 );
             }
+        }
+    }
+}
+
+/// A zero timeout would fail every request (or, for the connector, mean none at all).
+fn check_timeouts(api: &RawApi, at: &str, problems: &mut Problems) {
+    for (field, value) in [
+        ("connect_timeout", api.connect_timeout),
+        ("request_timeout", api.request_timeout),
+        ("body_timeout", api.body_timeout),
+    ] {
+        if value.is_zero() {
+            problems.push(format!("{at}.{field}"), "must be above zero");
         }
     }
 }

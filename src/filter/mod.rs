@@ -103,7 +103,7 @@ impl FilterError {
     pub fn reason(&self) -> Reason {
         match self {
             FilterError::TooLarge { .. } => Reason::ResponseTooLarge,
-            FilterError::Body(_) => Reason::UpstreamUnavailable,
+            FilterError::Body(e) => crate::forward::body_timeout::reason_for(e.as_ref()),
             FilterError::Encoding(_)
             | FilterError::Decode { .. }
             | FilterError::Utf8(_)

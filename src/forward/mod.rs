@@ -1,6 +1,7 @@
 //! Forwarding to the upstream API: one pooled client per API, connect and response-head
 //! timeouts, bodies streamed both ways.
 
+pub mod body_timeout;
 pub mod headers;
 
 use std::time::Duration;
@@ -13,11 +14,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use self::body_timeout::TimedBody;
 use crate::config::Api;
 use crate::error::ProxyError;
 
 /// A client body streams on, size-capped; a body the decision had to read is sent buffered.
 pub type RequestBody = Either<Limited<Incoming>, Full<Bytes>>;
+
+/// The upstream's response body, failing when it stalls for `body_timeout`.
+pub type UpstreamBody = TimedBody<Incoming>;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -26,6 +31,7 @@ pub struct Upstream {
     scheme_authority: String,
     prefix_len: usize,
     timeout: Duration,
+    body_timeout: Duration,
     client: Client<Connector, RequestBody>,
 }
 
@@ -60,6 +66,7 @@ impl Upstream {
                 0
             },
             timeout: api.request_timeout,
+            body_timeout: api.body_timeout,
             client,
         }
     }
@@ -83,18 +90,23 @@ impl Upstream {
             .map_err(|_| ProxyError::Rejected(crate::reason::Reason::BadPath))
     }
 
-    /// How long the upstream may take to answer (also bounds reading a filtered body).
+    /// How long the upstream may take to send its response head.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    /// Sends the request and waits (bounded) for the response head; the body then streams.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends the request and waits (bounded) for the response head; the body then streams,
+    /// each wait for more of it bounded by `body_timeout`.
     pub async fn send(
         &self,
         request: Request<RequestBody>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
         match tokio::time::timeout(self.timeout, self.client.request(request)).await {
-            Ok(Ok(response)) => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(|b| TimedBody::new(b, self.body_timeout))),
             Ok(Err(source)) => Err(ProxyError::Upstream {
                 api: self.name.clone(),
                 source,

@@ -1,27 +1,33 @@
-//! The main listener: accept, optional TLS, HTTP/1.1 and HTTP/2 with limits on header size and
-//! count, a header-read timeout for slow clients, an idle timeout for keep-alive connections,
-//! and graceful shutdown.
+//! The listeners (main and admin share this code): accept, optional TLS, HTTP/1.1 and HTTP/2
+//! with limits on header size and count, a header-read timeout for slow and silent clients, an
+//! idle timeout for keep-alive connections, and graceful shutdown.
 
+mod activity;
 pub mod framing;
 pub mod tls;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::raw::RawListen;
-use crate::proxy::{ConnInfo, Gateway};
+use crate::error::BoxError;
+use crate::proxy::{ConnInfo, Gateway, ProxyBody};
 use crate::reason::Reason;
 
+use self::activity::{ActiveBody, Activity};
 use self::framing::{FramingIo, Verdicts};
 
 /// Limits applied to every client connection.
@@ -52,12 +58,45 @@ impl From<&RawListen> for Limits {
     }
 }
 
+/// What a listener serves: the proxy (`Gateway`) or the admin endpoints. Both get the same
+/// connection handling: limits, timeouts, the framing guard and graceful shutdown.
+pub trait Handler: Send + Sync + 'static {
+    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
+
+    fn handle(
+        &self,
+        conn: ConnInfo,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<Self::Body>> + Send;
+
+    /// The answer to a request the framing guard refused (the listener closes the connection
+    /// after it).
+    fn refuse(&self, conn: ConnInfo, method: &Method, reason: Reason) -> Response<Self::Body>;
+}
+
+impl Handler for Gateway {
+    type Body = ProxyBody;
+
+    fn handle(
+        &self,
+        conn: ConnInfo,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        Gateway::handle(self, conn, request)
+    }
+
+    fn refuse(&self, conn: ConnInfo, method: &Method, reason: Reason) -> Response<ProxyBody> {
+        self.reject_before_routing(conn, method, reason)
+    }
+}
+
 /// Accepts until `shutdown` flips, then lets in-flight requests finish for up to `drain`.
-/// The TLS config sits behind an `ArcSwapOption` so certificates reload without re-binding.
-pub async fn serve(
+/// The TLS config sits behind an `ArcSwapOption` so certificates reload without re-binding;
+/// empty means plaintext.
+pub async fn serve<H: Handler>(
     listener: TcpListener,
     tls: Arc<ArcSwapOption<rustls::ServerConfig>>,
-    gateway: Arc<Gateway>,
+    handler: Arc<H>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
@@ -94,34 +133,36 @@ pub async fn serve(
             },
             _ = shutdown.changed() => break,
         };
+        let accepted = Instant::now();
         let _ = stream.set_nodelay(true);
-        let gateway = gateway.clone();
+        let handler = handler.clone();
         let builder = builder.clone();
         let tls = tls.load_full();
         let watcher = graceful.watcher();
         while conns.try_join_next().is_some() {}
         conns.spawn(async move {
-            let conn_shutdown = watcher;
+            let activity = Activity::new(accepted);
+            let conn = Conn {
+                builder: &builder,
+                handler,
+                limits,
+                activity,
+            };
             match tls {
                 None => {
                     let info = ConnInfo { peer, tls: false };
                     // Prior-knowledge HTTP/2 is recognised by the tracker from its preface.
                     let (io, verdicts) =
                         FramingIo::tracked(stream, limits.head_cap(), limits.max_headers);
-                    serve_conn(
-                        &builder,
-                        TokioIo::new(io),
-                        Some(verdicts),
-                        info,
-                        gateway,
-                        limits,
-                        conn_shutdown,
-                    )
-                    .await;
+                    conn.serve(TokioIo::new(io), Some(verdicts), info, watcher)
+                        .await;
                 }
                 Some(config) => {
-                    let accept = TlsAcceptor::from(config).accept(stream);
-                    match tokio::time::timeout(limits.header_read_timeout, accept).await {
+                    // The handshake is part of the time a connection gets to send its first
+                    // request head.
+                    let handshake = TlsAcceptor::from(config).accept(stream);
+                    let deadline = accepted + limits.header_read_timeout;
+                    match tokio::time::timeout_at(deadline, handshake).await {
                         Ok(Ok(tls_stream)) => {
                             let info = ConnInfo { peer, tls: true };
                             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
@@ -135,16 +176,7 @@ pub async fn serve(
                                 );
                                 (io, Some(verdicts))
                             };
-                            serve_conn(
-                                &builder,
-                                TokioIo::new(io),
-                                verdicts,
-                                info,
-                                gateway,
-                                limits,
-                                conn_shutdown,
-                            )
-                            .await;
+                            conn.serve(TokioIo::new(io), verdicts, info, watcher).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -155,91 +187,80 @@ pub async fn serve(
     }
     drop(listener);
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = graceful.shutdown() => tracing::debug!("all connections drained"),
         _ = tokio::time::sleep(drain) => {
-            tracing::warn!(?drain, open = conns.len(), "drain time over, closing remaining connections");
+            if !conns.is_empty() {
+                tracing::warn!(?drain, open = conns.len(), "drain time over, closing remaining connections");
+            }
             conns.abort_all();
         }
     }
 }
 
-/// Per-connection activity, so an idle keep-alive connection can be closed.
-struct Activity {
-    in_flight: AtomicUsize,
-    last: AtomicU64,
-    epoch: Instant,
-}
-
-impl Activity {
-    fn touch(&self) {
-        self.last
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-
-    fn idle_for(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
-        }
-        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
-        Some(self.epoch.elapsed().saturating_sub(last))
-    }
-}
-
-/// `verdicts` is the framing guard's queue for HTTP/1 connections (None when the connection is
-/// known to be HTTP/2).
-async fn serve_conn<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: TokioIo<I>,
-    verdicts: Option<Verdicts>,
-    info: ConnInfo,
-    gateway: Arc<Gateway>,
+/// One accepted connection and what it is served with.
+struct Conn<'a, H> {
+    builder: &'a auto::Builder<TokioExecutor>,
+    handler: Arc<H>,
     limits: Limits,
-    shutdown: hyper_util::server::graceful::Watcher,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let activity = Arc::new(Activity {
-        in_flight: AtomicUsize::new(0),
-        last: AtomicU64::new(0),
-        epoch: Instant::now(),
-    });
-    let service_activity = activity.clone();
-    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let gateway = gateway.clone();
-        let activity = service_activity.clone();
-        // Popped here, not in the future: hyper calls the service in request order.
-        let verdict = match &verdicts {
-            Some(v) if request.version() < http::Version::HTTP_2 => v.next(),
-            _ => None,
-        };
-        async move {
-            if let Some(reason) = verdict {
-                return Ok(reject_and_close(&gateway, request.method(), reason));
+    activity: Arc<Activity>,
+}
+
+impl<H: Handler> Conn<'_, H> {
+    /// Serves requests until the client closes, a timeout closes the connection, or shutdown.
+    /// `verdicts` is the framing guard's queue for HTTP/1 connections (None when the connection
+    /// is known to be HTTP/2).
+    async fn serve<I>(
+        self,
+        io: TokioIo<I>,
+        verdicts: Option<Verdicts>,
+        info: ConnInfo,
+        shutdown: hyper_util::server::graceful::Watcher,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Conn {
+            builder,
+            handler,
+            limits,
+            activity,
+        } = self;
+        let service_activity = activity.clone();
+        let service = service_fn(move |request: Request<Incoming>| {
+            let handler = handler.clone();
+            let busy = service_activity.begin();
+            // Popped here, not in the future: hyper calls the service in request order.
+            let verdict = match &verdicts {
+                Some(v) if request.version() < http::Version::HTTP_2 => v.next(),
+                _ => None,
+            };
+            async move {
+                let response = match verdict {
+                    Some(reason) => refuse_and_close(&*handler, info, request.method(), reason),
+                    None => handler.handle(info, request).await,
+                };
+                Ok::<_, std::convert::Infallible>(response.map(|b| ActiveBody::new(b, busy)))
             }
-            activity.in_flight.fetch_add(1, Ordering::Relaxed);
-            let response = gateway.handle(info, request).await;
-            activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-            activity.touch();
-            Ok::<_, std::convert::Infallible>(response)
-        }
-    });
-    let conn = builder.serve_connection(io, service);
-    let conn = shutdown.watch(conn.into_owned());
-    tokio::pin!(conn);
-    let check_every =
-        (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            result = conn.as_mut() => {
-                if let Err(e) = result {
-                    tracing::debug!(peer = %info.peer, error = %e, "connection ended with error");
-                }
-                return;
-            }
-            _ = tokio::time::sleep(check_every) => {
-                if activity.idle_for().is_some_and(|idle| idle >= limits.idle_timeout) {
-                    tracing::debug!(peer = %info.peer, "closing idle connection");
+        });
+        let conn = builder.serve_connection(io, service);
+        let conn = shutdown.watch(conn.into_owned());
+        tokio::pin!(conn);
+        loop {
+            // While busy, look again after an idle period: it cannot end sooner than that.
+            let wake = activity
+                .deadline(&limits)
+                .unwrap_or_else(|| Instant::now() + limits.idle_timeout);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %info.peer, error = %e, "connection ended with error");
+                    }
                     return;
+                }
+                _ = tokio::time::sleep_until(wake) => {
+                    if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
+                        tracing::debug!(peer = %info.peer, "closing idle connection");
+                        return;
+                    }
                 }
             }
         }
@@ -248,12 +269,13 @@ async fn serve_conn<I>(
 
 /// A request the framing guard refused: never handled, and the connection ends after the
 /// answer since the client and we may disagree about where the next request starts.
-fn reject_and_close(
-    gateway: &Gateway,
-    method: &http::Method,
+fn refuse_and_close<H: Handler>(
+    handler: &H,
+    conn: ConnInfo,
+    method: &Method,
     reason: Reason,
-) -> http::Response<crate::proxy::ProxyBody> {
-    let mut response = gateway.reject_before_routing(method, reason);
+) -> Response<H::Body> {
+    let mut response = handler.refuse(conn, method, reason);
     response.headers_mut().insert(
         http::header::CONNECTION,
         http::HeaderValue::from_static("close"),

@@ -28,7 +28,7 @@ use crate::authz::rule::Allow;
 use crate::config::Config;
 use crate::error::{self, ProxyError};
 use crate::filter::{self, Visibility};
-use crate::forward::{RequestBody, Upstream, headers};
+use crate::forward::{RequestBody, Upstream, UpstreamBody, headers};
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::grants::store::GrantsStore;
@@ -41,7 +41,7 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::route_metrics::{Applied, RouteMetrics};
 
 /// What the client receives: the upstream's streamed body, or a body we built.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// Everything derived from one config, swapped whole on reload.
 pub struct Runtime {
@@ -160,7 +160,7 @@ impl Gateway {
                 }
                 log.status = reason.status().as_u16();
                 decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
-                error::rejection(reason, &log.decision_id).map(Either::Right)
+                error::error_response(&err, &log.decision_id).map(Either::Right)
             }
         }
     }
@@ -175,7 +175,12 @@ impl Gateway {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
 
-        // --- check, route ---
+        // --- limit, check, route --- (a flood of bad requests is limited too)
+        if let Some(limiter) = &runtime.limiter {
+            limiter
+                .check_ip(conn.peer.ip(), Instant::now())
+                .map_err(ProxyError::RateLimited)?;
+        }
         let target = normalize::check(&parts.method, &parts.uri, parts.version, &parts.headers)?;
         let matched = runtime
             .config
@@ -184,11 +189,6 @@ impl Gateway {
             .ok_or(Reason::RouteNotFound)?;
         let route = matched.route;
         log.route = Some(route.id.clone());
-        if let Some(limiter) = &runtime.limiter {
-            limiter
-                .check_ip(conn.peer.ip(), Instant::now())
-                .map_err(|_| Reason::RateLimited)?;
-        }
 
         // --- authenticate ---
         let now = unix_now();
@@ -268,13 +268,9 @@ impl Gateway {
                 (None, false) => respond::nothing_visible(),
             };
             let roles = identity.as_ref().map(|i| i.roles).unwrap_or_default();
-            let filtering = filter::apply(policy, &visibility, works, roles, response);
-            let (filtered, outcome) = tokio::time::timeout(upstream.timeout(), filtering)
+            // Bounded like a streamed body: each wait for more bytes by `body_timeout`.
+            let (filtered, outcome) = filter::apply(policy, &visibility, works, roles, response)
                 .await
-                .map_err(|_| ProxyError::UpstreamTimeout {
-                    api: runtime.config.apis[route.api].name.clone(),
-                    timeout: upstream.timeout(),
-                })?
                 .map_err(ProxyError::Filter)?;
             log.filter_us = Some(outcome.elapsed.as_micros() as u64);
             route_metrics.rows(true).inc_by(outcome.kept);
@@ -292,7 +288,10 @@ impl Gateway {
             let body = Limited::new(body, respond::CREATED_RESPONSE_LIMIT)
                 .collect()
                 .await
-                .map_err(|_| Reason::UpstreamUnavailable)?
+                .map_err(|source| ProxyError::UpstreamBody {
+                    api: upstream.name().to_owned(),
+                    source,
+                })?
                 .to_bytes();
             respond::remember_created_work(store, created, promoter, request_body, &body);
             return Ok(Response::from_parts(parts, Either::Right(Full::new(body))));
@@ -301,19 +300,30 @@ impl Gateway {
     }
 
     /// Rejects a request that never reaches the pipeline (the listener's framing guard): mints
-    /// a decision id and counts the decision as unmatched.
+    /// a decision id and counts the decision as unmatched. It spends a per-IP token like any
+    /// other request, so a flood of malformed requests is limited too.
     pub fn reject_before_routing(
         &self,
+        conn: ConnInfo,
         method: &http::Method,
         reason: Reason,
     ) -> Response<ProxyBody> {
+        let runtime = self.runtime.load();
+        let error = match runtime
+            .limiter
+            .as_ref()
+            .map(|l| l.check_ip(conn.peer.ip(), Instant::now()))
+        {
+            Some(Err(limited)) => ProxyError::RateLimited(limited),
+            _ => ProxyError::Rejected(reason),
+        };
+        let reason = error.reason();
         self.count(UNMATCHED, reason, false);
         let mut log = DecisionRecord::new(self.ids.next(), method, Instant::now());
         log.reason = Some(reason);
         log.status = reason.status().as_u16();
-        let sample_rate = self.runtime.load().config.decision_log.allow_sample_rate;
-        decision_log::emit(&log, sample_rate);
-        error::rejection(reason, &log.decision_id).map(Either::Right)
+        decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
+        error::error_response(&error, &log.decision_id).map(Either::Right)
     }
 
     /// Public routes need no identity; every other route needs a verified token, and then
@@ -342,7 +352,7 @@ impl Gateway {
         if let Some(limiter) = &runtime.limiter {
             limiter
                 .check_user(&identity.subject, Instant::now())
-                .map_err(|_| Reason::RateLimited)?;
+                .map_err(ProxyError::RateLimited)?;
         }
         Ok(Some(identity))
     }
@@ -369,7 +379,7 @@ async fn forward(
     upstream: &Upstream,
     metrics: &RouteMetrics,
     request: Request<RequestBody>,
-) -> Result<Response<Incoming>, ProxyError> {
+) -> Result<Response<UpstreamBody>, ProxyError> {
     let started = Instant::now();
     let sent = upstream.send(request).await;
     let status = sent.as_ref().ok().map(|r| r.status().as_u16());
