@@ -463,7 +463,8 @@ async fn per_ip_limit_answers_429_with_retry_after_and_forwards_nothing() {
     assert_eq!(
         sample(
             &scrape,
-            r#"streetgate_decisions_total{decision="deny",reason="rate_limited",route="Status"}"#
+            // Limited before routing: the route is not looked up.
+            r#"streetgate_decisions_total{decision="deny",reason="rate_limited",route="_unmatched"}"#
         ),
         (5 - allowed) as f64
     );

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Limits;
@@ -26,6 +27,9 @@ pub(super) struct Activity {
     idle_since_ms: AtomicU64,
     /// When the connection was accepted.
     epoch: Instant,
+    /// Wakes the listener's timer when the connection goes idle, so it sleeps until the new
+    /// deadline instead of polling.
+    idle: Notify,
 }
 
 impl Activity {
@@ -35,6 +39,7 @@ impl Activity {
             started: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             epoch: accepted,
+            idle: Notify::new(),
         })
     }
 
@@ -43,6 +48,11 @@ impl Activity {
         self.started.store(true, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
+    }
+
+    /// Resolves when a request finishes (the deadline moved).
+    pub(super) async fn went_idle(&self) {
+        self.idle.notified().await;
     }
 
     /// When the connection may be closed if nothing happens meanwhile; None while busy.
@@ -68,7 +78,9 @@ impl Drop for Busy {
         let a = &self.0;
         a.idle_since_ms
             .store(a.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        a.busy.fetch_sub(1, Ordering::Release);
+        if a.busy.fetch_sub(1, Ordering::Release) == 1 {
+            a.idle.notify_one();
+        }
     }
 }
 

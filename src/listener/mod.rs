@@ -245,11 +245,12 @@ impl<H: Handler> Conn<'_, H> {
         let conn = shutdown.watch(conn.into_owned());
         tokio::pin!(conn);
         loop {
-            // While busy, look again after an idle period: it cannot end sooner than that.
+            // While busy there is no deadline: wait for the connection to go idle.
             let wake = activity
                 .deadline(&limits)
-                .unwrap_or_else(|| Instant::now() + limits.idle_timeout);
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
+                () = activity.went_idle() => {}
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(peer = %info.peer, error = %e, "connection ended with error");

@@ -5,14 +5,38 @@
 //! are dropped (and counted) rather than held without bound. Lines keep their order. At most
 //! `FLUSH_EVERY` of output is lost if the process dies without dropping its `FlushGuard`
 //! (Envoy flushes its access log every second for the same reason).
+//!
+//! A write that fails (a full disk behind stdout, a closed pipe) loses its batch: requests are
+//! still answered, and the loss is counted in `LINES_DROPPED` and `WRITE_ERRORS`, which every
+//! `Metrics` registry exports (the log has no other place to report its own failure).
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::thread::Thread;
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use tracing_subscriber::fmt::MakeWriter;
+
+/// Log lines lost, for either reason: the consumer fell behind, or their write failed. One per
+/// process, like stdout.
+pub static LINES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "streetgate_decision_log_dropped_total",
+        "Log lines (decision log and others) lost: output not keeping up, or a failed write.",
+    )
+    .expect("valid metric")
+});
+
+/// Writes of a batch of log lines to stdout that failed.
+pub static WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    IntCounter::new(
+        "streetgate_decision_log_write_errors_total",
+        "Failed writes of log output (e.g. disk full); the batch is lost.",
+    )
+    .expect("valid metric")
+});
 
 /// How long a line may wait in memory.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -77,24 +101,30 @@ impl Shared {
     fn flush(&self) {
         let mut out = lock(&self.out);
         let batch = std::mem::take(&mut *lock(&self.waiting));
-        // Nowhere to report a failed log write; the lines are dropped rather than retried.
-        if !batch.is_empty() {
-            let _ = out.write_all(&batch);
+        // A failed write is counted and its lines dropped rather than retried: retrying would
+        // only grow the backlog while the output stays broken.
+        if !batch.is_empty() && out.write_all(&batch).is_err() {
+            lost(&batch);
         }
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            let _ = writeln!(
-                out,
-                r#"{{"level":"WARN","fields":{{"message":"log lines dropped: output not keeping up","bytes":{dropped}}},"target":"streetgate::log"}}"#
+            let notice = format!(
+                "{{\"level\":\"WARN\",\"fields\":{{\"message\":\"log lines dropped: output not keeping up\",\"bytes\":{dropped}}},\"target\":\"streetgate::log\"}}\n"
             );
+            if out.write_all(notice.as_bytes()).is_err() {
+                lost(notice.as_bytes());
+            }
         }
-        let _ = out.flush();
+        if out.flush().is_err() {
+            WRITE_ERRORS.inc();
+        }
     }
 
     fn append(&self, line: &[u8]) {
         let mut waiting = lock(&self.waiting);
         if waiting.len() + line.len() > MAX_WAITING {
             self.dropped.fetch_add(line.len() as u64, Ordering::Relaxed);
+            LINES_DROPPED.inc_by(lines(line));
             return;
         }
         waiting.extend_from_slice(line);
@@ -105,6 +135,18 @@ impl Shared {
             }
         }
     }
+}
+
+/// Counts a batch whose write failed.
+fn lost(batch: &[u8]) {
+    WRITE_ERRORS.inc();
+    LINES_DROPPED.inc_by(lines(batch));
+}
+
+/// Lines in a batch (a partial last line counts).
+fn lines(batch: &[u8]) -> u64 {
+    let full = batch.iter().filter(|&&b| b == b'\n').count() as u64;
+    full + u64::from(batch.last().is_some_and(|&b| b != b'\n'))
 }
 
 fn flush_periodically(shared: &Weak<Shared>) {
@@ -178,6 +220,30 @@ mod tests {
         buffer.make_writer().write_all(b"three\n").unwrap();
         drop(FlushGuard { buffer });
         assert_eq!(&*lock(&sink.0), b"one\ntwo\nthree\n");
+    }
+
+    /// A sink whose writes always fail, as stdout on a full disk.
+    struct Full;
+
+    impl Write for Full {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            Err(io::Error::from_raw_os_error(28)) // ENOSPC
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_writes_are_counted_and_their_lines_dropped() {
+        let buffer = LogBuffer::to(Box::new(Full));
+        let (errors, dropped) = (WRITE_ERRORS.get(), LINES_DROPPED.get());
+        buffer.make_writer().write_all(b"one\ntwo\n").unwrap();
+        buffer.flush();
+        // Other tests share the counters: at least ours are in.
+        assert!(WRITE_ERRORS.get() > errors);
+        assert!(LINES_DROPPED.get() >= dropped + 2);
+        assert!(lock(&buffer.shared.waiting).is_empty(), "not retried");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! bounded (route ids from config and fixed enums only; never raw paths or user ids).
 
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry,
 };
 
 #[derive(Clone)]
@@ -128,6 +129,15 @@ impl Metrics {
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
+        }
+        // Process-wide, like the stdout they describe (see `log_buffer`).
+        for c in [
+            &super::log_buffer::LINES_DROPPED,
+            &super::log_buffer::WRITE_ERRORS,
+        ] {
+            m.registry
+                .register(Box::new(IntCounter::clone(c)))
+                .expect("metric names are unique");
         }
         // Fixed-enum series exist at 0 from the start, so `rate()` and `increase()` alerts see
         // the first failure instead of a series appearing out of nowhere.
