@@ -24,8 +24,9 @@ pub enum ProxyError {
     },
     #[error("upstream {api} gave no response head within {timeout:?}")]
     UpstreamTimeout { api: String, timeout: Duration },
-    #[error("reading the request body failed")]
-    RequestBody(#[source] BoxError),
+    /// A body the rule reads was refused (media type, strict parse, size, time).
+    #[error(transparent)]
+    Body(#[from] crate::body::BodyError),
     #[error("filtering the response failed")]
     Filter(#[source] crate::filter::FilterError),
 }
@@ -39,13 +40,7 @@ impl ProxyError {
             ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
             ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
             ProxyError::Filter(e) => e.reason(),
-            ProxyError::RequestBody(source) => {
-                if source.is::<http_body_util::LengthLimitError>() {
-                    Reason::BodyTooLarge
-                } else {
-                    Reason::BadBody
-                }
-            }
+            ProxyError::Body(e) => e.reason(),
         }
     }
 }
@@ -97,6 +92,27 @@ pub fn rejection(reason: Reason, decision_id: &str) -> Response<Full<Bytes>> {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    #[test]
+    fn body_errors_map_to_their_reasons() {
+        use crate::body::BodyError;
+        let cases = [
+            (
+                BodyError::UnsupportedMediaType("x"),
+                415,
+                "unsupported_media_type",
+            ),
+            (BodyError::TooLarge, 413, "body_too_large"),
+            (BodyError::ConnectionBudget, 413, "body_too_large"),
+            (BodyError::Timeout, 408, "body_timeout"),
+        ];
+        for (error, status, code) in cases {
+            let reason = ProxyError::from(error).reason();
+            assert_eq!((reason.status().as_u16(), reason.as_str()), (status, code));
+        }
+        let invalid = crate::body::strict::parse(b"{").unwrap_err();
+        assert_eq!(ProxyError::from(invalid).reason(), Reason::BadBody);
+    }
 
     #[tokio::test]
     async fn body_is_stable_json() {

@@ -188,6 +188,12 @@ pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     );
     unchanged(
         &mut problems,
+        "listen.max_buffered_body_bytes_per_connection",
+        &o.buffered_body_budget(),
+        &n.buffered_body_budget(),
+    );
+    unchanged(
+        &mut problems,
         "admin.addr",
         &old.admin.addr,
         &new.admin.addr,

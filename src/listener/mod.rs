@@ -31,6 +31,8 @@ pub struct Limits {
     pub max_headers: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Bytes of request bodies one connection may buffer at once.
+    pub body_budget: usize,
 }
 
 impl Limits {
@@ -48,6 +50,9 @@ impl From<&RawListen> for Limits {
             max_headers: l.max_headers,
             header_read_timeout: l.header_read_timeout,
             idle_timeout: l.idle_timeout,
+            body_budget: usize::try_from(l.buffered_body_budget())
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
         }
     }
 }
@@ -104,7 +109,7 @@ pub async fn serve(
             let conn_shutdown = watcher;
             match tls {
                 None => {
-                    let info = ConnInfo { peer, tls: false };
+                    let info = ConnInfo::new(peer, false, &limits);
                     // Prior-knowledge HTTP/2 is recognised by the tracker from its preface.
                     let (io, verdicts) =
                         FramingIo::tracked(stream, limits.head_cap(), limits.max_headers);
@@ -123,7 +128,7 @@ pub async fn serve(
                     let accept = TlsAcceptor::from(config).accept(stream);
                     match tokio::time::timeout(limits.header_read_timeout, accept).await {
                         Ok(Ok(tls_stream)) => {
-                            let info = ConnInfo { peer, tls: true };
+                            let info = ConnInfo::new(peer, true, &limits);
                             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let (io, verdicts) = if h2 {
                                 (FramingIo::untracked(tls_stream), None)
@@ -204,9 +209,11 @@ async fn serve_conn<I>(
         epoch: Instant::now(),
     });
     let service_activity = activity.clone();
+    let service_info = info.clone();
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let gateway = gateway.clone();
         let activity = service_activity.clone();
+        let info = service_info.clone();
         // Popped here, not in the future: hyper calls the service in request order.
         let verdict = match &verdicts {
             Some(v) if request.version() < http::Version::HTTP_2 => v.next(),
@@ -242,6 +249,18 @@ async fn serve_conn<I>(
                     return;
                 }
             }
+        }
+    }
+}
+
+impl ConnInfo {
+    /// One budget per connection: the sum of bodies buffered by all its requests (HTTP/2
+    /// streams in parallel) stays under `listen.max_buffered_body_bytes_per_connection`.
+    fn new(peer: std::net::SocketAddr, tls: bool, limits: &Limits) -> ConnInfo {
+        ConnInfo {
+            peer,
+            tls,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(limits.body_budget)),
         }
     }
 }
