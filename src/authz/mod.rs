@@ -177,4 +177,6 @@ fn evaluate(
 }
 
 #[cfg(test)]
+mod body_tests;
+#[cfg(test)]
 mod tests;
