@@ -101,16 +101,46 @@ fn the_promoter_named_must_be_the_acting_organisation() {
     let rule = create_work();
     let body = |promoter: Value| json!({"workstream_prefix": "001", "promoter_swa_code": promoter, "highway_authority_swa_code": "4020"});
     let cases: [(&Identity, SwaCodeParam<'_>, Value, Reason); 9] = [
-        (&a, SwaCodeParam::Absent, json!("7001"), Reason::WorkstreamWrite),
-        (&a, SwaCodeParam::Absent, Value::Null, Reason::WorkstreamWrite),
-        (&a, SwaCodeParam::Absent, json!("7002"), Reason::OtherOrganisation),
-        (&a, SwaCodeParam::Absent, json!("4020"), Reason::OtherOrganisation),
+        (
+            &a,
+            SwaCodeParam::Absent,
+            json!("7001"),
+            Reason::WorkstreamWrite,
+        ),
+        (
+            &a,
+            SwaCodeParam::Absent,
+            Value::Null,
+            Reason::WorkstreamWrite,
+        ),
+        (
+            &a,
+            SwaCodeParam::Absent,
+            json!("7002"),
+            Reason::OtherOrganisation,
+        ),
+        (
+            &a,
+            SwaCodeParam::Absent,
+            json!("4020"),
+            Reason::OtherOrganisation,
+        ),
         (&a, SwaCodeParam::Absent, json!("7001 "), Reason::BadBody),
         (&a, SwaCodeParam::Absent, json!(7001), Reason::BadBody),
         (&a, SwaCodeParam::Absent, json!(["7001"]), Reason::BadBody),
         // A contractor acts for the promoter its swaCode names, and only for it.
-        (&dig, SwaCodeParam::One("7001"), json!("7001"), Reason::WorkstreamWrite),
-        (&dig, SwaCodeParam::One("7001"), json!("C901"), Reason::OtherOrganisation),
+        (
+            &dig,
+            SwaCodeParam::One("7001"),
+            json!("7001"),
+            Reason::WorkstreamWrite,
+        ),
+        (
+            &dig,
+            SwaCodeParam::One("7001"),
+            json!("C901"),
+            Reason::OtherOrganisation,
+        ),
     ];
     for (who, swa, promoter, want) in cases {
         let got = decide_with(&rule, who, None, swa, &body(promoter.clone()));
@@ -128,12 +158,18 @@ fn an_authority_promoting_its_own_works_names_itself_as_the_authority() {
     };
     let ha_planner = identity("ha-planner", "4020", &[Planner]);
     let a = identity("user-a", "7001", &[Planner]);
-    let body = |promoter: &str, authority: Value| {
-        json!({"promoter_swa_code": promoter, "highway_authority_swa_code": authority})
-    };
+    let body = |promoter: &str, authority: Value| json!({"promoter_swa_code": promoter, "highway_authority_swa_code": authority});
     let cases = [
-        (&ha_planner, body("4020", json!("4020")), Reason::RoleGranted),
-        (&ha_planner, body("4020", json!("4021")), Reason::OtherOrganisation),
+        (
+            &ha_planner,
+            body("4020", json!("4020")),
+            Reason::RoleGranted,
+        ),
+        (
+            &ha_planner,
+            body("4020", json!("4021")),
+            Reason::OtherOrganisation,
+        ),
         (&ha_planner, body("4020", json!(4020)), Reason::BadBody),
         (&a, body("7001", json!("4021")), Reason::RoleGranted),
         (&a, body("7001", json!({"code": "4021"})), Reason::BadBody),
@@ -164,16 +200,56 @@ fn a_permit_moving_the_work_needs_full_write_on_the_new_workstream() {
     let none = SwaCodeParam::Absent;
     let cases: [(&Identity, SwaCodeParam<'_>, Value, Reason); 11] = [
         (&a, none, json!({}), Reason::WorkstreamWrite),
-        (&a, none, json!({"workstream_prefix": null}), Reason::WorkstreamWrite),
-        (&a, none, json!({"workstream_prefix": "002"}), Reason::WorkstreamWrite),
-        (&a, none, json!({"workstream_prefix": "003"}), Reason::WorkstreamNoAccess),
-        (&a, none, json!({"workstream_prefix": "000"}), Reason::DefaultWorkstream),
+        (
+            &a,
+            none,
+            json!({"workstream_prefix": null}),
+            Reason::WorkstreamWrite,
+        ),
+        (
+            &a,
+            none,
+            json!({"workstream_prefix": "002"}),
+            Reason::WorkstreamWrite,
+        ),
+        (
+            &a,
+            none,
+            json!({"workstream_prefix": "003"}),
+            Reason::WorkstreamNoAccess,
+        ),
+        (
+            &a,
+            none,
+            json!({"workstream_prefix": "000"}),
+            Reason::DefaultWorkstream,
+        ),
         (&a, none, json!({"workstream_prefix": 2}), Reason::BadBody),
         (&a, none, json!({"workstream_prefix": "2"}), Reason::BadBody),
-        (&b, none, json!({"workstream_prefix": "002"}), Reason::WorkstreamReadOnly),
-        (&dig, one, json!({"workstream_prefix": "002"}), Reason::WorkstreamReadOnly),
-        (&dig, one, json!({"workstream_prefix": "001"}), Reason::WorkstreamWrite),
-        (&dig, none, json!({"workstream_prefix": "001"}), Reason::WorkstreamNoAccess),
+        (
+            &b,
+            none,
+            json!({"workstream_prefix": "002"}),
+            Reason::WorkstreamReadOnly,
+        ),
+        (
+            &dig,
+            one,
+            json!({"workstream_prefix": "002"}),
+            Reason::WorkstreamReadOnly,
+        ),
+        (
+            &dig,
+            one,
+            json!({"workstream_prefix": "001"}),
+            Reason::WorkstreamWrite,
+        ),
+        (
+            &dig,
+            none,
+            json!({"workstream_prefix": "001"}),
+            Reason::WorkstreamNoAccess,
+        ),
     ];
     for (who, swa, body, want) in cases {
         let got = decide_with(&rule, who, Some("NW001"), swa, &body);
@@ -196,7 +272,9 @@ fn the_pre_body_decision_denies_what_it_can_and_allows_only_provisionally() {
     let a = identity("user-a", "7001", &[Planner]);
     let leeds = identity("ha-leeds", "4020", &[Ha]);
     let gas = identity("gas-1", "7002", &[Planner]);
-    let early = |rule: &Rule, who: &Identity| decide_before_body(rule, Some(who), Some(works), &facts).reason;
+    let early = |rule: &Rule, who: &Identity| {
+        decide_before_body(rule, Some(who), Some(works), &facts).reason
+    };
     // Role, suspension and (path resource) workstream access are decided without the body.
     assert_eq!(early(&create_work(), &leeds), Reason::RoleNotPermitted);
     assert_eq!(early(&create_work(), &gas), Reason::OrganisationSuspended);
