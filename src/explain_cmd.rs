@@ -241,7 +241,11 @@ pub async fn explain(
         _ => None,
     };
     // Parsed as the sidecar parses it: a document it would refuse is refused here too.
-    let body = match req.body.as_deref().map(|b| crate::body::strict::parse(b.as_bytes())) {
+    let body = match req
+        .body
+        .as_deref()
+        .map(|b| crate::body::strict::parse(b.as_bytes()))
+    {
         None => None,
         Some(Ok(body)) => Some(body),
         Some(Err(e)) => return Ok(out.deny(e.reason(), "the body is not strict JSON")),

@@ -238,3 +238,54 @@ fn the_walk_resolves_refs_nested_objects_and_arrays() {
         "recursion through Outer stops after one visit"
     );
 }
+
+#[test]
+fn body_keys_are_validated_with_their_locations() {
+    let routes = r#"
+      - id: Create
+        route: POST /works
+        allow: {roles: [Planner]}
+        access: {create_in_workstream: {body: /workstream_prefix}}
+        body_organisation: [promoter_swa_code]
+        body_workstreams: [/workstream_prefix]
+        body_fields_unchecked:
+          /workstream_prefix: checked after all
+          /project_reference_number: "  "
+          nope: a reason
+      - id: Open
+        route: POST /open
+        allow: public
+        body_authority: [/highway_authority_swa_code]
+"#;
+    let yaml = format!(
+        r#"
+listen:
+  addr: 127.0.0.1:0
+  max_body_bytes: 1000
+  body_read_timeout: 0s
+  max_buffered_body_bytes_per_connection: 999
+auth: {{hs256_secret: {{env: X}}, algorithms: [HS256], issuer: i, audience: a}}
+grants: {{source: {{file: {{path: /g.json}}}}}}
+apis:
+  - name: work
+    upstream: http://127.0.0.1:1
+    routes:
+{routes}
+"#
+    );
+    let problems = Config::from_yaml(&yaml).unwrap_err().to_string();
+    for expected in [
+        "listen.body_read_timeout",
+        "listen.max_buffered_body_bytes_per_connection",
+        "apis[0].routes[0].body_organisation[0]",
+        "apis[0].routes[0].body_fields_unchecked./workstream_prefix",
+        "apis[0].routes[0].body_fields_unchecked./project_reference_number",
+        "apis[0].routes[0].body_fields_unchecked.nope",
+        "apis[0].routes[1].body_authority",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "{expected} not in:\n{problems}"
+        );
+    }
+}
