@@ -30,6 +30,7 @@ fn rule(access: Access) -> Rule {
         ])),
         access,
         organisation_member: false,
+        body: Default::default(),
     }
 }
 
@@ -94,6 +95,7 @@ fn bench(c: &mut Criterion) {
         let facts = RequestFacts {
             resource: Some(resource),
             swa_code: *swa,
+            body: None,
         };
         assert!(
             decide(rule, Some(who), Some(works), &facts, now).allowed()

@@ -111,6 +111,7 @@ fn bench(c: &mut Criterion) {
     let facts = RequestFacts {
         resource: matched.param(&param),
         swa_code: SwaCodeParam::Absent,
+        body: None,
     };
     assert!(authz::decide(rule, Some(&identity), Some(works), &facts, now).allowed());
 
@@ -143,6 +144,7 @@ fn bench(c: &mut Criterion) {
             let facts = RequestFacts {
                 resource: matched.param(&param),
                 swa_code: SwaCodeParam::Absent,
+                body: None,
             };
             authz::decide(
                 &matched.route.rule,

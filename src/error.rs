@@ -34,8 +34,9 @@ pub enum ProxyError {
         #[source]
         source: BoxError,
     },
-    #[error("reading the request body failed")]
-    RequestBody(#[source] BoxError),
+    /// A body the rule reads was refused (media type, strict parse, size, time).
+    #[error(transparent)]
+    Body(#[from] crate::body::BodyError),
     #[error("filtering the response failed")]
     Filter(#[source] crate::filter::FilterError),
 }
@@ -53,13 +54,7 @@ impl ProxyError {
                 crate::forward::body_timeout::reason_for(source.as_ref())
             }
             ProxyError::Filter(e) => e.reason(),
-            ProxyError::RequestBody(source) => {
-                if source.is::<http_body_util::LengthLimitError>() {
-                    Reason::BodyTooLarge
-                } else {
-                    Reason::BadBody
-                }
-            }
+            ProxyError::Body(e) => e.reason(),
         }
     }
 }
@@ -165,6 +160,27 @@ mod tests {
         let resp = error_response(&ProxyError::RateLimited(limited), "id");
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn body_errors_map_to_their_reasons() {
+        use crate::body::BodyError;
+        let cases = [
+            (
+                BodyError::UnsupportedMediaType("x"),
+                415,
+                "unsupported_media_type",
+            ),
+            (BodyError::TooLarge, 413, "body_too_large"),
+            (BodyError::ConnectionBudget, 413, "body_too_large"),
+            (BodyError::Timeout, 408, "body_timeout"),
+        ];
+        for (error, status, code) in cases {
+            let reason = ProxyError::from(error).reason();
+            assert_eq!((reason.status().as_u16(), reason.as_str()), (status, code));
+        }
+        let invalid = crate::body::strict::parse(b"{").unwrap_err();
+        assert_eq!(ProxyError::from(invalid).reason(), Reason::BadBody);
     }
 
     #[tokio::test]

@@ -240,10 +240,16 @@ pub async fn explain(
         }
         _ => None,
     };
-    let body: Option<serde_json::Value> = req
+    // Parsed as the sidecar parses it: a document it would refuse is refused here too.
+    let body = match req
         .body
         .as_deref()
-        .and_then(|b| serde_json::from_str(b).ok());
+        .map(|b| crate::body::strict::parse(b.as_bytes()))
+    {
+        None => None,
+        Some(Ok(body)) => Some(body),
+        Some(Err(e)) => return Ok(out.deny(e.reason(), "the body is not strict JSON")),
+    };
     let decision = match proxy::decide(
         &matched,
         identity.as_deref(),

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod app;
 pub mod authn;
 pub mod authz;
+pub mod body;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -62,7 +62,8 @@ reasons! {
     SwaCodeInvalid => ("swa_code_invalid", StatusCode::BAD_REQUEST),
     /// The default workstream "000" named when creating.
     DefaultWorkstream => ("default_workstream", StatusCode::BAD_REQUEST),
-    /// The request body the rule reads is missing, not JSON, or lacks the field.
+    /// The request body the rule reads is missing, not strict JSON (duplicate keys, trailing
+    /// bytes), lacks the field, or has it with the wrong JSON type.
     BadBody => ("bad_body", StatusCode::BAD_REQUEST),
 
     // --- 401: who are you? ---
@@ -106,8 +107,12 @@ reasons! {
     // --- 404 ---
     RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
 
-    // --- 413 / 429 ---
+    // --- 408 / 413 / 415 / 429 ---
+    /// A body the rule reads was not received within `listen.body_read_timeout`.
+    BodyTimeout => ("body_timeout", StatusCode::REQUEST_TIMEOUT),
     BodyTooLarge => ("body_too_large", StatusCode::PAYLOAD_TOO_LARGE),
+    /// A body the rule reads is not JSON (Content-Type, charset or Content-Encoding).
+    UnsupportedMediaType => ("unsupported_media_type", StatusCode::UNSUPPORTED_MEDIA_TYPE),
     RateLimited => ("rate_limited", StatusCode::TOO_MANY_REQUESTS),
 
     // --- 502 / 503 / 504 ---

@@ -3,11 +3,12 @@
 //! only a restart can change, then swap the TLS config and the whole `Runtime`. In-flight
 //! requests keep the `Runtime` they loaded; on any failure nothing changes.
 //!
-//! What a reload changes: routes and APIs, `listen.max_body_bytes`, the TLS certificate and key
-//! (paths and contents), `decision_log`, `shadow`, `rate_limit`, `watch`. What needs a restart
-//! (refused with `result="invalid"`): listener addresses and connection limits (the listener
-//! and its HTTP builder are set up once), turning TLS on or off, `shutdown`, `auth` (the
-//! authenticator owns the JWKS refresh task and the token cache; rebuilding it would drop
+//! What a reload changes: routes and APIs, `listen.max_body_bytes` and `body_read_timeout`
+//! (read per request), the TLS certificate and key (paths and contents), `decision_log`,
+//! `shadow`, `rate_limit`, `watch`. What needs a restart (refused with `result="invalid"`):
+//! listener addresses and connection limits, the per-connection body budget among them (the
+//! listener and its HTTP builder are set up once), turning TLS on or off, `shutdown`, `auth`
+//! (the authenticator owns the JWKS refresh task and the token cache; rebuilding it would drop
 //! every cached verification at once) and `grants` (its source task and store are started
 //! once).
 
@@ -185,6 +186,12 @@ pub fn needs_restart(old: &Config, new: &Config) -> Problems {
         "listen.idle_timeout",
         &o.idle_timeout,
         &n.idle_timeout,
+    );
+    unchanged(
+        &mut problems,
+        "listen.max_buffered_body_bytes_per_connection",
+        &o.buffered_body_budget(),
+        &n.buffered_body_budget(),
     );
     unchanged(
         &mut problems,

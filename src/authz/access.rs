@@ -84,7 +84,7 @@ fn write(decision: &mut Decision, caller: &Caller<'_>, work: WorkInfo) -> Result
     }
 }
 
-fn need_full_write(level: AccessLevel) -> Result<Reason, Reason> {
+pub(super) fn need_full_write(level: AccessLevel) -> Result<Reason, Reason> {
     match level {
         AccessLevel::FullWrite => Ok(Reason::WorkstreamWrite),
         AccessLevel::ReadOnly => Err(Reason::WorkstreamReadOnly),
@@ -104,7 +104,11 @@ fn work_level(decision: &mut Decision, caller: &Caller<'_>, work: WorkInfo) -> A
     level
 }
 
-fn level(caller: &Caller<'_>, organisation: SwaCode, workstream: Workstream) -> AccessLevel {
+pub(super) fn level(
+    caller: &Caller<'_>,
+    organisation: SwaCode,
+    workstream: Workstream,
+) -> AccessLevel {
     caller
         .user
         .and_then(|u| u.grants.get(&(organisation, workstream)).copied())

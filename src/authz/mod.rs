@@ -4,9 +4,15 @@
 //!
 //! The order of checks, which is also the order `explain` reports them in:
 //! public route → identity (own organisation, revoked token, suspended organisation) → roles →
-//! `swaCode` (acting organisation and capacity) → the rule's access on the resource.
+//! `swaCode` (acting organisation and capacity) → the rule's access on the resource → the
+//! rule's checks on other body fields (`body_checks`).
+//!
+//! A rule that reads the body is decided twice: `decide_before_body` first, on everything that
+//! does not need the body, so a caller who may not call the route never gets its body read;
+//! then `decide` on the whole request.
 
 mod access;
+mod body_checks;
 mod caller;
 pub mod explain;
 #[doc(hidden)]
@@ -32,6 +38,8 @@ pub struct RequestFacts<'a> {
     /// The value named by the rule's `ValueSource` (None when absent).
     pub resource: Option<&'a str>,
     pub swa_code: SwaCodeParam<'a>,
+    /// The parsed request body, for the rule's body checks (None when not read).
+    pub body: Option<&'a serde_json::Value>,
 }
 
 /// The `swaCode` query parameter as the client sent it.
@@ -109,10 +117,34 @@ pub fn decide(
     _now_unix: u64,
 ) -> Decision {
     let mut decision = Decision::new(Reason::Public);
-    decision.reason = match evaluate(&mut decision, rule, identity, works, facts) {
+    decision.reason = match evaluate(&mut decision, rule, identity, works, facts, Stage::Whole) {
         Ok(allow) | Err(allow) => allow,
     };
     decision
+}
+
+/// Decides what can be decided without the body: identity, revocation, suspension, roles,
+/// `swaCode`, and the access check when its resource is not in the body. A denial here is
+/// final; an allow is provisional (`decide` with the body has the last word). `facts.body` and
+/// a body-sourced `facts.resource` are ignored.
+pub fn decide_before_body(
+    rule: &Rule,
+    identity: Option<&Identity>,
+    works: Option<Works<'_>>,
+    facts: &RequestFacts<'_>,
+) -> Decision {
+    let mut decision = Decision::new(Reason::Public);
+    let stage = Stage::BeforeBody;
+    decision.reason = match evaluate(&mut decision, rule, identity, works, facts, stage) {
+        Ok(allow) | Err(allow) => allow,
+    };
+    decision
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    BeforeBody,
+    Whole,
 }
 
 /// `Ok` carries an allow reason, `Err` a denial; `?` stops at the first denial.
@@ -122,6 +154,7 @@ fn evaluate(
     identity: Option<&Identity>,
     works: Option<Works<'_>>,
     facts: &RequestFacts<'_>,
+    stage: Stage,
 ) -> Result<Reason, Reason> {
     let (roles, identity) = match (&rule.allow, identity) {
         (Allow::Public, _) => return Ok(Reason::Public),
@@ -132,8 +165,18 @@ fn evaluate(
         return Err(Reason::SnapshotUnavailable);
     }
     let caller = caller::establish(decision, identity, roles, works, facts.swa_code)?;
-    access::check(decision, rule, &caller, works, facts)
+    if stage == Stage::BeforeBody {
+        if matches!(rule.access.source(), Some(rule::ValueSource::Body(_))) {
+            return Ok(Reason::RoleGranted);
+        }
+        return access::check(decision, rule, &caller, works, facts);
+    }
+    let allow = access::check(decision, rule, &caller, works, facts)?;
+    body_checks::check(rule, &caller, works, facts.body)?;
+    Ok(allow)
 }
 
+#[cfg(test)]
+mod body_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,53 @@ pub struct Rule {
     pub access: Access,
     /// The acting organisation must be the work's promoter or highway authority.
     pub organisation_member: bool,
+    /// Checks on body fields beyond the resource `access` names.
+    pub body: BodyRule,
+}
+
+/// Body fields that decide something besides the rule's resource, each a JSON pointer to a
+/// string. A field absent or `null` names nothing and passes; any other type is `bad_body`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BodyRule {
+    /// Must name the acting organisation (403 `other_organisation`).
+    pub organisation: Box<[Box<str>]>,
+    /// Must name the acting organisation when it acts as a highway authority (role capacity,
+    /// or an organisation of kind highway_authority acting as a promoter).
+    pub authority: Box<[Box<str>]>,
+    /// A workstream of the acting organisation the request moves work into: needs full-write
+    /// there too; `000` is 400 `default_workstream`.
+    pub workstreams: Box<[Box<str>]>,
+}
+
+impl BodyRule {
+    pub fn is_empty(&self) -> bool {
+        self.organisation.is_empty() && self.authority.is_empty() && self.workstreams.is_empty()
+    }
+
+    /// Every pointer checked here.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.organisation
+            .iter()
+            .chain(self.authority.iter())
+            .chain(self.workstreams.iter())
+            .map(|f| &**f)
+    }
+}
+
+impl Rule {
+    /// Whether deciding needs the request body (its resource or another checked field).
+    pub fn reads_body(&self) -> bool {
+        matches!(self.access.source(), Some(ValueSource::Body(_))) || !self.body.is_empty()
+    }
+
+    /// Every body field the rule checks, as JSON pointers.
+    pub fn body_fields(&self) -> impl Iterator<Item = &str> {
+        let resource = match self.access.source() {
+            Some(ValueSource::Body(pointer)) => Some(&**pointer),
+            _ => None,
+        };
+        resource.into_iter().chain(self.body.fields())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

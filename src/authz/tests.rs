@@ -62,6 +62,7 @@ fn rule(kind: Kind, allowed: &[Role]) -> Rule {
         allow: Allow::Roles(RoleSet::of(allowed)),
         access,
         organisation_member,
+        body: Default::default(),
     }
 }
 
@@ -128,6 +129,7 @@ impl World {
         let facts = RequestFacts {
             resource,
             swa_code: swa,
+            body: None,
         };
         decide(
             &rule(kind, &[Planner, Contractor, Ha, Admin, DataExport]),
@@ -367,6 +369,7 @@ fn decide_with(world: &World, rule: &Rule, caller: &Identity, swa: SwaCodeParam)
     let facts = RequestFacts {
         resource: None,
         swa_code: swa,
+        body: None,
     };
     decide(rule, Some(caller), Some(world.works()), &facts, NOW)
 }
@@ -379,6 +382,7 @@ fn roles_public_routes_and_missing_tokens() {
         allow: Allow::Public,
         access: Access::RoleOnly,
         organisation_member: false,
+        body: Default::default(),
     };
     assert_eq!(decide(&public, None, None, &facts, NOW).reason, R::Public);
     let gone = identity("gas-1", "7002", &[Planner], Some(1));
@@ -405,6 +409,7 @@ fn without_a_snapshot_only_role_rules_are_decided() {
     let facts = |swa| RequestFacts {
         resource: Some("NW001"),
         swa_code: swa,
+        body: None,
     };
     let all = [Planner, Contractor, Ha];
     for kind in KINDS {
@@ -511,6 +516,7 @@ fn invariants_hold_for_every_role_set_and_access_kind() {
                         let facts = RequestFacts {
                             resource: Some(resource),
                             swa_code: swa,
+                            body: None,
                         };
                         let d = decide(&r, Some(&caller), Some(world.works()), &facts, NOW);
                         check_invariants(roles, &caller, swa, &d);

@@ -51,6 +51,20 @@ pub struct RawListen {
     pub header_read_timeout: Duration,
     #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Time allowed to receive a body a rule reads; past it 408 `body_timeout`.
+    #[serde(default = "defaults::body_read_timeout", with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Bytes of bodies one connection may hold buffered at once (all its HTTP/2 streams
+    /// together); default 4 × `max_body_bytes`.
+    #[serde(default)]
+    pub max_buffered_body_bytes_per_connection: Option<u64>,
+}
+
+impl RawListen {
+    pub fn buffered_body_budget(&self) -> u64 {
+        self.max_buffered_body_bytes_per_connection
+            .unwrap_or(self.max_body_bytes.saturating_mul(4))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -278,6 +292,19 @@ pub struct RawRoute {
     pub response: Option<RawResponsePolicy>,
     #[serde(default)]
     pub shadow: bool,
+    /// Body fields (JSON pointers) that must name the acting organisation.
+    #[serde(default)]
+    pub body_organisation: Vec<String>,
+    /// Body fields that must name the acting organisation when it acts as a highway authority.
+    #[serde(default)]
+    pub body_authority: Vec<String>,
+    /// Body fields naming a workstream the request moves work into: full-write needed there.
+    #[serde(default)]
+    pub body_workstreams: Vec<String>,
+    /// Body fields naming an organisation, workstream or work that decide nothing here, each
+    /// with the reason (`{field: reason}`); the body-field audit test reads them.
+    #[serde(default)]
+    pub body_fields_unchecked: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -399,6 +426,9 @@ pub mod defaults {
     }
     pub fn idle_timeout() -> Duration {
         Duration::from_secs(60)
+    }
+    pub fn body_read_timeout() -> Duration {
+        Duration::from_secs(10)
     }
     pub fn admin_addr() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9901))

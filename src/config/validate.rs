@@ -12,7 +12,7 @@ use super::{Api, Config, Problems};
 use crate::authn::extract::TokenSource;
 use crate::authn::identity::{Role, RoleSet};
 use crate::authn::keys::{AlgSet, KeySet};
-use crate::authz::rule::{Access, Allow, Rule, ValueSource};
+use crate::authz::rule::{Access, Allow, BodyRule, Rule, ValueSource};
 use crate::filter::ResponsePolicy;
 use crate::route::{Route, Router};
 
@@ -90,6 +90,15 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
     }
     if l.idle_timeout.is_zero() {
         problems.push("listen.idle_timeout", "must be above zero");
+    }
+    if l.body_read_timeout.is_zero() {
+        problems.push("listen.body_read_timeout", "must be above zero");
+    }
+    if l.buffered_body_budget() < l.max_body_bytes {
+        problems.push(
+            "listen.max_buffered_body_bytes_per_connection",
+            "must be at least listen.max_body_bytes",
+        );
     }
     if let Some(tls) = &l.tls {
         for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
@@ -405,6 +414,7 @@ fn compile_route(
             );
         }
     }
+    let body = body_rule(raw, &allow, at, problems);
     if raw.organisation_member && !matches!(access, Access::ReadWork(_) | Access::WriteWork(_)) {
         problems.push(
             format!("{at}.organisation_member"),
@@ -440,12 +450,61 @@ fn compile_route(
             allow,
             access,
             organisation_member: raw.organisation_member,
+            body,
         },
         creates_work: raw.creates_work.clone(),
         response,
         shadow: raw.shadow,
     };
     Some((format!("{prefix}{template}"), route))
+}
+
+/// The route's body checks, and its list of body fields that decide nothing.
+fn body_rule(raw: &RawRoute, allow: &Allow, at: &str, problems: &mut Problems) -> BodyRule {
+    let pointers = |key: &str, list: &[String], problems: &mut Problems| -> Box<[Box<str>]> {
+        for (i, pointer) in list.iter().enumerate() {
+            if !pointer.starts_with('/') {
+                problems.push(
+                    format!("{at}.{key}[{i}]"),
+                    format!("{pointer:?} must be a JSON pointer like /promoter_swa_code"),
+                );
+            }
+        }
+        if !list.is_empty() && *allow == Allow::Public {
+            problems.push(
+                format!("{at}.{key}"),
+                "a public route has no acting organisation to check against",
+            );
+        }
+        list.iter().map(|p| p.as_str().into()).collect()
+    };
+    let body = BodyRule {
+        organisation: pointers("body_organisation", &raw.body_organisation, problems),
+        authority: pointers("body_authority", &raw.body_authority, problems),
+        workstreams: pointers("body_workstreams", &raw.body_workstreams, problems),
+    };
+    let resource = match &raw.access {
+        Some(
+            RawAccess::ReadWork(RawValueSource::Body(p))
+            | RawAccess::WriteWork(RawValueSource::Body(p))
+            | RawAccess::CreateInWorkstream(RawValueSource::Body(p))
+            | RawAccess::OwnOrganisation(RawValueSource::Body(p)),
+        ) => Some(p.as_str()),
+        _ => None,
+    };
+    for (field, reason) in &raw.body_fields_unchecked {
+        let at = format!("{at}.body_fields_unchecked.{field}");
+        if !field.starts_with('/') {
+            problems.push(&at, "must be a JSON pointer like /project_reference_number");
+        }
+        if reason.trim().is_empty() {
+            problems.push(&at, "needs the reason the field decides nothing");
+        }
+        if resource == Some(field.as_str()) || body.fields().any(|f| f == field) {
+            problems.push(&at, "is checked by the rule, so it cannot be unchecked too");
+        }
+    }
+    body
 }
 
 /// Names of `{param}` segments in a template.

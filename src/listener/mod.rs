@@ -37,6 +37,8 @@ pub struct Limits {
     pub max_headers: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Bytes of request bodies one connection may buffer at once.
+    pub body_budget: usize,
 }
 
 impl Limits {
@@ -54,6 +56,9 @@ impl From<&RawListen> for Limits {
             max_headers: l.max_headers,
             header_read_timeout: l.header_read_timeout,
             idle_timeout: l.idle_timeout,
+            body_budget: usize::try_from(l.buffered_body_budget())
+                .unwrap_or(usize::MAX)
+                .min(tokio::sync::Semaphore::MAX_PERMITS),
         }
     }
 }
@@ -150,7 +155,7 @@ pub async fn serve<H: Handler>(
             };
             match tls {
                 None => {
-                    let info = ConnInfo { peer, tls: false };
+                    let info = ConnInfo::new(peer, false, &limits);
                     // Prior-knowledge HTTP/2 is recognised by the tracker from its preface.
                     let (io, verdicts) =
                         FramingIo::tracked(stream, limits.head_cap(), limits.max_headers);
@@ -164,7 +169,7 @@ pub async fn serve<H: Handler>(
                     let deadline = accepted + limits.header_read_timeout;
                     match tokio::time::timeout_at(deadline, handshake).await {
                         Ok(Ok(tls_stream)) => {
-                            let info = ConnInfo { peer, tls: true };
+                            let info = ConnInfo::new(peer, true, &limits);
                             let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let (io, verdicts) = if h2 {
                                 (FramingIo::untracked(tls_stream), None)
@@ -225,8 +230,10 @@ impl<H: Handler> Conn<'_, H> {
             activity,
         } = self;
         let service_activity = activity.clone();
+        let service_info = info.clone();
         let service = service_fn(move |request: Request<Incoming>| {
             let handler = handler.clone();
+            let info = service_info.clone();
             let busy = service_activity.begin();
             // Popped here, not in the future: hyper calls the service in request order.
             let verdict = match &verdicts {
@@ -264,6 +271,18 @@ impl<H: Handler> Conn<'_, H> {
                     }
                 }
             }
+        }
+    }
+}
+
+impl ConnInfo {
+    /// One budget per connection: the sum of bodies buffered by all its requests (HTTP/2
+    /// streams in parallel) stays under `listen.max_buffered_body_bytes_per_connection`.
+    fn new(peer: std::net::SocketAddr, tls: bool, limits: &Limits) -> ConnInfo {
+        ConnInfo {
+            peer,
+            tls,
+            body_budget: Arc::new(tokio::sync::Semaphore::new(limits.body_budget)),
         }
     }
 }

@@ -1,44 +1,19 @@
-//! Facts for the decision: the request body when the rule reads a field from it, the resource
-//! value the rule names, and `swaCode`. Then the pure decision.
+//! Facts for the decision: the resource value the rule names, `swaCode`, and the parsed body
+//! when the rule reads one. Then the pure decision.
 
 use std::borrow::Cow;
 
 use http::header;
-use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
 
 use crate::authn::identity::Identity;
 use crate::authz::rule::ValueSource;
 use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
+use crate::body::field::string_at;
 use crate::error::ProxyError;
-use crate::forward::RequestBody;
 use crate::grants::overlay::Works;
 use crate::normalize::{self, Target};
 use crate::reason::Reason;
-use crate::route::{Route, RouteMatch};
-
-/// Reads the request body only when the rule (or `creates_work`) takes a field from it, and
-/// parses it once as JSON (None when it is not JSON); the bytes are then forwarded as they
-/// came. Otherwise the body streams to the upstream untouched (still size-capped).
-pub(super) async fn read_body_if_needed(
-    route: &Route,
-    body: Incoming,
-    max_body: u64,
-) -> Result<(Option<serde_json::Value>, RequestBody), ProxyError> {
-    let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-    let needs_body = matches!(route.rule.access.source(), Some(ValueSource::Body(_)))
-        || route.creates_work.is_some();
-    if !needs_body {
-        return Ok((None, Either::Left(Limited::new(body, limit))));
-    }
-    let bytes = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(ProxyError::RequestBody)?
-        .to_bytes();
-    let json = serde_json::from_slice(&bytes).ok();
-    Ok((json, Either::Right(Full::new(bytes))))
-}
+use crate::route::RouteMatch;
 
 /// Gathers the request facts the rule names, then runs the pure decision (also used by
 /// `streetgate explain`).
@@ -49,6 +24,32 @@ pub fn decide(
     target: &Target<'_>,
     body: Option<&serde_json::Value>,
     now: u64,
+) -> Result<Decision, ProxyError> {
+    let rule = &matched.route.rule;
+    with_facts(matched, target, body, |facts| {
+        authz::decide(rule, identity, works, facts, now)
+    })
+}
+
+/// The decision on everything the body is not needed for (`authz::decide_before_body`): a
+/// denial is final and the body is never read.
+pub(super) fn decide_before_body(
+    matched: &RouteMatch<'_, '_>,
+    identity: Option<&Identity>,
+    works: Option<Works<'_>>,
+    target: &Target<'_>,
+) -> Result<Decision, ProxyError> {
+    let rule = &matched.route.rule;
+    with_facts(matched, target, None, |facts| {
+        authz::decide_before_body(rule, identity, works, facts)
+    })
+}
+
+fn with_facts(
+    matched: &RouteMatch<'_, '_>,
+    target: &Target<'_>,
+    body: Option<&serde_json::Value>,
+    decide: impl FnOnce(&RequestFacts<'_>) -> Decision,
 ) -> Result<Decision, ProxyError> {
     let query: Vec<(Cow<'_, str>, Cow<'_, str>)> = target
         .query
@@ -75,22 +76,19 @@ pub fn decide(
                 (None, _) => None,
             }
         }
-        Some(ValueSource::Body(pointer)) => match body.and_then(|b| b.pointer(pointer)) {
-            Some(serde_json::Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
-            _ => return Err(Reason::BadBody.into()),
+        // Absent (or no body yet): the decision reports `bad_body` where it needs the value.
+        Some(ValueSource::Body(pointer)) => match body.map(|b| string_at(b, pointer)) {
+            None | Some(Ok(None)) => None,
+            Some(Ok(Some(s))) => Some(Cow::Borrowed(s)),
+            Some(Err(_)) => return Err(Reason::BadBody.into()),
         },
     };
     let facts = RequestFacts {
         resource: resource.as_deref(),
         swa_code,
+        body,
     };
-    Ok(authz::decide(
-        &matched.route.rule,
-        identity,
-        works,
-        &facts,
-        now,
-    ))
+    Ok(decide(&facts))
 }
 
 fn swa_code<'q>(query: &'q [(Cow<'_, str>, Cow<'_, str>)]) -> SwaCodeParam<'q> {

@@ -3,6 +3,7 @@
 //! Every phase returns `Result<_, ProxyError>`; `handle` turns an error into the rejection
 //! response in one place (`error::rejection`).
 
+mod body;
 mod facts;
 mod ids;
 mod respond;
@@ -89,10 +90,13 @@ pub struct Gateway {
 }
 
 /// Facts about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// Bytes of request bodies this connection may hold buffered at once, across its requests
+    /// (`listen.max_buffered_body_bytes_per_connection`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -141,6 +145,7 @@ impl Gateway {
         // One load per request: every phase sees the same config version.
         let runtime = self.runtime.load_full();
         let mut log = DecisionRecord::new(self.ids.next(), request.method(), started);
+        let version = request.version();
         let result = self.phases(&runtime, conn, request, &mut log).await;
         match result {
             Ok(response) => {
@@ -150,7 +155,7 @@ impl Gateway {
             }
             Err(err) => {
                 let reason = err.reason();
-                if !matches!(err, ProxyError::Rejected(_)) {
+                if !matches!(err, ProxyError::Rejected(_) | ProxyError::Body(_)) {
                     tracing::warn!(decision_id = %log.decision_id, error = %err, source = ?std::error::Error::source(&err), "request failed");
                 }
                 if log.reason.is_none() {
@@ -160,7 +165,15 @@ impl Gateway {
                 }
                 log.status = reason.status().as_u16();
                 decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
-                error::error_response(&err, &log.decision_id).map(Either::Right)
+                let mut response = error::error_response(&err, &log.decision_id);
+                // A stalled body leaves the HTTP/1 stream at an unknown point: close it. On
+                // HTTP/2 only the stream ends (its unread body is reset).
+                if reason == Reason::BodyTimeout && version < http::Version::HTTP_2 {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response.map(Either::Right)
             }
         }
     }
@@ -211,23 +224,40 @@ impl Gateway {
                 snapshot,
                 created: store.created(),
             });
-        let (request_body, body) = facts::read_body_if_needed(route, body, max_body).await?;
+        let shadow = runtime.config.shadow || route.shadow;
+        let needs_body = route.rule.reads_body() || route.creates_work.is_some();
+        if needs_body {
+            // Decide all that can be decided before touching the body: a caller refused here
+            // never gets its body read or buffered.
+            let early = facts::decide_before_body(&matched, identity.as_deref(), works, &target)?;
+            if !early.allowed() && !shadow {
+                self.record(runtime, route, log, &early, shadow);
+                return Err(early.reason.into());
+            }
+        }
+        let (request_body, body) = if needs_body {
+            let bounds = body::Bounds {
+                max_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+                timeout: runtime.config.listen.body_read_timeout,
+                budget: &conn.body_budget,
+            };
+            let read = body::read(&parts.headers, body, bounds).await?;
+            let forwarded = Either::Right(Full::new(read.bytes.clone()));
+            (Some(read), forwarded)
+        } else {
+            let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+            (None, Either::Left(Limited::new(body, limit)))
+        };
+        let request_json = request_body.as_ref().map(|b| &b.json);
         let decision = facts::decide(
             &matched,
             identity.as_deref(),
             works,
             &target,
-            request_body.as_ref(),
+            request_json,
             now,
         )?;
-        let shadow = runtime.config.shadow || route.shadow;
-        log.decide(&decision, shadow);
-        self.metrics
-            .decision_duration
-            .observe(log.started.elapsed().as_secs_f64());
-        runtime.route_metrics[route.index]
-            .decision(decision.reason, Applied::of(decision.reason, shadow))
-            .inc();
+        self.record(runtime, route, log, &decision, shadow);
         if !decision.allowed() && !shadow {
             return Err(decision.reason.into());
         }
@@ -279,7 +309,7 @@ impl Gateway {
         }
         if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
             &route.creates_work,
-            request_body.as_ref(),
+            request_json,
             &self.grants,
             decision.acting_organisation,
         ) && response.status().is_success()
@@ -297,6 +327,24 @@ impl Gateway {
             return Ok(Response::from_parts(parts, Either::Right(Full::new(body))));
         }
         Ok(response.map(Either::Left))
+    }
+
+    /// Logs and counts a decision (the pre-body one when it denies, else the whole one).
+    fn record(
+        &self,
+        runtime: &Runtime,
+        route: &Route,
+        log: &mut DecisionRecord,
+        decision: &crate::authz::Decision,
+        shadow: bool,
+    ) {
+        log.decide(decision, shadow);
+        self.metrics
+            .decision_duration
+            .observe(log.started.elapsed().as_secs_f64());
+        runtime.route_metrics[route.index]
+            .decision(decision.reason, Applied::of(decision.reason, shadow))
+            .inc();
     }
 
     /// Rejects a request that never reaches the pipeline (the listener's framing guard): mints

@@ -118,6 +118,7 @@ mod tests {
                 allow: Allow::Public,
                 access: Access::RoleOnly,
                 organisation_member: false,
+                body: Default::default(),
             },
             creates_work: None,
             response: None,
