@@ -92,13 +92,7 @@ mod tests {
     use crate::authn::identity::RoleSet;
 
     fn identity(exp: u64) -> Arc<Identity> {
-        Arc::new(Identity {
-            subject: "u".into(),
-            organisation: "7001".into(),
-            roles: RoleSet::EMPTY,
-            issued_at: None,
-            expires_at: exp,
-        })
+        Arc::new(Identity::new("u", "7001", RoleSet::EMPTY, None, exp).unwrap())
     }
 
     #[test]

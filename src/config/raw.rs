@@ -51,6 +51,22 @@ pub struct RawListen {
     pub header_read_timeout: Duration,
     #[serde(default = "defaults::idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
+    /// Peers (CIDRs) that are proxies themselves: only their `X-Forwarded-For`/`-Proto` are
+    /// kept and appended to; everyone else's are replaced.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl RawListen {
+    /// Whether a TCP peer is one of `trusted_proxies`.
+    pub fn trusted(&self, peer: std::net::IpAddr) -> bool {
+        // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]

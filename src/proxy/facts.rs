@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use crate::authn::identity::Identity;
 use crate::authz::rule::ValueSource;
-use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
+use crate::authz::{self, Decision, RequestFacts};
 use crate::error::ProxyError;
 use crate::forward::RequestBody;
 use crate::grants::overlay::Works;
@@ -50,11 +50,8 @@ pub fn decide(
     body: Option<&serde_json::Value>,
     now: u64,
 ) -> Result<Decision, ProxyError> {
-    let query: Vec<(Cow<'_, str>, Cow<'_, str>)> = target
-        .query
-        .map(|q| normalize::query_pairs(q).collect())
-        .unwrap_or_default();
-    let swa_code = swa_code(&query);
+    let query = super::query::pairs(target.query)?;
+    let swa_code = super::query::swa_code(&query);
     let resource: Option<Cow<'_, str>> = match matched.route.rule.access.source() {
         None => None,
         // Work references rarely carry escapes: only an escaped one is decoded into a copy.
@@ -68,12 +65,7 @@ pub fn decide(
                 .unwrap_or(Cow::Borrowed(raw))
         }),
         Some(ValueSource::Query(name)) => {
-            let mut values = query.iter().filter(|(k, _)| k == &**name);
-            match (values.next(), values.next()) {
-                (Some((_, v)), None) => Some(Cow::Borrowed(&**v)),
-                (Some(_), Some(_)) => return Err(Reason::BadQuery.into()),
-                (None, _) => None,
-            }
+            super::query::rule_param(&query, name)?.map(Cow::Borrowed)
         }
         Some(ValueSource::Body(pointer)) => match body.and_then(|b| b.pointer(pointer)) {
             Some(serde_json::Value::String(s)) => Some(Cow::Borrowed(s.as_str())),
@@ -91,15 +83,6 @@ pub fn decide(
         &facts,
         now,
     ))
-}
-
-fn swa_code<'q>(query: &'q [(Cow<'_, str>, Cow<'_, str>)]) -> SwaCodeParam<'q> {
-    let mut codes = query.iter().filter(|(k, _)| k == "swaCode");
-    match (codes.next(), codes.next()) {
-        (None, _) => SwaCodeParam::Absent,
-        (Some((_, v)), None) => SwaCodeParam::One(v),
-        (Some(_), Some(_)) => SwaCodeParam::Repeated,
-    }
 }
 
 pub(super) fn content_length(headers: &http::HeaderMap) -> Option<u64> {

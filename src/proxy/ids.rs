@@ -26,6 +26,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A decision id as a header value (ids are hex, so the fallback is never used).
+pub(super) fn header_value(id: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(id).unwrap_or(http::HeaderValue::from_static("0"))
+}
+
 /// Decision ids: a random per-process prefix and a counter, unique without coordination.
 pub(super) struct DecisionIds {
     prefix: u32,

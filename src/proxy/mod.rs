@@ -5,6 +5,7 @@
 
 mod facts;
 mod ids;
+mod query;
 mod respond;
 
 pub use facts::decide;
@@ -18,7 +19,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
@@ -235,13 +236,18 @@ impl Gateway {
         // --- forward ---
         let upstream = &runtime.upstreams[route.api];
         let uri = upstream.uri_for(target.path, target.query)?;
+        let decision_id = ids::header_value(&log.decision_id);
+        let hop = headers::Hop {
+            client: conn.peer.ip(),
+            tls: conn.tls,
+            peer_trusted: runtime.config.listen.trusted(conn.peer.ip()),
+        };
         headers::rewrite_request(
             &mut parts,
-            conn.peer.ip(),
-            conn.tls,
+            hop,
             identity.as_deref(),
             decision.acting_organisation,
-            &log.decision_id,
+            &decision_id,
         );
         parts.uri = uri;
         if route.response.is_some() {
@@ -254,9 +260,9 @@ impl Gateway {
 
         // --- respond ---
         headers::strip_hop_by_hop(response.headers_mut());
-        if let Ok(id) = HeaderValue::from_str(&log.decision_id) {
-            response.headers_mut().insert(headers::DECISION_ID, id);
-        }
+        response
+            .headers_mut()
+            .insert(headers::DECISION_ID, decision_id);
         if let Some(policy) = &route.response
             && !is_head
         {
