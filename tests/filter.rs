@@ -189,6 +189,7 @@ fn json_policy(redact: bool, max_body_bytes: u64) -> ResponsePolicy {
             unless_role: "StreetWorksAdmin".into(),
         }),
         max_body_bytes,
+        pagination: Default::default(),
     })
     .unwrap()
 }
@@ -200,6 +201,7 @@ fn csv_policy() -> ResponsePolicy {
         }),
         redact: None,
         max_body_bytes: 1 << 24,
+        pagination: Default::default(),
     })
     .unwrap()
 }

@@ -353,6 +353,19 @@ pub struct RawResponsePolicy {
     /// Largest body read for filtering or redaction; over it, 502 `response_too_large`.
     #[serde(default = "defaults::max_response_bytes")]
     pub max_body_bytes: u64,
+    /// What a filtered JSON body's `pagination` counts (`total_rows`, ...) become: they
+    /// describe the unfiltered rows, so by default they are removed.
+    #[serde(default)]
+    pub pagination: RawPagination,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPagination {
+    #[default]
+    Remove,
+    /// The number of rows kept in this page (not a total across pages).
+    Recompute,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -263,6 +263,10 @@ impl Gateway {
         response
             .headers_mut()
             .insert(headers::DECISION_ID, decision_id);
+        if route.response.is_some() && is_head {
+            // No body to filter, but the headers are still this caller's alone.
+            filter::per_caller(response.headers_mut());
+        }
         if let Some(policy) = &route.response
             && !is_head
         {
