@@ -140,7 +140,7 @@ async fn raw_wire_spellings_are_stripped_too() {
     assert_eq!(seen[0].headers["x-forwarded-for"], "127.0.0.1");
 }
 
-fn with_trusted(yaml: String, nets: &str) -> String {
+fn with_trusted(yaml: &str, nets: &str) -> String {
     yaml.replace(
         "  idle_timeout: 2s\n",
         &format!("  idle_timeout: 2s\n  trusted_proxies: {nets}\n"),
@@ -151,7 +151,7 @@ async fn trusted_world(nets: &str) -> World {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start().await;
     let yaml = config_yaml(&upstream.url(), &jwks.url(), DEFAULT_ROUTES, "");
-    let gw = sidecar(&with_trusted(yaml, nets)).await;
+    let gw = sidecar(&with_trusted(&yaml, nets)).await;
     World { upstream, jwks, gw }
 }
 
@@ -211,7 +211,7 @@ async fn an_untrusted_peer_gets_its_forwarded_for_replaced() {
 fn trusted_proxies_are_validated_with_their_location() {
     let yaml = |nets: &str| {
         with_trusted(
-            config_yaml(
+            &config_yaml(
                 "http://127.0.0.1:1",
                 "http://127.0.0.1:2/jwks",
                 DEFAULT_ROUTES,
