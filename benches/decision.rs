@@ -2,7 +2,6 @@
 //! (what the pipeline holds after a token-cache hit). Goal: ≤ 1 µs per decision.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use streetgate::authn::identity::{Identity, Role, RoleSet};
@@ -12,13 +11,14 @@ use streetgate::authz::{RequestFacts, SwaCodeParam, decide};
 use streetgate::grants::overlay::{CreatedWorks, Works};
 
 fn identity(sub: &str, org: &str, roles: &[Role]) -> Identity {
-    Identity {
-        subject: Arc::from(sub),
-        organisation: Arc::from(org),
-        roles: RoleSet::of(roles),
-        issued_at: Some(1_900_000_000),
-        expires_at: 1_900_003_600,
-    }
+    Identity::new(
+        sub,
+        org,
+        RoleSet::of(roles),
+        Some(1_900_000_000),
+        1_900_003_600,
+    )
+    .unwrap()
 }
 
 fn rule(access: Access) -> Rule {

@@ -33,6 +33,7 @@ fn policy(filter: RawFilter, redact: bool) -> ResponsePolicy {
             unless_role: "StreetWorksAdmin".into(),
         }),
         max_body_bytes: 256 << 20,
+        pagination: Default::default(),
     })
     .expect("bench policy compiles")
 }

@@ -94,9 +94,9 @@ fn cache_hit(c: &mut Criterion) {
     let identity = rt
         .block_on(auth.authenticate(&headers, NOW))
         .expect("cached");
-    cache.insert(TokenCache::key(t), identity, NOW);
+    cache.insert(TokenCache::key(t), identity, None, NOW);
     c.bench_function("token_cache/hit", |b| {
-        b.iter(|| cache.get(&TokenCache::key(black_box(t)), NOW))
+        b.iter(|| cache.get(&TokenCache::key(black_box(t)), NOW, None))
     });
 }
 

@@ -406,16 +406,17 @@ fn from_claims(
         }
     }
     .map_err(|e| (Reason::TokenRoles, e.to_string()))?;
-    Ok(Identity {
-        subject: Arc::from(subject),
-        organisation: Arc::from(organisation),
+    Identity::new(
+        subject,
+        organisation,
         roles,
-        issued_at: claims.get("iat").and_then(Value::as_u64),
-        expires_at: claims
+        claims.get("iat").and_then(Value::as_u64),
+        claims
             .get("exp")
             .and_then(Value::as_u64)
             .unwrap_or(u64::MAX),
-    })
+    )
+    .map_err(|e| (Reason::TokenClaims, e.to_string()))
 }
 
 fn describe_rule(route: &Route) -> String {

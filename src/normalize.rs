@@ -104,7 +104,9 @@ fn check_framing(headers: &HeaderMap) -> Result<(), Reason> {
 
 /// Each segment must be plain: no dot segments, no empty segments, no backslash, no `;`
 /// parameters, only ASCII, and percent-escapes must be valid, decode to UTF-8, and not hide a
-/// dot, slash, backslash or control character.
+/// dot, slash, backslash, control character, `?` or `#` (which end the path for a server that
+/// decodes before splitting), or `%` (so no escape survives one decoding to decode again
+/// downstream: every `%25` is refused, not only `%25xx`).
 fn check_path(path: &str) -> Result<(), Reason> {
     let bytes = path.as_bytes();
     if path.contains("//") {
@@ -123,8 +125,12 @@ fn check_path(path: &str) -> Result<(), Reason> {
     }
     let decoded = decode_strict(bytes).ok_or(Reason::BadPath)?;
     // What a percent-escape may not hide: the characters that change how a path is split.
-    let escaped_forbidden = decoded_escapes(bytes)
-        .any(|b| b == b'.' || b == b'/' || b == b'\\' || b == b';' || b < 0x20 || b == 0x7f);
+    let escaped_forbidden = decoded_escapes(bytes).any(|b| {
+        matches!(
+            b,
+            b'.' | b'/' | b'\\' | b';' | b'?' | b'#' | b'%' | 0..0x20 | 0x7f
+        )
+    });
     if escaped_forbidden || std::str::from_utf8(&decoded).is_err() {
         return Err(Reason::BadPath);
     }
@@ -135,7 +141,9 @@ fn check_query(query: &str) -> Result<(), Reason> {
     let bytes = query.as_bytes();
     if bytes
         .iter()
-        .any(|&b| !(0x21..0x7f).contains(&b) || b == b'#')
+        // `;` is a pair separator to some parsers (older Python, Rails) and not to others:
+        // refused, as Go's net/url does, so every upstream splits the query the same way.
+        .any(|&b| !(0x21..0x7f).contains(&b) || b == b'#' || b == b';')
     {
         return Err(Reason::BadQuery);
     }
@@ -248,6 +256,21 @@ mod tests {
             "/work//works",
             "/work/a;jsessionid=1",
             "/work/a%3bb",
+            "/work/a%3Fb",
+            "/work/a%3fx=1",
+            "/work/a%23b",
+            "/work/a%25",
+            "/work/a%252F",
+            "/work/a%252e%252e/x",
+            "/work/a%2525",
+            "/work/a%253F",
+            "/work/a%01",
+            "/work/a%1F",
+            "/work/a%0d%0a",
+            "/work/a%09",
+            "/work/a%7F",
+            "/work/a%5C",
+            "/work/%u002e",
         ] {
             assert_eq!(path_result(bad), Err(Reason::BadPath), "{bad}");
         }
@@ -258,6 +281,8 @@ mod tests {
         assert_eq!(path_result("/a?x=%zz"), Err(Reason::BadQuery));
         assert_eq!(path_result("/a?x=%00"), Err(Reason::BadQuery));
         assert_eq!(path_result("/a?x=%FF"), Err(Reason::BadQuery));
+        assert_eq!(path_result("/a?x=1;swaCode=9999"), Err(Reason::BadQuery));
+        assert_eq!(path_result("/a?x=1%3Bs"), Ok(()), "an escaped ; is data");
         assert!(path_result("/a?x=%2F&y=a+b").is_ok());
     }
 
@@ -352,7 +377,8 @@ mod tests {
         use rand::RngExt;
         const PIECES: &[&str] = &[
             "/", ".", "..", "%", "%2e", "%2E", "%2f", "%2F", "%5c", "%00", "%41", "%zz", "%C3%A9",
-            "%C3", "a", "works", "\\", ";", "?", "=", "&", "~", "-", "%25", "+",
+            "%C3", "a", "works", "\\", ";", "?", "=", "&", "~", "-", "%25", "+", "%3F", "%3f",
+            "%23", "%252F", "%252e", "%2525", "%09", "%7F", "%20",
         ];
         let mut rng = rand::rng();
         let h = {
@@ -382,9 +408,13 @@ mod tests {
                 "{target}: dot segment"
             );
             assert!(
-                !decoded.contains(['\\', '\0', ';']),
+                !decoded.contains(['\\', '\0', ';', '?', '#', '%']),
                 "{target}: {decoded:?}"
             );
+            // Decoding once more (a double-decoding upstream) changes nothing.
+            let again = String::from_utf8(decode_strict(decoded.as_bytes()).unwrap()).unwrap();
+            assert_eq!(again, decoded, "{target}: decodes again downstream");
+            assert!(!decoded.chars().any(char::is_control), "{target}");
         }
         assert!(
             accepted > 1_000,

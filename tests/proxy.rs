@@ -52,7 +52,8 @@ async fn allowed_request_is_forwarded_with_our_identity_only() {
     assert_eq!(reply.headers["x-streetgate-decision-id"], id);
     assert!(!s.headers.contains_key("x-drop-me"));
     assert!(!s.headers.contains_key("keep-alive"));
-    assert_eq!(s.headers["x-forwarded-for"], "10.1.1.1, 127.0.0.1");
+    // Set, not appended: the peer is not a trusted proxy (header_integrity.rs has the rest).
+    assert_eq!(s.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(s.headers["x-forwarded-proto"], "http");
     assert_eq!(s.headers["host"], "gw.test");
 }

@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use prometheus::IntCounter;
 use tokio::sync::watch;
 
-use super::cache::TokenCache;
+use super::cache::{KeyStamp, TokenCache};
 use super::error::{AuthError, AuthSetupError};
 use super::extract::{TokenSource, extract};
 use super::identity::Identity;
@@ -139,33 +139,46 @@ impl Authenticator {
         let inner = &*self.inner;
         let token = extract(headers, &inner.sources, inner.max_token_bytes)?;
         let key = TokenCache::key(token);
-        if let Some(identity) = inner.cache.get(&key, now_unix) {
+        // The key set in force: a cached token is only as valid as the key that verified it.
+        let current = match &inner.keys {
+            KeySource::Secret(_) => None,
+            KeySource::Jwks(store) => Some(store.current().ok_or(AuthError::KeysUnavailable)?),
+        };
+        if let Some(identity) = inner.cache.get(&key, now_unix, current.as_deref()) {
             inner.cache_hit.inc();
             return Ok(identity);
         }
         inner.cache_miss.inc();
         let parsed = inner.policy.parse(token)?;
-        let identity = match &inner.keys {
-            KeySource::Secret(secret) => {
-                inner
+        let (identity, stamp) = match (&inner.keys, current) {
+            (KeySource::Secret(secret), _) => {
+                let identity = inner
                     .policy
-                    .verify(&parsed, Keys::Secret(secret), now_unix)?
+                    .verify(&parsed, Keys::Secret(secret), now_unix)?;
+                (identity, None)
             }
-            KeySource::Jwks(store) => {
-                let set = store.current().ok_or(AuthError::KeysUnavailable)?;
-                match inner.policy.verify(&parsed, Keys::Jwks(&set), now_unix) {
+            (KeySource::Jwks(store), Some(set)) => {
+                let (identity, set) = match inner.policy.verify(&parsed, Keys::Jwks(&set), now_unix)
+                {
                     Err(AuthError::UnknownKey(kid)) => {
                         let Some(fresh) = store.refresh_for_unknown_kid(&set).await else {
                             return Err(AuthError::UnknownKey(kid));
                         };
-                        inner.policy.verify(&parsed, Keys::Jwks(&fresh), now_unix)?
+                        let identity =
+                            inner.policy.verify(&parsed, Keys::Jwks(&fresh), now_unix)?;
+                        (identity, fresh)
                     }
-                    other => other?,
-                }
+                    other => (other?, set),
+                };
+                let stamp = KeyStamp::of(&set, parsed.kid.as_deref(), parsed.alg);
+                (identity, stamp)
             }
+            (KeySource::Jwks(_), None) => return Err(AuthError::KeysUnavailable),
         };
         let identity = Arc::new(identity);
-        inner.cache.insert(key, Arc::clone(&identity), now_unix);
+        inner
+            .cache
+            .insert(key, Arc::clone(&identity), stamp, now_unix);
         Ok(identity)
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use http::HeaderValue;
+
 /// Street Manager roles (access-and-permissions.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -149,6 +151,8 @@ impl RoleSet {
 }
 
 /// A verified caller. Shared (`Arc`) between the token cache and in-flight requests.
+/// Built only by `Identity::new`, so every identity carries the header values it is forwarded
+/// with: one whose claims cannot travel as headers never exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub subject: Arc<str>,
@@ -159,6 +163,79 @@ pub struct Identity {
     pub issued_at: Option<u64>,
     /// `exp`, seconds since the epoch; the cache entry dies with it.
     pub expires_at: u64,
+    headers: IdentityHeaders,
+}
+
+/// The identity headers, validated once at authentication and cloned (a reference count) per
+/// request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    pub user: HeaderValue,
+    pub organisation: HeaderValue,
+    pub roles: HeaderValue,
+}
+
+/// Longest subject or organisation forwarded as a header.
+pub const MAX_IDENTITY_VALUE_BYTES: usize = 256;
+
+/// Why a claim cannot be an identity header (the token is then refused: `token_claims`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{claim} is empty")]
+    Empty { claim: &'static str },
+    #[error("{claim} is over {MAX_IDENTITY_VALUE_BYTES} bytes")]
+    TooLong { claim: &'static str },
+    #[error("{claim} holds a character other than visible ASCII and inner spaces")]
+    NotHeaderSafe { claim: &'static str },
+}
+
+impl Identity {
+    pub fn new(
+        subject: &str,
+        organisation: &str,
+        roles: RoleSet,
+        issued_at: Option<u64>,
+        expires_at: u64,
+    ) -> Result<Identity, IdentityError> {
+        let headers = IdentityHeaders {
+            user: header_value("subject", subject)?,
+            organisation: header_value("organisation", organisation)?,
+            roles: HeaderValue::from_str(&roles.header_value())
+                .map_err(|_| IdentityError::NotHeaderSafe { claim: "roles" })?,
+        };
+        Ok(Identity {
+            subject: Arc::from(subject),
+            organisation: Arc::from(organisation),
+            roles,
+            issued_at,
+            expires_at,
+            headers,
+        })
+    }
+
+    pub fn headers(&self) -> &IdentityHeaders {
+        &self.headers
+    }
+}
+
+/// A claim as a header value that every upstream parser reads back byte for byte: visible
+/// ASCII and inner spaces only. No control characters (CR/LF would split the header), no
+/// obs-text (parsers disagree on Latin-1 vs UTF-8), and no leading or trailing space (parsers
+/// trim it, so " alice" would arrive as "alice").
+fn header_value(claim: &'static str, value: &str) -> Result<HeaderValue, IdentityError> {
+    if value.is_empty() {
+        return Err(IdentityError::Empty { claim });
+    }
+    if value.len() > MAX_IDENTITY_VALUE_BYTES {
+        return Err(IdentityError::TooLong { claim });
+    }
+    let safe = value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ');
+    if !safe {
+        return Err(IdentityError::NotHeaderSafe { claim });
+    }
+    HeaderValue::from_str(value).map_err(|_| IdentityError::NotHeaderSafe { claim })
 }
 
 #[cfg(test)]
@@ -186,6 +263,34 @@ mod tests {
             RoleSet::from_names(["Superuser"]),
             Err(RoleError::Unknown("Superuser".into()))
         );
+    }
+
+    #[test]
+    fn identity_claims_must_be_header_safe() {
+        let roles = RoleSet::of(&[Role::Planner]);
+        let ok = Identity::new("alice@example.com", "7001", roles, None, 1).unwrap();
+        assert_eq!(ok.headers().user, "alice@example.com");
+        assert_eq!(ok.headers().roles, "Planner");
+        for bad in [
+            "",
+            " alice",
+            "alice ",
+            "al\rice",
+            "al\nice",
+            "al\tice",
+            "al\u{0}ice",
+            "al\u{7f}ice",
+            "alicé",
+            "ali\u{2028}ce",
+        ] {
+            assert!(
+                Identity::new(bad, "7001", roles, None, 1).is_err(),
+                "{bad:?}"
+            );
+        }
+        let long = "a".repeat(MAX_IDENTITY_VALUE_BYTES + 1);
+        assert!(Identity::new(&long, "7001", roles, None, 1).is_err());
+        assert!(Identity::new("a", "70\n1", roles, None, 1).is_err());
     }
 
     #[test]

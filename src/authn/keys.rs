@@ -83,6 +83,25 @@ pub struct VerifyKey {
     /// Algorithms this key verifies (already narrowed to the configured allow-list).
     pub algs: AlgSet,
     pub key: DecodingKey,
+    /// SHA-256 of the key material and algorithms: a cached token verified with this key stays
+    /// valid only while the key set still holds a key with this fingerprint under its `kid`.
+    pub fingerprint: KeyFingerprint,
+}
+
+pub type KeyFingerprint = [u8; 32];
+
+fn fingerprint(kty: &str, parts: &[&[u8]], algs: AlgSet) -> KeyFingerprint {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(kty.as_bytes());
+    for part in parts {
+        // Length-prefixed, so two different splits of the same bytes differ.
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part);
+    }
+    ctx.update(&[algs.0]);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
 }
 
 /// A loaded JWKS. Never empty: a document without one usable key is an error.
@@ -216,7 +235,7 @@ fn parse_jwk(jwk: RawJwk, allowed: AlgSet) -> Result<VerifyKey, SkipReason> {
     if let Some(u) = jwk.use_.as_deref().filter(|u| *u != "sig") {
         return Err(SkipReason::Use(u.to_owned()));
     }
-    let (fits, key) = match jwk.kty.as_str() {
+    let (fits, key, material) = match jwk.kty.as_str() {
         "RSA" => {
             let n = b64(jwk.n.as_ref(), "n")?;
             let e = b64(jwk.e.as_ref(), "e")?;
@@ -227,6 +246,7 @@ fn parse_jwk(jwk: RawJwk, allowed: AlgSet) -> Result<VerifyKey, SkipReason> {
             (
                 AlgSet::EMPTY.with(Algorithm::RS256).with(Algorithm::PS256),
                 DecodingKey::from_rsa_raw_components(&n, &e),
+                vec![n, e],
             )
         }
         "EC" => {
@@ -246,6 +266,7 @@ fn parse_jwk(jwk: RawJwk, allowed: AlgSet) -> Result<VerifyKey, SkipReason> {
             (
                 AlgSet::EMPTY.with(Algorithm::ES256),
                 DecodingKey::from_ec_der(&point),
+                vec![point],
             )
         }
         "OKP" => {
@@ -260,6 +281,7 @@ fn parse_jwk(jwk: RawJwk, allowed: AlgSet) -> Result<VerifyKey, SkipReason> {
             (
                 AlgSet::EMPTY.with(Algorithm::EdDSA),
                 DecodingKey::from_ed_der(&x),
+                vec![x],
             )
         }
         other => return Err(SkipReason::KeyType(other.to_owned())),
@@ -276,7 +298,9 @@ fn parse_jwk(jwk: RawJwk, allowed: AlgSet) -> Result<VerifyKey, SkipReason> {
     if algs.is_empty() {
         return Err(SkipReason::Alg(jwk.alg.unwrap_or_else(|| jwk.kty.clone())));
     }
+    let parts: Vec<&[u8]> = material.iter().map(Vec::as_slice).collect();
     Ok(VerifyKey {
+        fingerprint: fingerprint(&jwk.kty, &parts, algs),
         kid: jwk.kid,
         algs,
         key,

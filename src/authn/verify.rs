@@ -5,8 +5,6 @@
 //! because its `Validation` reads the system clock, skips `nbf` and `iss`/`aud` unless told,
 //! ignores `crit`, allows 60 s of leeway and cannot tell "alg none" from a garbled header.
 
-use std::sync::Arc;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
@@ -191,13 +189,10 @@ impl Policy {
             Some(_) => return Err(wrong_type(&names.roles)),
         }
         .map_err(AuthError::Roles)?;
-        Ok(Identity {
-            subject: Arc::from(subject),
-            organisation: Arc::from(organisation),
-            roles,
-            issued_at: iat,
-            expires_at: exp,
-        })
+        // Decided here, before the identity can be cached: claims that cannot travel as
+        // identity headers make the token invalid.
+        Identity::new(subject, organisation, roles, iat, exp)
+            .map_err(|e| AuthError::Claims(e.to_string()))
     }
 }
 

@@ -1,8 +1,6 @@
 //! The rule's body checks and the split between the pre-body and the whole decision, over the
 //! seed 000 scenario (see `fixture`).
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
 
 use super::fixture::seed_000;
@@ -14,13 +12,7 @@ use crate::grants::overlay::CreatedWorks;
 use Role::{Contractor, HighwayAuthority as Ha, Planner};
 
 fn identity(sub: &str, org: &str, roles: &[Role]) -> Identity {
-    Identity {
-        subject: Arc::from(sub),
-        organisation: Arc::from(org),
-        roles: RoleSet::of(roles),
-        issued_at: Some(1_999_000),
-        expires_at: 3_000_000,
-    }
+    Identity::new(sub, org, RoleSet::of(roles), Some(1_999_000), 3_000_000).unwrap()
 }
 
 fn pointers(list: &[&str]) -> Box<[Box<str>]> {

@@ -1,8 +1,6 @@
 //! Table-driven tests of `decide` over the seed 000 scenario (see `fixture`), plus sweeps over
 //! every role set, access kind and work that check the model's invariants.
 
-use std::sync::Arc;
-
 use super::fixture::{REVOKED_AFTER, seed_000, work};
 use super::rule::{Access, Allow, Rule, ValueSource};
 use super::*;
@@ -67,13 +65,7 @@ fn rule(kind: Kind, allowed: &[Role]) -> Rule {
 }
 
 fn identity(sub: &str, org: &str, roles: &[Role], iat: Option<u64>) -> Identity {
-    Identity {
-        subject: Arc::from(sub),
-        organisation: Arc::from(org),
-        roles: RoleSet::of(roles),
-        issued_at: iat,
-        expires_at: NOW + 3600,
-    }
+    Identity::new(sub, org, RoleSet::of(roles), iat, NOW + 3600).unwrap()
 }
 
 /// Who, as the tests name them: subject, own organisation, roles.
@@ -505,10 +497,7 @@ fn invariants_hold_for_every_role_set_and_access_kind() {
     let mut checked = 0;
     for roles in &role_sets {
         for (sub, org) in subjects {
-            let caller = Identity {
-                roles: *roles,
-                ..identity(sub, org, &[], Some(NOW))
-            };
+            let caller = Identity::new(sub, org, *roles, Some(NOW), NOW + 3600).unwrap();
             for kind in KINDS {
                 let r = rule(kind, &allowed_by);
                 for resource in resources {

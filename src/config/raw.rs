@@ -58,12 +58,26 @@ pub struct RawListen {
     /// together); default 4 × `max_body_bytes`.
     #[serde(default)]
     pub max_buffered_body_bytes_per_connection: Option<u64>,
+    /// Peers (CIDRs) that are proxies themselves: only their `X-Forwarded-For`/`-Proto` are
+    /// kept and appended to; everyone else's are replaced.
+    #[serde(default)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl RawListen {
     pub fn buffered_body_budget(&self) -> u64 {
         self.max_buffered_body_bytes_per_connection
             .unwrap_or(self.max_body_bytes.saturating_mul(4))
+    }
+
+    /// Whether a TCP peer is one of `trusted_proxies`.
+    pub fn trusted(&self, peer: std::net::IpAddr) -> bool {
+        // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        self.trusted_proxies.iter().any(|net| net.contains(&peer))
     }
 }
 
@@ -368,6 +382,19 @@ pub struct RawResponsePolicy {
     /// Largest body read for filtering or redaction; over it, 502 `response_too_large`.
     #[serde(default = "defaults::max_response_bytes")]
     pub max_body_bytes: u64,
+    /// What a filtered JSON body's `pagination` counts (`total_rows`, ...) become: they
+    /// describe the unfiltered rows, so by default they are removed.
+    #[serde(default)]
+    pub pagination: RawPagination,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RawPagination {
+    #[default]
+    Remove,
+    /// The number of rows kept in this page (not a total across pages).
+    Recompute,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -100,6 +100,18 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
             "must be at least listen.max_body_bytes",
         );
     }
+    for (i, net) in l.trusted_proxies.iter().enumerate() {
+        // `10.0.0.1/8` is most likely a typo for a single host or for `10.0.0.0/8`.
+        if net.trunc() != *net {
+            problems.push(
+                format!("listen.trusted_proxies[{i}]"),
+                format!(
+                    "{net} has host bits set; write {} (or a /32 or /128 for one host)",
+                    net.trunc()
+                ),
+            );
+        }
+    }
     if let Some(tls) = &l.tls {
         for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
             if !path.is_file() {

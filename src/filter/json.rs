@@ -42,6 +42,7 @@ pub(super) fn rewrite(
         kept: 0,
         dropped: 0,
         rows_found: false,
+        count_slots: Vec::new(),
     };
     let mut de = serde_json::Deserializer::from_str(body);
     Walk {
@@ -50,6 +51,11 @@ pub(super) fn rewrite(
     }
     .deserialize(&mut de)?;
     de.end()?;
+    // Recomputed counts were left as fixed-width blanks: the rows may come after them.
+    let count = ctx.kept.to_string();
+    for at in &ctx.count_slots {
+        ctx.out[*at..*at + count.len()].copy_from_slice(count.as_bytes());
+    }
     Ok(Rewritten {
         body: ctx.out,
         kept: ctx.kept,
@@ -86,7 +92,13 @@ struct Ctx<'j, 'n> {
     kept: u64,
     dropped: u64,
     rows_found: bool,
+    /// Where `Member::Count` values start: COUNT_WIDTH spaces, later overwritten from the left
+    /// by the kept count (whitespace after a number is valid JSON).
+    count_slots: Vec<usize>,
 }
+
+/// Wide enough for any u64.
+const COUNT_WIDTH: usize = 20;
 
 /// Applies a plan to the next value.
 struct Walk<'c, 'j, 'n> {
@@ -165,6 +177,18 @@ impl<'de> Visitor<'de> for ObjectVisitor<'_, '_, '_> {
             let plan = match planned.map(|i| (i, &self.members[i].1)) {
                 Some((_, Member::Remove)) => {
                     map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                Some((_, Member::Count)) => {
+                    map.next_value::<IgnoredAny>()?;
+                    if !first {
+                        ctx.out.push(b',');
+                    }
+                    first = false;
+                    serde_json::to_writer(&mut ctx.out, &*key).map_err(de::Error::custom)?;
+                    ctx.out.push(b':');
+                    ctx.count_slots.push(ctx.out.len());
+                    ctx.out.extend_from_slice(&[b' '; COUNT_WIDTH]);
                     continue;
                 }
                 Some((i, Member::Rewrite(plan))) => {

@@ -7,6 +7,7 @@
 
 mod body;
 mod csv_rows;
+mod headers;
 mod json;
 mod policy;
 mod rows;
@@ -23,6 +24,7 @@ use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::overlay::Works;
 use crate::reason::Reason;
 
+pub use headers::per_caller;
 pub use policy::ResponsePolicy;
 
 use policy::{Format, RowKey};
@@ -144,7 +146,6 @@ where
     let collected = body::collect(&parts.headers, incoming, policy.max_body_bytes).await?;
     // Filter time, not the upstream's: the clock starts once the body is in.
     let started = Instant::now();
-    let encoded = parts.headers.contains_key(header::CONTENT_ENCODING);
     let decoded = body::decode(&parts.headers, collected, policy.max_body_bytes)?;
     let caller = Caller {
         visibility,
@@ -156,12 +157,9 @@ where
     let headers = &mut parts.headers;
     headers.remove(header::CONTENT_ENCODING);
     headers.remove(header::TRANSFER_ENCODING);
-    if filtered.rewritten || encoded {
-        // Validators and digests described the upstream's bytes, not these.
-        headers.remove(header::ETAG);
-        headers.remove("content-md5");
-        headers.remove("digest");
-    }
+    // Validators and digests described the upstream's bytes, not these; and whatever went
+    // through a policy is this caller's alone.
+    per_caller(headers);
     headers.insert(
         header::CONTENT_LENGTH,
         HeaderValue::from(filtered.body.len()),
@@ -210,10 +208,16 @@ pub fn filter_bytes(
             };
             let plan = if redacts { redacted } else { plain };
             let text = std::str::from_utf8(&body).map_err(FilterError::Utf8)?;
-            let out = json::rewrite(text, plan, &judge).map_err(FilterError::Json)?;
-            if !out.rows_found && status.is_success() {
-                return Err(FilterError::NoRows);
-            }
+            let out = match json::rewrite(text, plan, &judge) {
+                Ok(out) if out.rows_found => out,
+                // An error answer is JSON without the rows array: it holds no rows and
+                // passes byte for byte (one that does carry rows is filtered above).
+                Ok(_) | Err(_) if !status.is_success() && is_json(&body) => {
+                    return Ok(untouched(body));
+                }
+                Ok(_) => return Err(FilterError::NoRows),
+                Err(e) => return Err(FilterError::Json(e)),
+            };
             Ok(Filtered {
                 body: out.body.into(),
                 kept: out.kept,
@@ -222,9 +226,7 @@ pub fn filter_bytes(
             })
         }
         Format::Csv { key } => {
-            if !status.is_success()
-                && serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok()
-            {
+            if !status.is_success() && is_json(&body) {
                 return Ok(untouched(body));
             }
             let judge = Judge {
@@ -241,7 +243,7 @@ pub fn filter_bytes(
             })
         }
         Format::JsonRedact { redacted } => {
-            if !redacts {
+            if !redacts || !status.is_success() {
                 return Ok(untouched(body));
             }
             // The plan has no rows node, so the judge is never asked.
@@ -261,6 +263,10 @@ pub fn filter_bytes(
             })
         }
     }
+}
+
+fn is_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! per case (with and without redaction), so a request only picks a plan and walks the body.
 
 use crate::authn::identity::{Role, RoleSet};
-use crate::config::raw::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
+use crate::config::raw::{RawFilter, RawPagination, RawRedact, RawResponsePolicy, RawRowKey};
 
 /// A route's response policy, checked and compiled from `RawResponsePolicy`.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +59,13 @@ pub(super) enum Plan {
 pub(super) enum Member {
     Remove,
     Rewrite(Plan),
+    /// Replaced by the number of rows kept (`pagination: recompute`).
+    Count,
 }
+
+/// Members of the rows' sibling `pagination` object that count the upstream's (unfiltered)
+/// rows: another organisation's row count is itself a leak (reporting spec: `total_rows`).
+const PAGINATION_COUNTS: [&str; 4] = ["total_rows", "total_pages", "total_count", "total"];
 
 // === impl ResponsePolicy ===
 
@@ -80,7 +86,8 @@ impl ResponsePolicy {
         let format = match &raw.filter {
             Some(RawFilter::Json { rows, by }) => {
                 let key = compile_key(by)?;
-                let plain = rows_plan(rows)?;
+                let mut plain = rows_plan(rows)?;
+                pagination_plan(&mut plain, rows, raw.pagination)?;
                 let mut redacted = plain.clone();
                 for path in paths {
                     insert(&mut redacted, path)?;
@@ -141,6 +148,30 @@ impl Plan {
             Plan::Each(plan) | Plan::Rows(plan) => plan.member_names(names),
         }
     }
+}
+
+/// Removes, or marks for recomputing, the count members of the `pagination` object beside the
+/// rows array (none for a top-level rows array).
+fn pagination_plan(plan: &mut Plan, rows: &str, mode: RawPagination) -> Result<(), String> {
+    let mut parent: Vec<Segment> = rows
+        .split('/')
+        .skip(1)
+        .map(|t| Segment::Member(t.replace("~1", "/").replace("~0", "~")))
+        .collect();
+    if parent.pop().is_none() {
+        return Ok(());
+    }
+    parent.push(Segment::Member("pagination".into()));
+    for count in PAGINATION_COUNTS {
+        let mut path = parent.clone();
+        path.push(Segment::Member(count.into()));
+        let leaf = match mode {
+            RawPagination::Remove => Member::Remove,
+            RawPagination::Recompute => Member::Count,
+        };
+        insert_as(plan, &path, leaf)?;
+    }
+    Ok(())
 }
 
 fn compile_key(raw: &RawRowKey) -> Result<RowKey, String> {
@@ -227,6 +258,11 @@ fn rows_plan(pointer: &str) -> Result<Plan, String> {
 }
 
 fn insert(plan: &mut Plan, path: &[Segment]) -> Result<(), String> {
+    insert_as(plan, path, Member::Remove)
+}
+
+/// Puts `leaf` at `path` in the plan (a removal wins over a recount).
+fn insert_as(plan: &mut Plan, path: &[Segment], leaf: Member) -> Result<(), String> {
     let Some((first, rest)) = path.split_first() else {
         return Ok(());
     };
@@ -235,11 +271,11 @@ fn insert(plan: &mut Plan, path: &[Segment]) -> Result<(), String> {
         Segment::Each => match plan {
             Plan::Keep => {
                 let mut inner = Plan::Keep;
-                insert(&mut inner, rest)?;
+                insert_as(&mut inner, rest, leaf)?;
                 *plan = Plan::Each(Box::new(inner));
                 Ok(())
             }
-            Plan::Each(inner) | Plan::Rows(inner) => insert(inner, rest),
+            Plan::Each(inner) | Plan::Rows(inner) => insert_as(inner, rest, leaf),
             Plan::Object { .. } => Err(conflict()),
         },
         Segment::Member(name) => {
@@ -263,7 +299,8 @@ fn insert(plan: &mut Plan, path: &[Segment]) -> Result<(), String> {
             if !rest.is_empty() {
                 return match member {
                     Member::Remove => Ok(()),
-                    Member::Rewrite(inner) => insert(inner, rest),
+                    Member::Count => Err(conflict()),
+                    Member::Rewrite(inner) => insert_as(inner, rest, leaf),
                 };
             }
             match member {
@@ -272,7 +309,7 @@ fn insert(plan: &mut Plan, path: &[Segment]) -> Result<(), String> {
                 Member::Rewrite(Plan::Object { required: true, .. } | Plan::Rows(_)) => {
                     return Err(conflict());
                 }
-                Member::Rewrite(_) => *member = Member::Remove,
+                Member::Rewrite(_) | Member::Count => *member = leaf,
             }
             Ok(())
         }
@@ -291,6 +328,7 @@ mod tests {
                 unless_role: "StreetWorksAdmin".into(),
             }),
             max_body_bytes: 1024,
+            pagination: RawPagination::Remove,
         }
     }
 
@@ -325,10 +363,20 @@ mod tests {
         else {
             panic!("not json rows")
         };
+        let counts = PAGINATION_COUNTS.map(|c| (c.to_owned(), Member::Remove));
         assert_eq!(
             *plain,
             Plan::Object {
-                members: vec![("rows".into(), Member::Rewrite(Plan::Rows(Box::default())))],
+                members: vec![
+                    ("rows".into(), Member::Rewrite(Plan::Rows(Box::default()))),
+                    (
+                        "pagination".into(),
+                        Member::Rewrite(Plan::Object {
+                            members: counts.to_vec(),
+                            required: false
+                        })
+                    )
+                ],
                 required: true
             }
         );
@@ -336,7 +384,17 @@ mod tests {
         redacted.member_names(&mut names);
         assert_eq!(
             names,
-            ["rows", "draft_invoice_amount", "s74", "final_agreed_amount"]
+            [
+                "rows",
+                "draft_invoice_amount",
+                "s74",
+                "final_agreed_amount",
+                "pagination",
+                "total_rows",
+                "total_pages",
+                "total_count",
+                "total"
+            ]
         );
         assert!(p.redacts_for(RoleSet::of(&[Role::Planner])));
         assert!(!p.redacts_for(RoleSet::of(&[Role::Planner, Role::StreetWorksAdmin])));

@@ -22,6 +22,7 @@ fn policy(rows: &str, key: RawRowKey, redact: &[&str]) -> ResponsePolicy {
             unless_role: "StreetWorksAdmin".into(),
         }),
         max_body_bytes: 1 << 20,
+        pagination: Default::default(),
     })
     .unwrap()
 }
@@ -102,7 +103,7 @@ fn keeps_readable_rows_by_fields_and_copies_the_rest_verbatim() {
     let out = run(&p, &planner_7001_001(), &[Role::Planner], 200, body).unwrap();
     assert_eq!(
         text(&out),
-        r#"{"pagination":{"total_rows": 3, "has_next_page": false},"rows":[{"prefix":"001","swa_code":"7001","name":"a"},{"prefix":"001","swa_code":"7001","name":"b \"q\""}]}"#
+        r#"{"pagination":{"has_next_page":false},"rows":[{"prefix":"001","swa_code":"7001","name":"a"},{"prefix":"001","swa_code":"7001","name":"b \"q\""}]}"#
     );
     assert_eq!((out.kept, out.dropped), (2, 4));
 }
@@ -170,7 +171,18 @@ fn error_bodies_without_rows_pass_untouched_but_rows_are_filtered() {
     let v = planner_7001_001();
     let error = r#"{ "message": "nope", "error": 400 }"#;
     let out = run(&p, &v, &[Role::Planner], 400, error).unwrap();
-    assert_eq!(text(&out), r#"{"message":"nope","error":400}"#);
+    assert_eq!(text(&out), error, "byte for byte");
+    assert!(!out.rewritten);
+    for error in [
+        r#"{"rows": null, "message": "x"}"#,
+        r#"{"rows": {"a": 1}}"#,
+        r#"["an", "array"]"#,
+        r#""a string""#,
+        r#"{"error": {"rows": [1]}}"#,
+    ] {
+        let out = run(&p, &v, &[Role::Planner], 422, error).unwrap();
+        assert_eq!(text(&out), error);
+    }
     assert_eq!(run(&p, &v, &[Role::Planner], 404, "").unwrap().body, "");
     let with_rows = r#"{"rows":[{"work_reference_number":"W2"}]}"#;
     let out = run(&p, &v, &[Role::Planner], 500, with_rows).unwrap();
@@ -216,6 +228,7 @@ fn redaction_only_policy() {
             unless_role: "StreetWorksAdmin".into(),
         }),
         max_body_bytes: 1024,
+        pagination: Default::default(),
     })
     .unwrap();
     let body = r#"{"section_74_reference_number":"S1","draft_invoice_amount":10,"final_agreed_amount":null}"#;
@@ -235,6 +248,7 @@ fn csv_error_bodies_in_json_pass() {
         filter: Some(RawFilter::Csv { by: by_wrn() }),
         redact: None,
         max_body_bytes: 1024,
+        pagination: Default::default(),
     })
     .unwrap();
     let v = planner_7001_001();
@@ -272,4 +286,54 @@ fn rows_under_a_nested_pointer() {
     )
     .unwrap_err();
     assert_eq!(err.reason(), Reason::ResponseUnfilterable);
+}
+
+#[test]
+fn pagination_counts_are_removed_or_recomputed() {
+    let body = r#"{"pagination": {"total_rows": 40, "total_pages": 4, "has_next_page": true},
+        "rows": [{"work_reference_number":"W1"},{"work_reference_number":"W2"},{"work_reference_number":"W9"}]}"#;
+    let v = planner_7001_001();
+    let p = policy("/rows", by_wrn(), &[]);
+    let out = run(&p, &v, &[Role::Planner], 200, body).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+    assert_eq!(
+        json["pagination"],
+        serde_json::json!({"has_next_page": true})
+    );
+
+    let mut raw = RawResponsePolicy {
+        filter: Some(RawFilter::Json {
+            rows: "/rows".into(),
+            by: by_wrn(),
+        }),
+        redact: None,
+        max_body_bytes: 1 << 20,
+        pagination: crate::config::raw::RawPagination::Recompute,
+    };
+    let p = ResponsePolicy::compile(&raw).unwrap();
+    // Counts before and after the rows: both see the final count.
+    for body in [
+        body.to_owned(),
+        r#"{"rows": [{"work_reference_number":"W1"}], "pagination": {"total_rows": 40}}"#.into(),
+    ] {
+        let out = run(&p, &v, &[Role::Planner], 200, &body).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_eq!(json["pagination"]["total_rows"], out.kept, "{body}");
+        assert_eq!(json["rows"].as_array().unwrap().len() as u64, out.kept);
+    }
+    // A nested rows pointer: pagination beside the rows array.
+    raw.filter = Some(RawFilter::Json {
+        rows: "/data/rows".into(),
+        by: by_wrn(),
+    });
+    raw.pagination = crate::config::raw::RawPagination::Remove;
+    let p = ResponsePolicy::compile(&raw).unwrap();
+    let body = r#"{"data": {"rows": [], "pagination": {"total_rows": 9}}, "pagination": {"total_rows": 1}}"#;
+    let json: serde_json::Value =
+        serde_json::from_slice(&run(&p, &v, &[Role::Planner], 200, body).unwrap().body).unwrap();
+    assert_eq!(json["data"]["pagination"], serde_json::json!({}));
+    assert_eq!(
+        json["pagination"]["total_rows"], 1,
+        "only the rows' sibling is touched"
+    );
 }

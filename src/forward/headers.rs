@@ -47,11 +47,70 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
-/// Removes every `x-streetgate-*` header a client sent: only the sidecar speaks for identity.
-pub fn strip_identity(headers: &mut HeaderMap) {
+/// Headers some framework or proxy reads as the method, the URL, the host or the client:
+/// forwarded, they would let the upstream act on a request other than the one decided.
+/// Compared after `fold` (lowercase, `_` → `-`), since many servers (CGI/WSGI, PHP, nginx with
+/// `underscores_in_headers`) read `X_Forwarded_Host` as `X-Forwarded-Host`.
+const REROUTING: [&str; 25] = [
+    // re-method
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    // re-route
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    // re-host
+    "forwarded",
+    "x-forwarded",
+    "x-forwarded-host",
+    "x-forwarded-server",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-ssl",
+    "x-original-host",
+    "x-host",
+    "front-end-https",
+    // re-identify the client
+    "forwarded-for",
+    "x-real-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+];
+
+/// A header name as lenient servers read it: lowercase (already, in `HeaderName`) with `_` as `-`.
+fn fold(name: &HeaderName) -> std::borrow::Cow<'_, str> {
+    let s = name.as_str();
+    if s.contains('_') {
+        std::borrow::Cow::Owned(s.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+/// Whether a client header must not reach the upstream: identity (`x-streetgate-*`), the
+/// re-routing family above, and any spelling of `X-Forwarded-For`/`-Proto` other than the
+/// plain one (which `set_forwarded` replaces or extends itself).
+fn is_spoofable(name: &HeaderName) -> bool {
+    let folded = fold(name);
+    if folded.starts_with(IDENTITY_PREFIX) || REROUTING.contains(&&*folded) {
+        return true;
+    }
+    let forwarded = folded == "x-forwarded-for" || folded == "x-forwarded-proto";
+    forwarded && name.as_str().contains('_')
+}
+
+/// Removes every header a client could use to speak for identity, or to change the method,
+/// URL, host or client address the upstream sees.
+pub fn strip_spoofable(headers: &mut HeaderMap) {
     let spoofed: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with(IDENTITY_PREFIX))
+        .filter(|k| is_spoofable(k))
         .cloned()
         .collect();
     for name in spoofed {
@@ -59,22 +118,38 @@ pub fn strip_identity(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client address and protocol to `X-Forwarded-For` / `X-Forwarded-Proto`.
-pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool) {
-    append(headers, X_FORWARDED_FOR, client.to_string());
+/// Sets `X-Forwarded-For` / `X-Forwarded-Proto` to what streetgate saw. Only when the TCP peer
+/// is a trusted proxy are the client's values kept and ours appended.
+pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, peer_trusted: bool) {
     let proto = if tls { "https" } else { "http" };
-    if headers.contains_key(&X_FORWARDED_PROTO) {
-        append(headers, X_FORWARDED_PROTO, proto.to_owned());
-    } else {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if peer_trusted {
+        append(headers, X_FORWARDED_FOR, client.to_string());
+        if headers.contains_key(&X_FORWARDED_PROTO) {
+            append(headers, X_FORWARDED_PROTO, proto.to_owned());
+        } else {
+            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        }
+        return;
     }
+    // `insert` replaces every line the client sent.
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(client.to_string())) {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
 /// Takes `value` by value so the common case (no earlier hop) becomes the header without a copy.
 fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(existing) if !existing.is_empty() => format!("{existing}, {value}"),
-        _ => value,
+    let existing: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter(|v| !v.trim().is_empty())
+        .collect();
+    let joined = if existing.is_empty() {
+        value
+    } else {
+        format!("{}, {value}", existing.join(", "))
     };
     if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
         // Several header lines are folded into one so the list order is unambiguous.
@@ -82,18 +157,27 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
     }
 }
 
+/// How the request reached us, for `X-Forwarded-*`.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop {
+    pub client: IpAddr,
+    pub tls: bool,
+    /// The TCP peer is one of `listen.trusted_proxies`.
+    pub peer_trusted: bool,
+}
+
 /// Identity is ours: strip what the client claimed and hop-by-hop headers, then set ours.
+/// The identity headers come pre-validated with the identity, so none can be skipped.
 pub fn rewrite_request(
     parts: &mut http::request::Parts,
-    client: IpAddr,
-    tls: bool,
+    hop: Hop,
     identity: Option<&Identity>,
     acting_organisation: Option<SwaCode>,
-    decision_id: &str,
+    decision_id: &HeaderValue,
 ) {
     let h = &mut parts.headers;
     strip_hop_by_hop(h);
-    strip_identity(h);
+    strip_spoofable(h);
     // HTTP/2 clients send `:authority` instead of Host; the upstream still sees their host.
     if !h.contains_key(header::HOST)
         && let Some(authority) = parts.uri.authority()
@@ -101,26 +185,17 @@ pub fn rewrite_request(
     {
         h.insert(header::HOST, v);
     }
-    let mut set = |name, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            h.insert(name, v);
-        }
-    };
-    set(DECISION_ID, decision_id);
+    h.insert(DECISION_ID, decision_id.clone());
     if let Some(id) = identity {
-        set(USER, &id.subject);
-        set(ORGANISATION, &id.organisation);
+        let values = id.headers();
+        h.insert(USER, values.user.clone());
+        h.insert(ORGANISATION, values.organisation.clone());
+        h.insert(ROLES, values.roles.clone());
     }
     if let Some(acting) = acting_organisation {
-        set(ACTING_ORGANISATION, acting.as_str());
+        h.insert(ACTING_ORGANISATION, acting.header_value());
     }
-    // The joined roles become the header without another copy.
-    if let Some(id) = identity
-        && let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(id.roles.header_value()))
-    {
-        h.insert(ROLES, v);
-    }
-    append_forwarded(h, client, tls);
+    set_forwarded(h, hop.client, hop.tls, hop.peer_trusted);
     parts.version = http::Version::HTTP_11;
 }
 
@@ -154,17 +229,51 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-streetgate-user", HeaderValue::from_static("admin"));
         h.insert("X-Streetgate-Roles", HeaderValue::from_static("Admin"));
+        h.insert("X_Streetgate_User", HeaderValue::from_static("admin"));
+        h.insert("x-streetgate_roles", HeaderValue::from_static("Admin"));
         h.insert("x-streetgateway", HeaderValue::from_static("kept"));
-        strip_identity(&mut h);
+        strip_spoofable(&mut h);
         assert_eq!(h.len(), 1);
     }
 
     #[test]
-    fn forwarded_headers_append() {
+    fn rerouting_headers_go_in_any_spelling() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        append_forwarded(&mut h, "127.0.0.1".parse().unwrap(), false);
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+        for name in REROUTING {
+            h.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+            let underscored = name.replace('-', "_").to_uppercase();
+            h.insert(
+                HeaderName::from_bytes(underscored.as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+        }
+        h.insert("x_forwarded_for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("X-Forwarded_Proto", HeaderValue::from_static("https"));
+        h.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        h.insert("x-request-id", HeaderValue::from_static("kept"));
+        strip_spoofable(&mut h);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-forwarded-for", "x-request-id"]);
+    }
+
+    #[test]
+    fn forwarded_headers_are_set_unless_the_peer_is_trusted() {
+        let client = "127.0.0.1".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let mut trusted = h.clone();
+        set_forwarded(&mut h, client, false, false);
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "http");
+        set_forwarded(&mut trusted, client, false, true);
+        assert_eq!(trusted["x-forwarded-for"], "10.0.0.1, 10.0.0.2, 127.0.0.1");
+        assert_eq!(trusted["x-forwarded-proto"], "https, http");
     }
 }

@@ -25,6 +25,11 @@ impl SwaCode {
         // Only ASCII is ever stored (checked in `parse`).
         std::str::from_utf8(&self.0).unwrap_or("????")
     }
+
+    /// As a header value; never fails, since only ASCII alphanumerics are stored.
+    pub fn header_value(&self) -> http::HeaderValue {
+        http::HeaderValue::from_bytes(&self.0).unwrap_or(http::HeaderValue::from_static("????"))
+    }
 }
 
 impl Workstream {

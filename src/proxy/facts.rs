@@ -7,7 +7,7 @@ use http::header;
 
 use crate::authn::identity::Identity;
 use crate::authz::rule::ValueSource;
-use crate::authz::{self, Decision, RequestFacts, SwaCodeParam};
+use crate::authz::{self, Decision, RequestFacts};
 use crate::body::field::string_at;
 use crate::error::ProxyError;
 use crate::grants::overlay::Works;
@@ -51,11 +51,8 @@ fn with_facts(
     body: Option<&serde_json::Value>,
     decide: impl FnOnce(&RequestFacts<'_>) -> Decision,
 ) -> Result<Decision, ProxyError> {
-    let query: Vec<(Cow<'_, str>, Cow<'_, str>)> = target
-        .query
-        .map(|q| normalize::query_pairs(q).collect())
-        .unwrap_or_default();
-    let swa_code = swa_code(&query);
+    let query = super::query::pairs(target.query)?;
+    let swa_code = super::query::swa_code(&query);
     let resource: Option<Cow<'_, str>> = match matched.route.rule.access.source() {
         None => None,
         // Work references rarely carry escapes: only an escaped one is decoded into a copy.
@@ -69,12 +66,7 @@ fn with_facts(
                 .unwrap_or(Cow::Borrowed(raw))
         }),
         Some(ValueSource::Query(name)) => {
-            let mut values = query.iter().filter(|(k, _)| k == &**name);
-            match (values.next(), values.next()) {
-                (Some((_, v)), None) => Some(Cow::Borrowed(&**v)),
-                (Some(_), Some(_)) => return Err(Reason::BadQuery.into()),
-                (None, _) => None,
-            }
+            super::query::rule_param(&query, name)?.map(Cow::Borrowed)
         }
         // Absent (or no body yet): the decision reports `bad_body` where it needs the value.
         Some(ValueSource::Body(pointer)) => match body.map(|b| string_at(b, pointer)) {
@@ -89,15 +81,6 @@ fn with_facts(
         body,
     };
     Ok(decide(&facts))
-}
-
-fn swa_code<'q>(query: &'q [(Cow<'_, str>, Cow<'_, str>)]) -> SwaCodeParam<'q> {
-    let mut codes = query.iter().filter(|(k, _)| k == "swaCode");
-    match (codes.next(), codes.next()) {
-        (None, _) => SwaCodeParam::Absent,
-        (Some((_, v)), None) => SwaCodeParam::One(v),
-        (Some(_), Some(_)) => SwaCodeParam::Repeated,
-    }
 }
 
 pub(super) fn content_length(headers: &http::HeaderMap) -> Option<u64> {

@@ -26,6 +26,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// A decision id as a header value (ids are UUID text, so the fallback is never used).
+pub(super) fn header_value(id: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(id).unwrap_or(http::HeaderValue::from_static("0"))
+}
+
 /// Decision ids: UUIDv7 (RFC 9562), so ids from any number of processes never collide and
 /// sort by time. The 48-bit Unix-millisecond timestamp and the 12 bits after it are one
 /// counter per process (method 3 of RFC 9562 §6.2 with a sequence instead of a sub-millisecond

@@ -6,6 +6,7 @@
 mod body;
 mod facts;
 mod ids;
+mod query;
 mod respond;
 
 pub use facts::decide;
@@ -19,7 +20,7 @@ use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
@@ -169,9 +170,10 @@ impl Gateway {
                 // A stalled body leaves the HTTP/1 stream at an unknown point: close it. On
                 // HTTP/2 only the stream ends (its unread body is reset).
                 if reason == Reason::BodyTimeout && version < http::Version::HTTP_2 {
-                    response
-                        .headers_mut()
-                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                    response.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
                 }
                 response.map(Either::Right)
             }
@@ -265,13 +267,18 @@ impl Gateway {
         // --- forward ---
         let upstream = &runtime.upstreams[route.api];
         let uri = upstream.uri_for(target.path, target.query)?;
+        let decision_id = ids::header_value(&log.decision_id);
+        let hop = headers::Hop {
+            client: conn.peer.ip(),
+            tls: conn.tls,
+            peer_trusted: runtime.config.listen.trusted(conn.peer.ip()),
+        };
         headers::rewrite_request(
             &mut parts,
-            conn.peer.ip(),
-            conn.tls,
+            hop,
             identity.as_deref(),
             decision.acting_organisation,
-            &log.decision_id,
+            &decision_id,
         );
         parts.uri = uri;
         if route.response.is_some() {
@@ -284,8 +291,12 @@ impl Gateway {
 
         // --- respond ---
         headers::strip_hop_by_hop(response.headers_mut());
-        if let Ok(id) = HeaderValue::from_str(&log.decision_id) {
-            response.headers_mut().insert(headers::DECISION_ID, id);
+        response
+            .headers_mut()
+            .insert(headers::DECISION_ID, decision_id);
+        if route.response.is_some() && is_head {
+            // No body to filter, but the headers are still this caller's alone.
+            filter::per_caller(response.headers_mut());
         }
         if let Some(policy) = &route.response
             && !is_head
