@@ -19,6 +19,8 @@ pub mod explain_cmd;
 pub mod fetch;
 pub mod filter;
 pub mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grants;
 mod json_str;
 pub mod listener;

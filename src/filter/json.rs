@@ -271,7 +271,11 @@ impl<'de> Visitor<'de> for RowsVisitor<'_, '_, '_> {
         let mut first = true;
         while let Some(raw) = seq.next_element::<&RawValue>()? {
             let row = raw.get();
-            if !ctx.judge.keeps_all() && !ctx.judge.keeps(&row_keys(row, ctx.judge.fields())) {
+            if !ctx.judge.keeps_all()
+                && !ctx
+                    .judge
+                    .keeps(&row_keys(row, ctx.judge.fields()).map_err(de::Error::custom)?)
+            {
                 ctx.dropped += 1;
                 continue;
             }
@@ -293,12 +297,18 @@ impl<'de> Visitor<'de> for RowsVisitor<'_, '_, '_> {
     }
 }
 
-/// Reads the key members of one row; a row that is not an object, or names a key member
-/// twice, yields no values (and is dropped).
-fn row_keys<'r>(row: &'r str, fields: (&str, Option<&str>)) -> KeyValues<'r> {
+/// Reads the key members of one row; a row that is not an object yields no values (and is
+/// dropped). A row naming a key member twice refuses the whole body: a first-wins and a
+/// last-wins reader would disagree about whose row it is.
+fn row_keys<'r>(
+    row: &'r str,
+    fields: (&str, Option<&str>),
+) -> Result<KeyValues<'r>, serde_json::Error> {
+    if !row.starts_with('{') {
+        return Ok(KeyValues::default());
+    }
     let mut de = serde_json::Deserializer::from_str(row);
     de.deserialize_map(RowKeysVisitor { fields })
-        .unwrap_or_default()
 }
 
 struct RowKeysVisitor<'f> {
@@ -318,12 +328,12 @@ impl<'de> Visitor<'de> for RowKeysVisitor<'_> {
         while let Some(Key(key)) = map.next_key()? {
             let slot = if key == self.fields.0 {
                 if std::mem::replace(&mut seen_first, true) {
-                    return Ok(KeyValues::default());
+                    return Err(de::Error::custom(format!("row names {key:?} twice")));
                 }
                 &mut values.first
             } else if Some(&*key) == self.fields.1 {
                 if std::mem::replace(&mut seen_second, true) {
-                    return Ok(KeyValues::default());
+                    return Err(de::Error::custom(format!("row names {key:?} twice")));
                 }
                 &mut values.second
             } else {

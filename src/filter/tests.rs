@@ -132,11 +132,18 @@ fn all_visibility_keeps_every_row() {
 }
 
 #[test]
-fn a_duplicated_key_member_drops_the_row() {
+fn a_duplicated_key_member_refuses_the_body() {
+    // First-wins and last-wins readers would disagree about whose row it is (found by the
+    // json_filter fuzz target's differential against serde_json).
     let p = policy("", by_wrn(), &[]);
-    let body = r#"[{"work_reference_number":"W1","work_reference_number":"W2"}]"#;
-    let out = run(&p, &planner_7001_001(), &[Role::Planner], 200, body).unwrap();
-    assert_eq!(text(&out), "[]");
+    for body in [
+        r#"[{"work_reference_number":"W1","work_reference_number":"W2"}]"#,
+        r#"[{"work_reference_number":"W2","work_reference_number":"W1"}]"#,
+        r#"[{"work_reference_number":"W1","work_reference_numb\u0065r":"W2"}]"#,
+    ] {
+        let err = run(&p, &planner_7001_001(), &[Role::Planner], 200, body).unwrap_err();
+        assert_eq!(err.reason(), Reason::ResponseUnfilterable, "{body}");
+    }
 }
 
 #[test]

@@ -1,0 +1,298 @@
+//! Fuzz entry points: one function per target, each taking raw bytes and panicking only when a
+//! property is broken. The cargo-fuzz targets in `fuzz/` call these, and on stable
+//! `tests/fuzz_corpora.rs` replays every stored corpus and regression input through the same
+//! functions, so a crash found once stays a test for good.
+//!
+//! Where a reference implementation exists the property is differential: the JSON row filter is
+//! held to serde_json's reading of each row, the CSV filter to the csv crate's, and an accepted
+//! path to the segments a plain percent-decoder sees.
+
+use std::sync::LazyLock;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
+
+use crate::authn::extract::{TokenSource, extract};
+use crate::authn::identity::RoleSet;
+use crate::authn::keys::AlgSet;
+use crate::authn::verify::{Keys, Policy};
+use crate::config::Config;
+use crate::config::raw::{RawClaimNames, RawResponsePolicy};
+use crate::filter::{Caller, ResponsePolicy, Visibility, filter_bytes};
+use crate::grants::codes::{SwaCode, Workstream};
+use crate::grants::snapshot::{self, Snapshot};
+use crate::normalize;
+
+/// The targets, by the name of their corpus directory.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("path", path),
+    ("token", token),
+    ("json_filter", json_filter),
+    ("csv_filter", csv_filter),
+    ("snapshot", snapshot),
+    ("config", config),
+];
+
+/// Request-target checks. Every accepted path splits into the same segments before and after
+/// percent-decoding, and no decoded segment can be decoded or split again downstream: no dot
+/// segment, no `/ \ ? # ;`, no control character, no `%` that a second decoder would read.
+pub fn path(data: &[u8]) {
+    let Ok(uri) = Uri::try_from(data) else {
+        return;
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(header::HOST, HeaderValue::from_static("gw.example"));
+    let Ok(target) = normalize::check(&Method::GET, &uri, Version::HTTP_11, &headers) else {
+        return;
+    };
+    let raw: Vec<&str> = target.path.split('/').collect();
+    let decoded = normalize::decode_strict(target.path.as_bytes())
+        .unwrap_or_else(|| panic!("accepted path {:?} does not decode", target.path));
+    let decoded = String::from_utf8(decoded)
+        .unwrap_or_else(|_| panic!("accepted path {:?} is not UTF-8", target.path));
+    let plain: Vec<&str> = decoded.split('/').collect();
+    assert_eq!(raw.len(), plain.len(), "{:?}: an escape hid a slash", target.path);
+    let last = plain.len() - 1;
+    for (i, segment) in plain.iter().enumerate().skip(1) {
+        // A trailing slash is a route of its own; an empty segment anywhere else is not.
+        assert!(
+            !(segment.is_empty() && i != last) && !matches!(*segment, "." | ".."),
+            "{:?}: empty or dot segment",
+            target.path
+        );
+        assert!(
+            !segment.contains(['\\', '?', '#', ';', '%']) && !segment.chars().any(char::is_control),
+            "{:?}: decoded segment {segment:?} can be split or decoded again downstream",
+            target.path
+        );
+    }
+    // The query, if accepted, splits into pairs without panicking.
+    if let Some(q) = target.query {
+        for (k, v) in normalize::query_pairs(q) {
+            let _ = (k.len(), v.len());
+        }
+    }
+}
+
+/// The HS256 secret the token target signs with, so claims checking is reached.
+const SECRET: &[u8] = b"fuzz-secret-fuzz-secret-fuzz-sec";
+
+static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy {
+    algorithms: AlgSet::EMPTY
+        .with(jsonwebtoken::Algorithm::HS256)
+        .with(jsonwebtoken::Algorithm::RS256),
+    issuer: "https://issuer.example".into(),
+    audience: "street-manager".into(),
+    leeway: 5,
+    claims: RawClaimNames::default(),
+});
+
+/// Token extraction and parsing. The input is header lines (`name: value`), optionally
+/// followed by a line `---` and a claims document: then a token with those claims is signed
+/// and verified, so the claim checks see arbitrary JSON. Nothing may panic, and an identity
+/// that verifies carries a SWA-code organisation and a non-empty subject.
+pub fn token(data: &[u8]) {
+    let (head, claims) = match find(data, b"\n---\n") {
+        Some(i) => (&data[..i], Some(&data[i + 5..])),
+        None => (data, None),
+    };
+    let mut headers = HeaderMap::new();
+    for line in head.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(&line[..colon]),
+            HeaderValue::from_bytes(line[colon + 1..].trim_ascii()),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    let sources = [
+        TokenSource::Header(HeaderName::from_static("token")),
+        TokenSource::Bearer,
+    ];
+    let key = jsonwebtoken::DecodingKey::from_secret(SECRET);
+    if let Ok(token) = extract(&headers, &sources, 8192) {
+        assert!(token.len() <= 8192, "a token over the limit was extracted");
+        if let Ok(parsed) = POLICY.parse(token) {
+            let _ = POLICY.verify(&parsed, Keys::Secret(&key), 1_700_000_000);
+        }
+    }
+    if let Some(claims) = claims {
+        let header = base64_url(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let signing_input = format!("{header}.{}", base64_url(claims));
+        let Ok(signature) = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET),
+            jsonwebtoken::Algorithm::HS256,
+        ) else {
+            return;
+        };
+        let token = format!("{signing_input}.{signature}");
+        if let Ok(identity) = POLICY.verify_token(&token, Keys::Secret(&key), 1_700_000_000) {
+            assert!(!identity.subject.is_empty(), "empty subject accepted");
+            assert!(
+                SwaCode::parse(&identity.organisation).is_some(),
+                "organisation {:?} is not a SWA code",
+                identity.organisation
+            );
+            assert!(identity.roles.validate().is_ok(), "invalid role set accepted");
+            assert!(identity.expires_at > 1_700_000_000 - 5, "expired token accepted");
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The caller the filter targets judge for: organisation 7001, workstreams 001 and 003.
+fn visibility() -> Visibility {
+    Visibility::Workstreams {
+        organisation: SwaCode::parse("7001").expect("literal"),
+        readable: vec![
+            Workstream::parse("001").expect("literal"),
+            Workstream::parse("003").expect("literal"),
+        ],
+    }
+}
+
+fn response_policy(yaml: &str) -> ResponsePolicy {
+    let raw: RawResponsePolicy = crate::config::from_yaml_str(yaml).expect("fuzz policy parses");
+    ResponsePolicy::compile(&raw).expect("fuzz policy compiles")
+}
+
+static JSON_POLICY: LazyLock<ResponsePolicy> = LazyLock::new(|| {
+    response_policy(
+        "filter: {json: {rows: /rows, organisation_field: swa_code, workstream_field: prefix}}\n",
+    )
+});
+
+/// Whether serde_json's reading of a row says the caller may see it.
+fn row_visible(row: &serde_json::Value) -> bool {
+    let field = |name| row.get(name).and_then(serde_json::Value::as_str);
+    matches!(
+        (field("swa_code"), field("prefix")),
+        (Some("7001"), Some("001" | "003"))
+    )
+}
+
+/// The JSON row filter against serde_json: either the body is refused, or the filtered body
+/// is exactly serde_json's reading of the input with the invisible rows removed. A row whose
+/// key fields serde_json reads one way and the filter another would show up here.
+pub fn json_filter(data: &[u8]) {
+    let visibility = visibility();
+    let caller = Caller {
+        visibility: &visibility,
+        works: None,
+        roles: RoleSet::EMPTY,
+    };
+    let Ok(filtered) = filter_bytes(
+        &JSON_POLICY,
+        &caller,
+        StatusCode::OK,
+        Bytes::copy_from_slice(data),
+    ) else {
+        return;
+    };
+    let mut expected: serde_json::Value = serde_json::from_slice(data)
+        .unwrap_or_else(|e| panic!("filter accepted a body serde_json refuses: {e}"));
+    let rows = expected
+        .pointer_mut("/rows")
+        .and_then(serde_json::Value::as_array_mut)
+        .expect("filter accepted a body without a rows array");
+    let before = rows.len();
+    rows.retain(row_visible);
+    let kept = rows.len() as u64;
+    let output: serde_json::Value = serde_json::from_slice(&filtered.body)
+        .unwrap_or_else(|e| panic!("filter produced invalid JSON: {e}"));
+    assert_eq!(output, expected, "filter and serde_json disagree");
+    assert_eq!(filtered.kept, kept, "kept count");
+    assert_eq!(filtered.kept + filtered.dropped, before as u64, "row count");
+}
+
+static CSV_POLICY: LazyLock<ResponsePolicy> = LazyLock::new(|| {
+    response_policy("filter: {csv: {organisation_field: swa_code, workstream_field: prefix}}\n")
+});
+
+/// The CSV row filter against the csv crate: either the body is refused, or every record the
+/// filter keeps is one the csv crate reads as visible, in order, and none visible is lost.
+pub fn csv_filter(data: &[u8]) {
+    let visibility = visibility();
+    let caller = Caller {
+        visibility: &visibility,
+        works: None,
+        roles: RoleSet::EMPTY,
+    };
+    let Ok(filtered) = filter_bytes(
+        &CSV_POLICY,
+        &caller,
+        StatusCode::OK,
+        Bytes::copy_from_slice(data),
+    ) else {
+        return;
+    };
+    let records = |bytes: &[u8]| -> Vec<csv::StringRecord> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(bytes);
+        reader
+            .records()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("filter accepted or produced CSV the csv crate refuses: {e}"))
+    };
+    let input = records(data);
+    let output = records(&filtered.body);
+    let Some(header) = input.first() else {
+        assert!(output.is_empty(), "rows out of an empty body");
+        return;
+    };
+    let column = |name: &str| header.iter().position(|h| h == name);
+    let (Some(org), Some(ws)) = (column("swa_code"), column("prefix")) else {
+        panic!("filter accepted CSV without its key columns");
+    };
+    let expected: Vec<&csv::StringRecord> = std::iter::once(header)
+        .chain(input[1..].iter().filter(|r| {
+            matches!(
+                (r.get(org), r.get(ws)),
+                (Some("7001"), Some("001" | "003"))
+            )
+        }))
+        .collect();
+    let output: Vec<&csv::StringRecord> = output.iter().collect();
+    assert_eq!(output, expected, "filter and the csv crate disagree");
+}
+
+/// The snapshot parser and validator: nothing panics, and a document that parses and validates
+/// builds a snapshot whose counts match it.
+pub fn snapshot(data: &[u8]) {
+    let Ok(doc) = snapshot::parse(data) else {
+        return;
+    };
+    match Snapshot::from_document(&doc, None) {
+        Ok(built) => {
+            assert!(built.user_count() <= doc.users.len(), "more users than the document");
+            assert!(built.work_count() <= doc.works.len(), "more works than the document");
+        }
+        Err(_) => {}
+    }
+}
+
+/// The config loader: nothing panics, and a config that validates validates again from its
+/// own text (loading is deterministic).
+pub fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if Config::from_yaml(text).is_ok() {
+        assert!(Config::from_yaml(text).is_ok(), "validation is not deterministic");
+    }
+}

@@ -1,0 +1,37 @@
+//! Replays every fuzz corpus and every kept crash input (`fuzz/corpus/<target>/`,
+//! `fuzz/regressions/<target>/`) through the same entry points the cargo-fuzz targets call, so
+//! on stable what the fuzzer once learnt stays tested. See fuzz/README.md.
+
+use std::path::{Path, PathBuf};
+
+use streetgate::fuzzing::TARGETS;
+
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn corpora_and_regressions_hold_every_property() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut failures = Vec::new();
+    for (name, run) in TARGETS {
+        let corpus = inputs(&root.join("corpus").join(name));
+        assert!(!corpus.is_empty(), "fuzz/corpus/{name} has no seeds");
+        let regressions = inputs(&root.join("regressions").join(name));
+        for file in corpus.iter().chain(&regressions) {
+            let data = std::fs::read(file).unwrap();
+            if std::panic::catch_unwind(|| run(&data)).is_err() {
+                failures.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(failures.is_empty(), "properties broken by: {failures:#?}");
+}
