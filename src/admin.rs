@@ -23,7 +23,7 @@ impl Handler for Admin {
         route(&self.0, &request)
     }
 
-    fn refuse(&self, _conn: ConnInfo, _method: &Method, reason: Reason) -> Response<Full<Bytes>> {
+    fn refuse(&self, _conn: &ConnInfo, _method: &Method, reason: Reason) -> Response<Full<Bytes>> {
         text(reason.status(), &format!("{}\n", reason.as_str()))
     }
 }

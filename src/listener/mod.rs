@@ -76,7 +76,7 @@ pub trait Handler: Send + Sync + 'static {
 
     /// The answer to a request the framing guard refused (the listener closes the connection
     /// after it).
-    fn refuse(&self, conn: ConnInfo, method: &Method, reason: Reason) -> Response<Self::Body>;
+    fn refuse(&self, conn: &ConnInfo, method: &Method, reason: Reason) -> Response<Self::Body>;
 }
 
 impl Handler for Gateway {
@@ -90,7 +90,7 @@ impl Handler for Gateway {
         Gateway::handle(self, conn, request)
     }
 
-    fn refuse(&self, conn: ConnInfo, method: &Method, reason: Reason) -> Response<ProxyBody> {
+    fn refuse(&self, conn: &ConnInfo, method: &Method, reason: Reason) -> Response<ProxyBody> {
         self.reject_before_routing(conn, method, reason)
     }
 }
@@ -242,7 +242,7 @@ impl<H: Handler> Conn<'_, H> {
             };
             async move {
                 let response = match verdict {
-                    Some(reason) => refuse_and_close(&*handler, info, request.method(), reason),
+                    Some(reason) => refuse_and_close(&*handler, &info, request.method(), reason),
                     None => handler.handle(info, request).await,
                 };
                 Ok::<_, std::convert::Infallible>(response.map(|b| ActiveBody::new(b, busy)))
@@ -291,7 +291,7 @@ impl ConnInfo {
 /// answer since the client and we may disagree about where the next request starts.
 fn refuse_and_close<H: Handler>(
     handler: &H,
-    conn: ConnInfo,
+    conn: &ConnInfo,
     method: &Method,
     reason: Reason,
 ) -> Response<H::Body> {

@@ -363,7 +363,7 @@ impl Gateway {
     /// other request, so a flood of malformed requests is limited too.
     pub fn reject_before_routing(
         &self,
-        conn: ConnInfo,
+        conn: &ConnInfo,
         method: &http::Method,
         reason: Reason,
     ) -> Response<ProxyBody> {
