@@ -47,6 +47,12 @@ impl ProxyError {
             ProxyError::Rejected(reason) => *reason,
             // A streamed request body that outgrew the limit surfaces as an upstream error.
             ProxyError::Upstream { source, .. } if body_too_large(source) => Reason::BodyTooLarge,
+            // So does a streamed request body the client stopped sending.
+            ProxyError::Upstream { source, .. }
+                if crate::forward::body_timeout::is_timeout(source) =>
+            {
+                Reason::BodyTimeout
+            }
             ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
             ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
             ProxyError::RateLimited(_) => Reason::RateLimited,

@@ -567,7 +567,21 @@ async fn a_stalled_body_is_408_and_the_http1_connection_closes() {
         assert!(took < Duration::from_secs(3), "{took:?}");
     }
     assert_eq!(w.upstream.count(), 0);
-    // A route that reads no body is not held to the read timeout by the sidecar.
+    // A route that reads no body streams it on, and is held to the same timeout: a client
+    // that stops mid-body fails the upstream request and gets 408, not a wait for the
+    // upstream's own timeout.
+    for partial in ["", "x", "{\"a\":"] {
+        let (resp, took) = stalled(w.gw.addr, "/work/echo", &user_a(), partial).await;
+        assert_eq!(raw_status(&resp), 408, "streamed {partial:?}: {resp}");
+        assert!(resp.contains("body_timeout"), "{resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("connection: close"),
+            "{resp}"
+        );
+        assert!(took < Duration::from_secs(3), "{took:?}");
+    }
+    // (Streaming means the upstream may have seen the head of these; its body read failed.)
+    // A body that keeps arriving is streamed whole.
     let reply = send(w.gw.addr, post("/work/echo", &user_a(), None, b"x")).await;
     assert_eq!(reply.status, StatusCode::OK);
 }

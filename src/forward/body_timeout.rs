@@ -4,6 +4,10 @@
 //! (HTTP/1: the connection is closed short of the body's end; HTTP/2: the stream is reset);
 //! where the body is buffered first (filtering, created-work collection) it becomes a 504.
 //!
+//! The same wrapper bounds a client's request body streamed to the upstream
+//! (`listen.body_read_timeout`): a client that stops sending mid-body fails the upstream
+//! request, and the client gets 408 `body_timeout`.
+//!
 //! The clock runs only while the body is polled and has nothing ready: a client reading slowly
 //! holds back our reads, and that is not the upstream stalling.
 

@@ -18,8 +18,9 @@ use self::body_timeout::TimedBody;
 use crate::config::Api;
 use crate::error::ProxyError;
 
-/// A client body streams on, size-capped; a body the decision had to read is sent buffered.
-pub type RequestBody = Either<Limited<Incoming>, Full<Bytes>>;
+/// A client body streams on, size-capped and failing when the client stalls for
+/// `listen.body_read_timeout`; a body the decision had to read is sent buffered.
+pub type RequestBody = Either<TimedBody<Limited<Incoming>>, Full<Bytes>>;
 
 /// The upstream's response body, failing when it stalls for `body_timeout`.
 pub type UpstreamBody = TimedBody<Incoming>;

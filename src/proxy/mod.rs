@@ -30,6 +30,7 @@ use crate::authz::rule::Allow;
 use crate::config::Config;
 use crate::error::{self, ProxyError};
 use crate::filter::{self, Visibility};
+use crate::forward::body_timeout::TimedBody;
 use crate::forward::{RequestBody, Upstream, UpstreamBody, headers};
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
@@ -248,7 +249,11 @@ impl Gateway {
             (Some(read), forwarded)
         } else {
             let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-            (None, Either::Left(Limited::new(body, limit)))
+            let stall = runtime.config.listen.body_read_timeout;
+            (
+                None,
+                Either::Left(TimedBody::new(Limited::new(body, limit), stall)),
+            )
         };
         let request_json = request_body.as_ref().map(|b| &b.json);
         let decision = facts::decide(
