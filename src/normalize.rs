@@ -131,10 +131,15 @@ fn check_path(path: &str) -> Result<(), Reason> {
             b'.' | b'/' | b'\\' | b';' | b'?' | b'#' | b'%' | 0..0x20 | 0x7f
         )
     });
-    if escaped_forbidden || std::str::from_utf8(&decoded).is_err() {
+    if escaped_forbidden {
         return Err(Reason::BadPath);
     }
-    Ok(())
+    // C1 controls (U+0080..U+009F) arrive as UTF-8 escapes (`%C2%85` is NEL, a line break to
+    // some log pipelines and parsers): as unwelcome in a decoded path as their C0 cousins.
+    match std::str::from_utf8(&decoded) {
+        Ok(text) if !text.chars().any(char::is_control) => Ok(()),
+        _ => Err(Reason::BadPath),
+    }
 }
 
 fn check_query(query: &str) -> Result<(), Reason> {
@@ -249,6 +254,9 @@ mod tests {
             "/work/a%2Fb",
             "/work/a%5cb",
             "/work/a%00b",
+            "/work/a%C2%85b",
+            "/work/7%C2%9As",
+            "/work/%C2%80",
             "/work/a%zz",
             "/work/a%2",
             "/work/%C3",

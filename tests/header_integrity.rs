@@ -415,6 +415,8 @@ async fn path_escapes_that_decode_again_are_bad_path_and_never_forwarded() {
     let w = World::start(DEFAULT_ROUTES, "").await;
     for path in [
         "/work/works/W1%3F",
+        "/work/works/W1%C2%85",
+        "/work/works/W1%C2%9Bx",
         "/work/works/W1%3fswaCode=9999",
         "/work/works/W1%23frag",
         "/work/works/W1%25",
