@@ -262,13 +262,13 @@ pub fn csv_filter(data: &[u8]) {
     ) else {
         return;
     };
-    let records = |bytes: &[u8]| -> Vec<csv::StringRecord> {
+    let records = |bytes: &[u8]| -> Vec<csv::ByteRecord> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
             .from_reader(bytes);
         reader
-            .records()
+            .byte_records()
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| {
                 panic!("filter accepted or produced CSV the csv crate refuses: {e}")
@@ -280,18 +280,20 @@ pub fn csv_filter(data: &[u8]) {
         assert!(output.is_empty(), "rows out of an empty body");
         return;
     };
-    let column = |name: &str| header.iter().position(|h| h == name);
+    let column = |name: &str| header.iter().position(|h| h == name.as_bytes());
     let (Some(org), Some(ws)) = (column("swa_code"), column("prefix")) else {
         panic!("filter accepted CSV without its key columns");
     };
-    let expected: Vec<&csv::StringRecord> = std::iter::once(header)
-        .chain(
-            input[1..]
-                .iter()
-                .filter(|r| matches!((r.get(org), r.get(ws)), (Some("7001"), Some("001" | "003")))),
+    let visible = |r: &&csv::ByteRecord| {
+        matches!(
+            (r.get(org), r.get(ws)),
+            (Some(b"7001"), Some(b"001" | b"003"))
         )
+    };
+    let expected: Vec<&csv::ByteRecord> = std::iter::once(header)
+        .chain(input[1..].iter().filter(visible))
         .collect();
-    let output: Vec<&csv::StringRecord> = output.iter().collect();
+    let output: Vec<&csv::ByteRecord> = output.iter().collect();
     assert_eq!(output, expected, "filter and the csv crate disagree");
 }
 
