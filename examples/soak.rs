@@ -201,7 +201,7 @@ impl Model {
     }
     /// User `u`'s grant on workstream `ws` of the promoter its grants are for.
     fn level(u: usize, ws: usize) -> Level {
-        if (1..=WORKSTREAMS).contains(&ws) && (u + ws) % 2 == 0 {
+        if (1..=WORKSTREAMS).contains(&ws) && (u + ws).is_multiple_of(2) {
             [Level::Full, Level::Read, Level::No][(u + ws) % 3]
         } else {
             Level::No
@@ -591,6 +591,9 @@ fn rows_for(seed: u64, orgs: &[String]) -> Vec<(String, String, String)> {
     rows
 }
 
+/// Whether a row (organisation, workstream) is visible to the caller.
+type Visible = Box<dyn Fn(&str, &str) -> bool>;
+
 fn filtered_case(shared: &Shared, rng: &mut Rng, persona: &Persona, token: String) -> Case {
     let m = &shared.model;
     let seed = rng.next() >> 11;
@@ -598,59 +601,56 @@ fn filtered_case(shared: &Shared, rng: &mut Rng, persona: &Persona, token: Strin
         Model::promoter(rng.below(m.promoters)),
         Model::authority(rng.below(m.authorities)),
     ];
-    let (name, swa_code, visible): (_, Option<String>, Box<dyn Fn(&str, &str) -> bool>) =
-        match &persona.who {
-            Who::Planner { u, p } => {
-                orgs.push(Model::promoter(*p));
-                let (u, own) = (*u, Model::promoter(*p));
-                (
-                    "filtered_planner",
-                    None,
-                    Box::new(move |org, ws| org == own && ws_level(u, ws) >= Level::Read),
-                )
-            }
-            Who::Contractor { u, p, c } => {
-                orgs.push(Model::promoter(*p));
-                orgs.push(Model::contractor(*c));
-                match rng.below(3) {
-                    0 => ("filtered_contractor_nobody", None, Box::new(|_, _| false)),
-                    1 => {
-                        // Another promoter this contractor serves, which gave this user nothing.
-                        let q = (p + m.contractors) % m.promoters;
-                        if q != *p && m.has_contract(q, *c) {
-                            orgs.push(Model::promoter(q));
-                            (
-                                "filtered_contractor_no_grants",
-                                Some(Model::promoter(q)),
-                                Box::new(|_, _| false),
-                            )
-                        } else {
-                            ("filtered_contractor_nobody", None, Box::new(|_, _| false))
-                        }
-                    }
-                    _ => {
-                        let (u, acting) = (*u, Model::promoter(*p));
+    let (name, swa_code, visible): (_, Option<String>, Visible) = match &persona.who {
+        Who::Planner { u, p } => {
+            orgs.push(Model::promoter(*p));
+            let (u, own) = (*u, Model::promoter(*p));
+            (
+                "filtered_planner",
+                None,
+                Box::new(move |org, ws| org == own && ws_level(u, ws) >= Level::Read),
+            )
+        }
+        Who::Contractor { u, p, c } => {
+            orgs.push(Model::promoter(*p));
+            orgs.push(Model::contractor(*c));
+            match rng.below(3) {
+                0 => ("filtered_contractor_nobody", None, Box::new(|_, _| false)),
+                1 => {
+                    // Another promoter this contractor serves, which gave this user nothing.
+                    let q = (p + m.contractors) % m.promoters;
+                    if q != *p && m.has_contract(q, *c) {
+                        orgs.push(Model::promoter(q));
                         (
-                            "filtered_contractor",
-                            Some(acting.clone()),
-                            Box::new(move |org, ws| {
-                                org == acting && ws_level(u, ws) >= Level::Read
-                            }),
+                            "filtered_contractor_no_grants",
+                            Some(Model::promoter(q)),
+                            Box::new(|_, _| false),
                         )
+                    } else {
+                        ("filtered_contractor_nobody", None, Box::new(|_, _| false))
                     }
                 }
+                _ => {
+                    let (u, acting) = (*u, Model::promoter(*p));
+                    (
+                        "filtered_contractor",
+                        Some(acting.clone()),
+                        Box::new(move |org, ws| org == acting && ws_level(u, ws) >= Level::Read),
+                    )
+                }
             }
-            Who::Authority { .. } => ("filtered_authority", None, Box::new(|_, _| true)),
-            Who::DataExport => {
-                return Case {
-                    name: "denied_role_filtered",
-                    method: Method::GET,
-                    target: "/reporting/permits".into(),
-                    token: Some(token),
-                    check: Check::Reject(403, "role_not_permitted"),
-                };
-            }
-        };
+        }
+        Who::Authority { .. } => ("filtered_authority", None, Box::new(|_, _| true)),
+        Who::DataExport => {
+            return Case {
+                name: "denied_role_filtered",
+                method: Method::GET,
+                target: "/reporting/permits".into(),
+                token: Some(token),
+                check: Check::Reject(403, "role_not_permitted"),
+            };
+        }
+    };
     let expected = rows_for(seed, &orgs)
         .into_iter()
         .filter(|(_, org, ws)| visible(org, ws))
@@ -891,7 +891,6 @@ struct SoakBody {
 
 enum Then {
     End,
-    Cut,
     StallThenCut(Pin<Box<tokio::time::Sleep>>),
 }
 
@@ -909,7 +908,6 @@ impl Body for SoakBody {
         let cut = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "soak: cut");
         match &mut self.then {
             Then::End => Poll::Ready(None),
-            Then::Cut => Poll::Ready(Some(Err(cut()))),
             Then::StallThenCut(sleep) => match sleep.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(cut()))),
                 Poll::Pending => Poll::Pending,
@@ -984,7 +982,11 @@ async fn upstream(
             tokio::time::sleep(shared.args.stall).await;
             (body, Then::End)
         }
-        Some(Fault::ResetMidBody) => (body.slice(..len / 2), Then::Cut),
+        // A short pause first, so the head and the first half reach the wire before the cut.
+        Some(Fault::ResetMidBody) => (
+            body.slice(..len / 2),
+            Then::StallThenCut(Box::pin(tokio::time::sleep(Duration::from_millis(20)))),
+        ),
         Some(Fault::StallBody) => (
             body.slice(..len / 2),
             Then::StallThenCut(Box::pin(tokio::time::sleep(shared.args.stall))),
@@ -1063,6 +1065,7 @@ struct Stats {
     wrong: u64,
     fault_answers: HashMap<(Fault, String), u64>,
     fault_absorbed: u64,
+    absorbed_by: HashMap<Fault, u64>,
     by_case: HashMap<&'static str, u64>,
     wrong_by: HashMap<String, u64>,
     wrong_shown: Vec<String>,
@@ -1248,13 +1251,20 @@ fn record(
     s.total += 1;
     *s.by_case.entry(case.name).or_default() += 1;
     if matches!(case.check, Check::Info) {
-        *s.info
-            .entry(format!(
-                "{}: {}",
-                case.name,
-                answer.brief().chars().take(60).collect::<String>()
-            ))
-            .or_default() += 1;
+        let what = match answer {
+            Answer::Complete { status: 401, body } => format!(
+                "refused: 401 {}",
+                serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|j| j["reason"].as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            ),
+            Answer::Complete { status, .. } => {
+                format!("token accepted (answered {status} after authentication)")
+            }
+            _ => "no complete answer".to_owned(),
+        };
+        *s.info.entry(format!("{}: {what}", case.name)).or_default() += 1;
     }
     if !matches!(answer, Answer::Complete { .. }) && reused {
         s.reconnects += 1;
@@ -1286,8 +1296,9 @@ fn record(
             let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
             s.intervals[slot].latencies_us.push(us);
         }
-        (Some(_), None) => {
+        (Some(f), None) => {
             s.fault_absorbed += 1;
+            *s.absorbed_by.entry(f).or_default() += 1;
             s.intervals[slot].faults += 1;
         }
         (Some(f), Some(_)) if faulty(answer).is_some() => {
@@ -1809,7 +1820,7 @@ async fn swapper(
             return;
         }
         tokio::time::sleep_until((start + at).into()).await;
-        if at.as_millis() % sample == 0 {
+        if at.as_millis().is_multiple_of(sample) {
             take_row(&timeline, pid, admin, at).await;
         }
         let (grants, rest) = (grants.clone(), Arc::clone(&rest));
@@ -1962,14 +1973,20 @@ async fn drive(
     // Stop streetgate the way Kubernetes does, and make sure it is gone.
     let term = rustix::process::Pid::from_raw(pid as i32)
         .map(|p| rustix::process::kill_process(p, rustix::process::Signal::TERM));
-    let exit = match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
-        Ok(status) => format!("{:?}", status?),
+    let (exit, clean_exit) = match tokio::time::timeout(Duration::from_secs(15), child.wait()).await
+    {
+        Ok(status) => {
+            let status = status?;
+            (status.to_string(), status.success())
+        }
         Err(_) => {
             child.kill().await?;
-            "did not stop within 15 s of SIGTERM: killed".to_owned()
+            (
+                "did not stop within 15 s of SIGTERM: killed".to_owned(),
+                false,
+            )
         }
     };
-    let clean_exit = exit.contains("exit status: 0");
     let _ = term;
 
     let timeline = timeline.lock().unwrap();
