@@ -1306,16 +1306,19 @@ fn record(
             let us = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
             s.intervals[slot].latencies_us.push(us);
         }
-        (Some(f), None) => {
+        // An informational probe is never judged, so a fault on it is just a fault.
+        (Some(f), None) if !matches!(case.check, Check::Info) => {
             s.fault_absorbed += 1;
             *s.absorbed_by.entry(f).or_default() += 1;
             s.intervals[slot].faults += 1;
         }
-        (Some(f), Some(_)) if faulty(answer).is_some() => {
+        (Some(f), _) if faulty(answer).is_some() => {
             let how = faulty(answer).unwrap_or_default();
             *s.fault_answers.entry((f, how)).or_default() += 1;
             s.intervals[slot].faults += 1;
         }
+        // An informational probe the upstream faulted on, answered normally anyway.
+        (Some(_), None) => {}
         (_, Some(why)) => {
             s.wrong += 1;
             s.intervals[slot].wrong += 1;
