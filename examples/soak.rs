@@ -1559,6 +1559,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         args.bin.display()
     );
     anyhow::ensure!(
+        sample_every(&args)
+            .as_millis()
+            .is_multiple_of(args.swap_every.as_millis().max(1))
+            && args.swap_every <= sample_every(&args),
+        "--sample-every must be a multiple of --swap-every (rows are taken just before a swap)"
+    );
+    anyhow::ensure!(
         args.stall > args.request_timeout,
         "--stall must be longer than --request-timeout"
     );
