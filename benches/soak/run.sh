@@ -46,7 +46,11 @@ echo "== $(date -u +%FT%TZ) streetgate $(git -C "$ROOT" rev-parse --short HEAD),
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)" |
     tee "$REPORT" >&2
 set +e
-"$DRIVER" --bin "$BIN" --pid-file "$PID_FILE" "$@" 2>&1 | tee -a "$REPORT"
+# The sidecar runs with the environment the image sets (Dockerfile): MALLOC_ARENA_MAX=2.
+# SOAK_GLIBC_DEFAULT=1 runs it with glibc's default arenas instead.
+IMAGE_ENV=(--sidecar-env MALLOC_ARENA_MAX=2)
+[[ -n ${SOAK_GLIBC_DEFAULT:-} ]] && IMAGE_ENV=()
+"$DRIVER" --bin "$BIN" --pid-file "$PID_FILE" "${IMAGE_ENV[@]}" "$@" 2>&1 | tee -a "$REPORT"
 status=${PIPESTATUS[0]}
 set -e
 echo "== report kept in $REPORT (exit $status)" >&2
