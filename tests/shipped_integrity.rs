@@ -128,6 +128,11 @@ async fn shipped_create_routes_check_the_promoter_authority_and_workstream() {
             (path.to_owned(), &planner, r#"{"workstream_prefix": "003", "promoter_swa_code": "7001"}"#.into(), (403, "workstream_read_only")),
             // a duplicate promoter spelt with an escape
             (path.to_owned(), &planner, r#"{"workstream_prefix": "001", "promoter_swa_code": "7001", "promoter\u005fswa_code": "7002"}"#.into(), (400, "bad_body")),
+            // another spelling a case-insensitive binder (Newtonsoft, ASP.NET) reads as the promoter
+            (path.to_owned(), &planner, r#"{"workstream_prefix": "001", "Promoter_Swa_Code": "7002"}"#.into(), (400, "bad_body")),
+            (path.to_owned(), &planner, r#"{"workstream_prefix": "001", "promoter_swa_code": "7001", "PROMOTER_SWA_CODE": "7002"}"#.into(), (400, "bad_body")),
+            (path.to_owned(), &planner, r#"{"workstream_prefix": "001", "Workstream_Prefix": "003", "promoter_swa_code": "7001"}"#.into(), (400, "bad_body")),
+            (path.to_owned(), &ha, r#"{"workstream_prefix": "001", "promoter_swa_code": "4020", "Highway_Authority_Swa_Code": "4021"}"#.into(), (400, "bad_body")),
             // a number where a code is expected
             (path.to_owned(), &planner, r#"{"workstream_prefix": "001", "promoter_swa_code": 7002}"#.into(), (400, "bad_body")),
             (path.to_owned(), &planner, r#"{"workstream_prefix": "001", "promoter_swa_code": ["7002"]}"#.into(), (400, "bad_body")),
@@ -188,6 +193,11 @@ async fn shipped_permit_route_checks_the_workstream_it_moves_the_work_to() {
             (403, "workstream_no_access"),
         ),
         (r#"{"workstream_prefix": 1}"#, (400, "bad_body")),
+        (
+            r#"{"workstream_prefix": "002", "WORKSTREAM_PREFIX": "003"}"#,
+            (400, "bad_body"),
+        ),
+        (r#"{"Workstream_Prefix": "004"}"#, (400, "bad_body")),
         (
             r#"{"workstream_prefix": "002", "workstream\u005fprefix": "003"}"#,
             (400, "bad_body"),
