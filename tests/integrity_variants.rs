@@ -113,7 +113,7 @@ async fn identity_headers_over_http2_are_ours() {
             .await
             .unwrap();
     tokio::spawn(conn);
-    let req = Request::get(format!("http://gw.test/work/works/W1"))
+    let req = Request::get("http://gw.test/work/works/W1")
         .header("token", planner())
         .header("x-streetgate-user", "admin")
         .header("x-streetgate-roles", "StreetWorksAdmin")
@@ -259,4 +259,81 @@ async fn an_organisation_claim_that_is_not_a_swa_code_is_token_claims() {
     )
     .await;
     assert_eq!(reply.status, 200);
+}
+
+/// Escaped literal segments and other case: the router either matches what the upstream
+/// decodes to, or refuses; an escape never moves a request between routes.
+#[tokio::test]
+async fn escaped_or_recased_literal_segments_never_reach_another_route() {
+    let w = World::start(DEFAULT_ROUTES, "").await;
+    let contractor = token(&claims("dig-1", "C901", &["Contractor"]));
+    for path in [
+        "/work/wor%6Bs/W1",
+        "/work/WORKS/W1",
+        "/wor%6B/works/W1",
+        "/work/%73tatus",
+        "/work/Status",
+        "/work/works/W1%2fx",
+        "/work/works/W1%C0%AE",
+        "/work/works/%C0%AE%C0%AE",
+        "/work/works/W1%E0%80%AF",
+        "/work/works/W1%ED%A0%80",
+        "/work/works/%252E%252E",
+    ] {
+        let reply = send(w.gw.addr, get(path, Some(&contractor))).await;
+        assert!(
+            matches!(reply.status.as_u16(), 400 | 404),
+            "{path}: {}",
+            reply.status
+        );
+    }
+    assert_eq!(w.upstream.count(), 0);
+}
+
+/// `trusted_proxies` with IPv6: a peer on ::1 is trusted by `::1/128` (or `::/0`), not by
+/// another network, and a trusted peer whose client sent no X-Forwarded-For gets its own address.
+#[tokio::test]
+async fn trusted_proxies_over_ipv6() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    for (nets, client_xff, expected) in [
+        ("['::1/128']", Some("203.0.113.7"), "203.0.113.7, ::1"),
+        ("['::/0']", Some("2001:db8::7"), "2001:db8::7, ::1"),
+        ("['::1/128']", None, "::1"),
+        (
+            "['2001:db8::/32', 127.0.0.1/32]",
+            Some("203.0.113.7"),
+            "::1",
+        ),
+        ("['::ffff:0:0/96']", Some("203.0.113.7"), "::1"),
+    ] {
+        let upstream = Upstream::start().await;
+        let jwks = JwksServer::start().await;
+        let yaml = config_yaml(&upstream.url(), &jwks.url(), DEFAULT_ROUTES, "")
+            .replacen("addr: 127.0.0.1:0", "addr: '[::1]:0'", 1)
+            .replace(
+                "  idle_timeout: 2s\n",
+                &format!("  idle_timeout: 2s\n  trusted_proxies: {nets}\n"),
+            );
+        let gw = sidecar(&yaml).await;
+        assert!(gw.addr.is_ipv6());
+        let mut req = Request::get("/work/works/W1")
+            .header("host", "gw.test")
+            .header("token", planner());
+        if let Some(xff) = client_xff {
+            req = req
+                .header("x-forwarded-for", xff)
+                .header("x-forwarded-proto", "https");
+        }
+        let reply = send(gw.addr, req.body(Full::new(Bytes::new())).unwrap()).await;
+        assert_eq!(reply.status, 200, "{nets}");
+        let seen = &upstream.seen()[0];
+        assert_eq!(seen.headers.get_all("x-forwarded-for").iter().count(), 1);
+        assert_eq!(
+            seen.headers["x-forwarded-for"], expected,
+            "{nets} {client_xff:?}"
+        );
+    }
 }
