@@ -195,3 +195,61 @@ async fn an_unchanged_refresh_keeps_cached_tokens() {
         "still served from the cache after a refresh"
     );
 }
+
+/// The refresh that removes a key need not be the periodic one: a token with an unknown `kid`
+/// triggers one, and the cached tokens of the key it removed die with it.
+#[tokio::test]
+async fn a_refresh_for_an_unknown_kid_also_kills_cached_tokens_of_removed_keys() {
+    let keys = Keys::start().await;
+    let rsa2 = {
+        let mut doc = keys.doc.lock().unwrap();
+        let list = doc["keys"].as_array_mut().unwrap();
+        let rsa2 = list.iter().find(|k| k["kid"] == "rsa2").unwrap().clone();
+        list.retain(|k| k["kid"] != "rsa2");
+        rsa2
+    };
+    let upstream = Upstream::start().await;
+    let yaml = config_yaml(&upstream.url(), &keys.url(), DEFAULT_ROUTES, "").replace(
+        &format!("      url: {}\n", keys.url()),
+        &format!(
+            "      url: {}\n      refresh_interval: 1h\n      min_refresh_interval: 100ms\n",
+            keys.url()
+        ),
+    );
+    let gw = sidecar(&yaml).await;
+    let cached = signed(
+        "rsa1",
+        "keys/rsa1.pem",
+        &claims("user-a", "7001", &["Planner"]),
+    );
+    for _ in 0..2 {
+        assert_eq!(status(&gw, &cached).await.0, 200);
+    }
+    let fetches = keys.server.count();
+    {
+        let mut doc = keys.doc.lock().unwrap();
+        let list = doc["keys"].as_array_mut().unwrap();
+        list.retain(|k| k["kid"] != "rsa1");
+        list.push(rsa2);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let newcomer = signed(
+        "rsa2",
+        "keys/rsa2.pem",
+        &claims("user-b", "7001", &["Planner"]),
+    );
+    assert_eq!(
+        status(&gw, &newcomer).await.0,
+        200,
+        "the unknown kid refreshed"
+    );
+    assert!(keys.server.count() > fetches);
+    for attempt in 0..2 {
+        assert_eq!(
+            status(&gw, &cached).await,
+            (401, "token_unknown_key".to_owned()),
+            "attempt {attempt}"
+        );
+    }
+    assert_eq!(upstream.count(), 3);
+}

@@ -1,14 +1,22 @@
 //! Reading one field of a parsed body by JSON pointer, with its type checked. Pointers name
 //! object members only (`/promoter_swa_code`, `/site/workstream_prefix`).
+//!
+//! Members are matched the way the most lenient upstream binder might match them: Newtonsoft
+//! and ASP.NET bind JSON members to properties ignoring case, so `"Promoter_Swa_Code"` is the
+//! promoter to them. A member on the field's path spelt other than exactly, or two spellings of
+//! it, is refused rather than read one way here and another way upstream.
 
 use serde_json::Value;
 
 /// Why a field could not be read as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FieldError {
     /// A value on the path to the field is not an object, or the field is not a string.
     #[error("wrong JSON type")]
     WrongType,
+    /// A member on the path is spelt other than exactly (case), or spelt more than one way.
+    #[error("member {0:?} is spelt ambiguously")]
+    Spelling(String),
 }
 
 /// The string at `pointer`. `Ok(None)` when a member on the path is absent or `null` (it names
@@ -19,7 +27,7 @@ pub fn string_at<'v>(doc: &'v Value, pointer: &str) -> Result<Option<&'v str>, F
     for token in pointer.split('/').skip(1) {
         let name = token.replace("~1", "/").replace("~0", "~");
         current = match current {
-            Value::Object(members) => match members.get(&name) {
+            Value::Object(members) => match member(members, &name)? {
                 None | Some(Value::Null) => return Ok(None),
                 Some(v) => v,
             },
@@ -30,6 +38,35 @@ pub fn string_at<'v>(doc: &'v Value, pointer: &str) -> Result<Option<&'v str>, F
         Value::String(s) => Ok(Some(s)),
         _ => Err(FieldError::WrongType),
     }
+}
+
+/// The member spelt exactly `name`, when no other member folds to the same name.
+fn member<'v>(
+    members: &'v serde_json::Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'v Value>, FieldError> {
+    let mut found = None;
+    for (key, value) in members {
+        if !same_ignoring_case(key, name) {
+            continue;
+        }
+        if key != name || found.is_some() {
+            return Err(FieldError::Spelling(key.clone()));
+        }
+        found = Some(value);
+    }
+    Ok(found)
+}
+
+/// Equal ignoring case, including Unicode case mappings that land on ASCII (`ſ` uppercases to
+/// `S`, the Kelvin sign lowercases to `k`), as .NET's ordinal-ignore-case comparison does.
+fn same_ignoring_case(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    let upper = |s: &str| s.chars().flat_map(char::to_uppercase).collect::<String>();
+    let lower = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<String>();
+    upper(a) == upper(b) || lower(a) == lower(b)
 }
 
 #[cfg(test)]
@@ -51,6 +88,30 @@ mod tests {
         // A document that is not an object cannot carry the field.
         assert_eq!(string_at(&json!(["x"]), "/a"), Err(FieldError::WrongType));
         assert_eq!(string_at(&json!("x"), "/a"), Err(FieldError::WrongType));
+    }
+
+    #[test]
+    fn other_spellings_of_a_member_on_the_path_are_refused() {
+        for doc in [
+            json!({"Promoter_Swa_Code": "9999"}),
+            json!({"PROMOTER_SWA_CODE": "9999"}),
+            json!({"promoter_swa_code": "7001", "Promoter_swa_code": "9999"}),
+            json!({"\u{17f}ite": {"promoter_swa_code": "9999"}}),
+            json!({"Site": {"promoter_swa_code": "9999"}, "site": {}}),
+        ] {
+            let pointer = if doc.to_string().contains("ite") {
+                "/site/promoter_swa_code"
+            } else {
+                "/promoter_swa_code"
+            };
+            assert!(
+                matches!(string_at(&doc, pointer), Err(FieldError::Spelling(_))),
+                "{doc}"
+            );
+        }
+        // Unrelated members and other objects' members are not looked at.
+        let doc = json!({"promoter_swa_code": "7001", "promoter_swa_codes": "x", "o": {"Promoter_Swa_Code": 1}});
+        assert_eq!(string_at(&doc, "/promoter_swa_code"), Ok(Some("7001")));
     }
 
     #[test]

@@ -48,21 +48,37 @@ pub(super) fn rule_param<'q>(pairs: &'q Pairs<'_>, name: &str) -> Result<Option<
     }
 }
 
-/// Whether a decoded parameter name reads as `target` to a lenient parser: a trailing `[...]`
-/// removed, surrounding whitespace trimmed, compared ignoring case, including Unicode case
-/// mappings that land on ASCII (`ſ` uppercases to `S`, `K` (Kelvin) lowercases to `k`).
+/// Whether a decoded parameter name reads as `target` to a lenient parser: compared ignoring
+/// case, including Unicode case mappings that land on ASCII (`ſ` uppercases to `S`, `K`
+/// (Kelvin) lowercases to `k`), surrounding whitespace trimmed, on the name's root as qs
+/// (Express) reads it: the text before the first `[` (`swaCode[]`, `swaCode[0]`, and
+/// `swaCode[]x`, whose trailing text qs drops), or, when the name starts with `[`, the first
+/// bracket's content (`[swaCode]=x` is `swaCode=x` to qs).
 pub fn folds_to(name: &str, target: &str) -> bool {
-    let base = match name.find('[') {
-        Some(i) if name.ends_with(']') => &name[..i],
-        _ => name,
-    };
-    let base = base.trim_matches(|c: char| c.is_ascii_whitespace());
+    let base = root(name);
     if base.is_ascii() {
         return base.eq_ignore_ascii_case(target);
     }
     let upper = |s: &str| s.chars().flat_map(char::to_uppercase).collect::<String>();
     let lower = |s: &str| s.chars().flat_map(char::to_lowercase).collect::<String>();
     upper(base) == upper(target) || lower(base) == lower(target)
+}
+
+/// The name a bracket-parsing framework files a parameter under (see `folds_to`).
+fn root(name: &str) -> &str {
+    fn trim(s: &str) -> &str {
+        s.trim_matches(|c: char| c.is_ascii_whitespace())
+    }
+    let name = trim(name);
+    let base = match name.find('[') {
+        None => name,
+        Some(0) => {
+            let inner = &name[1..];
+            inner.find(']').map_or(inner, |end| &inner[..end])
+        }
+        Some(i) => &name[..i],
+    };
+    trim(base)
 }
 
 /// A `%` followed by two hex digits: text that another decoding pass would change.
@@ -98,6 +114,12 @@ mod tests {
             "swaCode+=7001",
             "%C5%BFwaCode=7001",
             "x=1&swaCode=7001",
+            "[swaCode]=7001",
+            "%5BSWACODE%5D=7001",
+            "[swaCode][]=7001",
+            "swaCode[]x=7001",
+            "swaCode[=7001",
+            "[ swaCode ]=7001",
         ] {
             assert_eq!(swa(q), Ok(SwaCodeParam::One("7001")), "{q}");
         }
@@ -114,7 +136,14 @@ mod tests {
         ] {
             assert_eq!(swa(q), Ok(SwaCodeParam::Repeated), "{q}");
         }
-        assert_eq!(swa("swaCodes=1&xswaCode=2"), Ok(SwaCodeParam::Absent));
+        assert_eq!(
+            swa("swaCode=7001&[swaCode]=9999"),
+            Ok(SwaCodeParam::Repeated)
+        );
+        assert_eq!(
+            swa("swaCodes=1&xswaCode=2&x[swaCode]=3&[[swaCode]]=4&[]=5"),
+            Ok(SwaCodeParam::Absent)
+        );
     }
 
     #[test]
