@@ -46,9 +46,9 @@ echo "== $(date -u +%FT%TZ) streetgate $(git -C "$ROOT" rev-parse --short HEAD),
     "$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), load $(cut -d' ' -f1-3 /proc/loadavg)" |
     tee "$REPORT" >&2
 set +e
-# The sidecar runs with the environment the image sets (Dockerfile): MALLOC_ARENA_MAX=2.
-# SOAK_GLIBC_DEFAULT=1 runs it with glibc's default arenas instead.
-IMAGE_ENV=(--sidecar-env MALLOC_ARENA_MAX=2)
+# The sidecar runs with the malloc settings the image sets (Dockerfile).
+# SOAK_GLIBC_DEFAULT=1 runs it with glibc's defaults instead.
+IMAGE_ENV=(--sidecar-env MALLOC_ARENA_MAX=2 --sidecar-env MALLOC_MMAP_THRESHOLD_=131072)
 [[ -n ${SOAK_GLIBC_DEFAULT:-} ]] && IMAGE_ENV=()
 "$DRIVER" --bin "$BIN" --pid-file "$PID_FILE" "${IMAGE_ENV[@]}" "$@" 2>&1 | tee -a "$REPORT"
 status=${PIPESTATUS[0]}
