@@ -25,8 +25,8 @@ pub enum ProxyError {
     #[error("upstream {api} gave no response head within {timeout:?}")]
     UpstreamTimeout { api: String, timeout: Duration },
     /// Over a per-IP or per-user rate; the bucket says when the next request would pass.
-    #[error("rate limited for {:?}", .0.retry_after)]
-    RateLimited(crate::ratelimit::Limited),
+    #[error("rate limited for {retry_after:?}")]
+    RateLimited { retry_after: Duration },
     /// Reading an upstream body we buffer (created-work collection) failed or stalled.
     #[error("reading the response body of upstream {api} failed")]
     UpstreamBody {
@@ -55,7 +55,7 @@ impl ProxyError {
             }
             ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
             ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
-            ProxyError::RateLimited(_) => Reason::RateLimited,
+            ProxyError::RateLimited { .. } => Reason::RateLimited,
             ProxyError::UpstreamBody { source, .. } => {
                 crate::forward::body_timeout::reason_for(source.as_ref())
             }
@@ -69,7 +69,7 @@ impl ProxyError {
     /// How long a client should wait before retrying, for errors that know.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            ProxyError::RateLimited(limited) => Some(limited.retry_after),
+            ProxyError::RateLimited { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -160,10 +160,10 @@ mod tests {
 
     #[test]
     fn rate_limited_answer_carries_the_buckets_wait() {
-        let limited = crate::ratelimit::Limited {
+        let limited = ProxyError::RateLimited {
             retry_after: Duration::from_millis(2500),
         };
-        let resp = error_response(&ProxyError::RateLimited(limited), "id");
+        let resp = error_response(&limited, "id");
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "3");
     }

@@ -29,6 +29,15 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
+/// Defined here rather than in `error` so the error type does not depend on the limiter.
+impl From<Limited> for crate::error::ProxyError {
+    fn from(limited: Limited) -> Self {
+        crate::error::ProxyError::RateLimited {
+            retry_after: limited.retry_after,
+        }
+    }
+}
+
 /// One rate: `per_second` requests per second, burst = one second's worth (at least one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Rate {

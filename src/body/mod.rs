@@ -23,7 +23,7 @@ pub enum BodyError {
     #[error("body not received within the read timeout")]
     Timeout,
     #[error("reading the body failed")]
-    Read(#[source] crate::error::BoxError),
+    Read(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl BodyError {

@@ -195,7 +195,7 @@ impl Gateway {
         if let Some(limiter) = &runtime.limiter {
             limiter
                 .check_ip(conn.peer.ip(), Instant::now())
-                .map_err(ProxyError::RateLimited)?;
+                .map_err(ProxyError::from)?;
         }
         let target = normalize::check(&parts.method, &parts.uri, parts.version, &parts.headers)?;
         let matched = runtime
@@ -378,7 +378,7 @@ impl Gateway {
             .as_ref()
             .map(|l| l.check_ip(conn.peer.ip(), Instant::now()))
         {
-            Some(Err(limited)) => ProxyError::RateLimited(limited),
+            Some(Err(limited)) => limited.into(),
             _ => ProxyError::Rejected(reason),
         };
         let reason = error.reason();
@@ -416,7 +416,7 @@ impl Gateway {
         if let Some(limiter) = &runtime.limiter {
             limiter
                 .check_user(&identity.subject, Instant::now())
-                .map_err(ProxyError::RateLimited)?;
+                .map_err(ProxyError::from)?;
         }
         Ok(Some(identity))
     }
