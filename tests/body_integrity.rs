@@ -105,12 +105,11 @@ async fn world(listen: &str) -> (World, tempfile::TempDir) {
         1,
     );
     let gw = sidecar(&yaml).await;
-    for _ in 0..100 {
-        if gw.gateway.not_ready().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let ready = wait_until(Duration::from_secs(5), || async {
+        gw.gateway.not_ready().is_empty()
+    })
+    .await;
+    assert!(ready, "sidecar not ready: {:?}", gw.gateway.not_ready());
     (World { upstream, jwks, gw }, dir)
 }
 
@@ -687,7 +686,12 @@ async fn the_bodies_buffered_on_one_connection_are_bounded() {
         }),
     );
     let held = tokio::spawn(async move { h2_reply(&mut first, held).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first stream is in the pipeline (and reading its body) before the second starts.
+    let in_flight = wait_until(Duration::from_secs(5), || async {
+        w.gw.gateway.metrics.requests_in_flight.get() >= 1
+    })
+    .await;
+    assert!(in_flight, "the first stream never reached the sidecar");
     let started = Instant::now();
     let over = h2_request(
         "/work/works",

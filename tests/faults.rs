@@ -426,14 +426,21 @@ async fn an_upstream_reset_mid_body_aborts_the_stream_or_502_when_buffered() {
 async fn bytes_past_the_content_length_never_reach_the_client_and_the_connection_is_dropped() {
     // Each connection answers its first request with a correct 5-byte body, then smuggles a
     // second response after it.
-    let upstream = RawUpstream::start(|n, mut s| async move {
-        let body = format!("conn{n}");
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
-            body.len()
-        );
-        let _ = s.write_all(answer.as_bytes()).await;
-        hold(s).await;
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let closed = dropped.clone();
+    let upstream = RawUpstream::start(move |n, mut s| {
+        let closed = closed.clone();
+        async move {
+            let body = format!("conn{n}");
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil",
+                body.len()
+            );
+            let _ = s.write_all(answer.as_bytes()).await;
+            hold(s).await;
+            // The sidecar's pool closed the connection it cannot trust.
+            closed.fetch_add(1, Ordering::SeqCst);
+        }
     })
     .await;
     let jwks = JwksServer::start().await;
@@ -453,8 +460,13 @@ async fn bytes_past_the_content_length_never_reach_the_client_and_the_connection
             .unwrap();
         assert_eq!(resp.status(), 200);
         bodies.push(resp.into_body().collect().await.unwrap().to_bytes());
-        // Give the pool a moment to see the stray bytes on the idle connection.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The pool sees the stray bytes on the idle connection and drops it.
+        let seen = bodies.len();
+        let gone = wait_until(Duration::from_secs(5), || async {
+            dropped.load(Ordering::SeqCst) >= seen
+        })
+        .await;
+        assert!(gone, "the polluted connection stayed open");
     }
     assert_eq!(
         bodies,
@@ -564,14 +576,11 @@ async fn a_grants_url_that_redirects_is_not_followed_and_the_old_snapshot_stays(
     assert_eq!(errors(&metrics(&gw).await), 0.0);
 
     redirect.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while errors(&metrics(&gw).await) < 2.0 {
-        assert!(
-            Instant::now() < deadline,
-            "redirects not counted as failed fetches"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let counted = wait_until(Duration::from_secs(5), || async {
+        errors(&metrics(&gw).await) >= 2.0
+    })
+    .await;
+    assert!(counted, "redirects not counted as failed fetches");
     let scrape = metrics(&gw).await;
     assert_eq!(sample(&scrape, "streetgate_snapshot_version"), 1.0);
     assert_eq!(elsewhere.count(), 0, "the redirect target was never asked");
@@ -704,32 +713,31 @@ async fn with_stdout_on_a_full_disk_requests_are_answered_and_the_lost_log_is_co
     );
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin_port).into();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(admin).await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not start: {config}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let started = wait_until(Duration::from_secs(10), || async {
+        TcpStream::connect(admin).await.is_ok()
+    })
+    .await;
+    assert!(started, "serve did not start: {config}");
 
     for _ in 0..20 {
         assert_eq!(send(addr, get("/work/status", None)).await.status, 200);
     }
     // Denials are always logged; the log cannot be written, the answers still come.
     assert_eq!(send(addr, get("/work/nowhere", None)).await.status, 404);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let losses = || async {
         let reply = send(admin, get("/metrics", None)).await;
         let scrape = String::from_utf8(reply.body.to_vec()).unwrap();
-        let errors = sample(&scrape, "streetgate_decision_log_write_errors_total");
-        let dropped = sample(&scrape, "streetgate_decision_log_dropped_total");
-        if errors >= 1.0 && dropped >= 21.0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "loss not counted: errors {errors}, dropped {dropped}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (
+            sample(&scrape, "streetgate_decision_log_write_errors_total"),
+            sample(&scrape, "streetgate_decision_log_dropped_total"),
+        )
+    };
+    let counted = wait_until(Duration::from_secs(5), || async {
+        let (errors, dropped) = losses().await;
+        errors >= 1.0 && dropped >= 21.0
+    })
+    .await;
+    assert!(counted, "loss not counted: {:?}", losses().await);
     drop(child);
 }
 
