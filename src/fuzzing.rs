@@ -178,6 +178,23 @@ fn visibility() -> Visibility {
     }
 }
 
+/// Filters `data` for the caller of `visibility()`; None when the filter refuses the body.
+fn filter_for_caller(policy: &ResponsePolicy, data: &[u8]) -> Option<crate::filter::Filtered> {
+    let visibility = visibility();
+    let caller = Caller {
+        visibility: &visibility,
+        works: None,
+        roles: RoleSet::EMPTY,
+    };
+    filter_bytes(
+        policy,
+        &caller,
+        StatusCode::OK,
+        Bytes::copy_from_slice(data),
+    )
+    .ok()
+}
+
 fn response_policy(yaml: &str) -> ResponsePolicy {
     let raw: RawResponsePolicy = crate::config::from_yaml_str(yaml).expect("fuzz policy parses");
     ResponsePolicy::compile(&raw).expect("fuzz policy compiles")
@@ -202,18 +219,7 @@ fn row_visible(row: &serde_json::Value) -> bool {
 /// is exactly serde_json's reading of the input with the invisible rows removed. A row whose
 /// key fields serde_json reads one way and the filter another would show up here.
 pub fn json_filter(data: &[u8]) {
-    let visibility = visibility();
-    let caller = Caller {
-        visibility: &visibility,
-        works: None,
-        roles: RoleSet::EMPTY,
-    };
-    let Ok(filtered) = filter_bytes(
-        &JSON_POLICY,
-        &caller,
-        StatusCode::OK,
-        Bytes::copy_from_slice(data),
-    ) else {
+    let Some(filtered) = filter_for_caller(&JSON_POLICY, data) else {
         return;
     };
     let mut expected: serde_json::Value = match serde_json::from_slice(data) {
@@ -257,18 +263,7 @@ static CSV_POLICY: LazyLock<ResponsePolicy> = LazyLock::new(|| {
 /// The CSV row filter against the csv crate: either the body is refused, or every record the
 /// filter keeps is one the csv crate reads as visible, in order, and none visible is lost.
 pub fn csv_filter(data: &[u8]) {
-    let visibility = visibility();
-    let caller = Caller {
-        visibility: &visibility,
-        works: None,
-        roles: RoleSet::EMPTY,
-    };
-    let Ok(filtered) = filter_bytes(
-        &CSV_POLICY,
-        &caller,
-        StatusCode::OK,
-        Bytes::copy_from_slice(data),
-    ) else {
+    let Some(filtered) = filter_for_caller(&CSV_POLICY, data) else {
         return;
     };
     let records = |bytes: &[u8]| -> Vec<csv::ByteRecord> {

@@ -17,27 +17,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const GRANTS: &str = r#"{"version": 1, "generated_at": "2026-11-23T07:00:00Z",
-  "organisations": [
-    {"swa_code": "7001", "name": "Northern Water", "kind": "promoter", "status": "active",
-     "workstreams": ["000", "001", "002", "003", "004"], "contractors": ["C901"]},
-    {"swa_code": "7002", "name": "Southern Gas", "kind": "promoter", "status": "active",
-     "workstreams": ["000", "001"]},
-    {"swa_code": "4020", "name": "Leeds City Council", "kind": "highway_authority", "status": "active",
-     "workstreams": ["000", "001"]},
-    {"swa_code": "4021", "name": "York", "kind": "highway_authority", "status": "active"},
-    {"swa_code": "C901", "name": "Dig Ltd", "kind": "contractor", "status": "active"}
-  ],
-  "users": [
-    {"sub": "user-a", "organisation": "7001",
-     "workstreams": {"7001": {"001": "full-write", "002": "full-write", "003": "read-only"}}},
-    {"sub": "dig-1", "organisation": "C901", "workstreams": {"7001": {"001": "full-write"}}},
-    {"sub": "ha-planner", "organisation": "4020", "workstreams": {"4020": {"001": "full-write"}}}
-  ],
-  "works": [
-    {"work_reference_number": "NW001", "promoter": "7001", "highway_authority": "4020", "workstream": "001"},
-    {"work_reference_number": "NW003", "promoter": "7001", "highway_authority": "4020", "workstream": "003"}
-  ]}"#;
+/// Shared with the other integrity tests: promoters 7001/7002, authorities 4020/4021, contractor
+/// C901 and their users.
+const GRANTS: &str = include_str!("fixtures/grants/integrity.json");
 
 /// The shipped rules of the routes whose bodies decide something, plus two that read nothing.
 const ROUTES: &str = r#"
