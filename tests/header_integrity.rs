@@ -352,16 +352,8 @@ async fn swa_code_is_one_parameter_however_it_is_spelt() {
     assert_eq!(w.upstream.seen()[0].uri, "/work/works/W1?SwaCode=7001");
 }
 
-const GRANTS: &str = r#"{"version": 1, "generated_at": "2026-11-23T07:00:00Z",
-  "organisations": [
-    {"swa_code": "7001", "name": "Northern Water", "kind": "promoter", "status": "active",
-     "workstreams": ["000", "001", "002"]},
-    {"swa_code": "4020", "name": "Leeds City Council", "kind": "highway_authority", "status": "active"}],
-  "users": [
-    {"sub": "user-a", "organisation": "7001", "workstreams": {"7001": {"001": "full-write"}}}],
-  "works": [
-    {"work_reference_number": "W1", "promoter": "7001", "highway_authority": "4020", "workstream": "001"},
-    {"work_reference_number": "W2", "promoter": "7001", "highway_authority": "4020", "workstream": "002"}]}"#;
+/// Promoter 7001 with works W1 (workstream 001) and W2 (002); user-a holds full-write on 001.
+const GRANTS: &str = include_str!("fixtures/grants/small.json");
 
 const QUERY_ROUTES: &str = r#"
       - id: GetByQuery
@@ -443,4 +435,50 @@ async fn path_escapes_that_decode_again_are_bad_path_and_never_forwarded() {
     let reply = send(w.gw.addr, get("/work/works/W%31%20x", Some(&planner()))).await;
     assert_eq!(reply.status, 200);
     assert_eq!(w.upstream.seen()[0].uri, "/work/works/W%31%20x");
+}
+
+/// qs (Express's extended parser) reads `[swaCode]=x` as `swaCode=x` (an empty parent takes
+/// the bracket's content), and `swaCode[]x=` as `swaCode[]=` (text after the last bracket
+/// pair is dropped).
+#[tokio::test]
+async fn swa_code_spellings_qs_reads_count_as_swa_code() {
+    let w = World::start(DEFAULT_ROUTES, "").await;
+    for query in [
+        "[swaCode]=9999",
+        "[SWACODE]=9999",
+        "%5BswaCode%5D=9999",
+        "[swaCode][]=9999",
+        "swaCode[]x=9999",
+        "swaCode[0]]=9999",
+        "swaCode%20=9999",
+        "%09swaCode=9999",
+        "swaCode[=9999",
+    ] {
+        assert_eq!(
+            swa_status(&w, query).await,
+            (
+                StatusCode::FORBIDDEN,
+                "swa_code_not_own_organisation".into()
+            ),
+            "{query}"
+        );
+    }
+    for query in [
+        "swaCode=7001&[swaCode]=9999",
+        "[swaCode]=7001&swaCode[]=9999",
+        "swaCode=7001&swaCode[]x=9999",
+        "swaCode=7001&swaCode=",
+        "swaCode=",
+        "swaCode=7001+",
+        "swaCode=%2B7001",
+        "swaCode=7001%00",
+    ] {
+        let got = swa_status(&w, query).await;
+        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{query}: {got:?}");
+    }
+    assert_eq!(w.upstream.count(), 0, "no rejected request was forwarded");
+    // Names that merely contain it are other parameters.
+    for query in ["x[swaCode]=9999", "swaCodes=9999", "a.swaCode=9999"] {
+        assert_eq!(swa_status(&w, query).await.0, StatusCode::OK, "{query}");
+    }
 }

@@ -9,73 +9,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use http::{Request, StatusCode};
+use http::Request;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn planner() -> String {
     token(&claims("user-a", "7001", &["Planner"]))
-}
-
-async fn swa_status(w: &World, query: &str) -> (StatusCode, String) {
-    let reply = send(
-        w.gw.addr,
-        get(&format!("/work/works/W1?{query}"), Some(&planner())),
-    )
-    .await;
-    let reason = if reply.status.is_success() {
-        String::new()
-    } else {
-        reply.reason()
-    };
-    (reply.status, reason)
-}
-
-/// qs (Express's extended parser) reads `[swaCode]=x` as `swaCode=x` (an empty parent takes
-/// the bracket's content), and `swaCode[]x=` as `swaCode[]=` (text after the last bracket
-/// pair is dropped).
-#[tokio::test]
-async fn swa_code_spellings_qs_reads_count_as_swa_code() {
-    let w = World::start(DEFAULT_ROUTES, "").await;
-    for query in [
-        "[swaCode]=9999",
-        "[SWACODE]=9999",
-        "%5BswaCode%5D=9999",
-        "[swaCode][]=9999",
-        "swaCode[]x=9999",
-        "swaCode[0]]=9999",
-        "swaCode%20=9999",
-        "%09swaCode=9999",
-        "swaCode[=9999",
-    ] {
-        assert_eq!(
-            swa_status(&w, query).await,
-            (
-                StatusCode::FORBIDDEN,
-                "swa_code_not_own_organisation".into()
-            ),
-            "{query}"
-        );
-    }
-    for query in [
-        "swaCode=7001&[swaCode]=9999",
-        "[swaCode]=7001&swaCode[]=9999",
-        "swaCode=7001&swaCode[]x=9999",
-        "swaCode=7001&swaCode=",
-        "swaCode=",
-        "swaCode=7001+",
-        "swaCode=%2B7001",
-        "swaCode=7001%00",
-    ] {
-        let got = swa_status(&w, query).await;
-        assert_eq!(got.0, StatusCode::BAD_REQUEST, "{query}: {got:?}");
-    }
-    assert_eq!(w.upstream.count(), 0, "no rejected request was forwarded");
-    // Names that merely contain it are other parameters.
-    for query in ["x[swaCode]=9999", "swaCodes=9999", "a.swaCode=9999"] {
-        assert_eq!(swa_status(&w, query).await.0, StatusCode::OK, "{query}");
-    }
 }
 
 /// An identity header named in `Connection` goes with the hop, but ours are set after.

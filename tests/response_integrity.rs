@@ -12,16 +12,8 @@ use common::*;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 
-const GRANTS: &str = r#"{"version": 1, "generated_at": "2026-11-23T07:00:00Z",
-  "organisations": [
-    {"swa_code": "7001", "name": "Northern Water", "kind": "promoter", "status": "active",
-     "workstreams": ["000", "001", "002"]},
-    {"swa_code": "4020", "name": "Leeds City Council", "kind": "highway_authority", "status": "active"}],
-  "users": [
-    {"sub": "user-a", "organisation": "7001", "workstreams": {"7001": {"001": "full-write"}}}],
-  "works": [
-    {"work_reference_number": "W1", "promoter": "7001", "highway_authority": "4020", "workstream": "001"},
-    {"work_reference_number": "W2", "promoter": "7001", "highway_authority": "4020", "workstream": "002"}]}"#;
+/// Promoter 7001 with works W1 (workstream 001) and W2 (002); user-a holds full-write on 001.
+const GRANTS: &str = include_str!("fixtures/grants/small.json");
 
 const ROUTES: &str = r#"
       - id: Report
