@@ -115,7 +115,7 @@ fn every_command_has_help() {
 
 #[test]
 fn the_readme_config_reference_is_a_valid_config() {
-    let readme = std::fs::read_to_string(manifest("README.md")).unwrap();
+    let readme = std::fs::read_to_string(manifest("docs/configuration.md")).unwrap();
     let section = &readme[readme.find("## Configuration reference").unwrap()..];
     let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
     let yaml = &section[start..start + section[start..].find("```").unwrap()];
