@@ -96,6 +96,7 @@ fn bench(c: &mut Criterion) {
             resource: Some(resource),
             swa_code: *swa,
             body: None,
+            api: "work",
         };
         assert!(
             decide(rule, Some(who), Some(works), &facts, now).allowed()

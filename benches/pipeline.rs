@@ -112,6 +112,7 @@ fn bench(c: &mut Criterion) {
         resource: matched.param(&param),
         swa_code: SwaCodeParam::Absent,
         body: None,
+        api: "work",
     };
     assert!(authz::decide(rule, Some(&identity), Some(works), &facts, now).allowed());
 
@@ -145,6 +146,7 @@ fn bench(c: &mut Criterion) {
                 resource: matched.param(&param),
                 swa_code: SwaCodeParam::Absent,
                 body: None,
+                api: "work",
             };
             authz::decide(
                 &matched.route.rule,

@@ -15,6 +15,7 @@ use serde_json::{Map, Value};
 use tokio::sync::watch;
 
 use crate::authn::identity::{Identity, RoleSet};
+use crate::authn::integrator;
 use crate::authn::{AuthSetupError, Authenticator};
 use crate::authz::rule::{Access, Allow, ValueSource};
 use crate::authz::{self, Decision};
@@ -208,6 +209,12 @@ pub async fn explain(
                     identity.organisation,
                     identity.roles.header_value()
                 ));
+                if let Some(integrator) = &identity.integrator {
+                    out.line(format!(
+                        "integrator: {integrator} acts through this user's account (api {})",
+                        api.name
+                    ));
+                }
                 Some(identity)
             }
             Err((reason, how)) => return Ok(out.deny(reason, &format!("identity: {how}"))),
@@ -299,25 +306,25 @@ async fn identify(config: &Config, caller: &Caller, now: u64) -> Result<Identifi
         Caller::Claims(json) => {
             let claims: Map<String, Value> = serde_json::from_str(json)
                 .map_err(|e| ExplainError::Usage(format!("--claims is not a JSON object: {e}")))?;
-            Ok(from_claims(&claims, names)
+            Ok(from_claims(&claims, json.as_bytes(), names)
                 .map(|id| (Arc::new(id), "raw claims, not verified".to_owned())))
         }
         Caller::Token {
             token,
             insecure_decode: true,
         } => {
-            let Some(claims) = token
+            let payload = token
                 .split('.')
                 .nth(1)
                 .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
-                .and_then(|b| serde_json::from_slice::<Map<String, Value>>(&b).ok())
-            else {
+                .unwrap_or_default();
+            let Ok(claims) = serde_json::from_slice::<Map<String, Value>>(&payload) else {
                 return Ok(Err((
                     Reason::TokenMalformed,
                     "the token payload is not base64url JSON".to_owned(),
                 )));
             };
-            Ok(from_claims(&claims, names).map(|id| {
+            Ok(from_claims(&claims, &payload, names).map(|id| {
                 (
                     Arc::new(id),
                     "token decoded WITHOUT verifying its signature or validity (--insecure-decode)"
@@ -373,6 +380,7 @@ async fn verify(config: &Config, token: &str, now: u64) -> Result<Identified, Ex
 /// Identity from unverified claims, with the sidecar's claim names and role rules.
 fn from_claims(
     claims: &Map<String, Value>,
+    payload: &[u8],
     names: &RawClaimNames,
 ) -> Result<Identity, (Reason, String)> {
     let string = |name: &str| match claims.get(name) {
@@ -406,7 +414,7 @@ fn from_claims(
         }
     }
     .map_err(|e| (Reason::TokenRoles, e.to_string()))?;
-    Identity::new(
+    let identity = Identity::new(
         subject,
         organisation,
         roles,
@@ -416,7 +424,15 @@ fn from_claims(
             .and_then(Value::as_u64)
             .unwrap_or(u64::MAX),
     )
-    .map_err(|e| (Reason::TokenClaims, e.to_string()))
+    .map_err(|e| (Reason::TokenClaims, e.to_string()))?;
+    let integrator = integrator::integrator(claims, payload, &names.first_party_clients)
+        .map_err(|e| (Reason::TokenClaims, e.to_string()))?;
+    match integrator {
+        None => Ok(identity),
+        Some(name) => identity
+            .with_integrator(&name)
+            .map_err(|e| (Reason::TokenClaims, e.to_string())),
+    }
 }
 
 fn describe_rule(route: &Route) -> String {

@@ -103,6 +103,9 @@ reasons! {
     SwaCodeNotOwnOrganisation => ("swa_code_not_own_organisation", StatusCode::FORBIDDEN),
     /// Admin acting on another organisation.
     OtherOrganisation => ("other_organisation", StatusCode::FORBIDDEN),
+    /// The token acts through a third-party integrator that the caller's organisation (or the
+    /// one it acts for) has no agreement with for this API.
+    IntegratorNotAgreed => ("integrator_not_agreed", StatusCode::FORBIDDEN),
 
     // --- 404 ---
     RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),

@@ -163,6 +163,8 @@ pub struct Identity {
     pub issued_at: Option<u64>,
     /// `exp`, seconds since the epoch; the cache entry dies with it.
     pub expires_at: u64,
+    /// The third-party integrator acting through this user's account (seed 002), if any.
+    pub integrator: Option<Arc<str>>,
     headers: IdentityHeaders,
 }
 
@@ -173,6 +175,8 @@ pub struct IdentityHeaders {
     pub user: HeaderValue,
     pub organisation: HeaderValue,
     pub roles: HeaderValue,
+    /// Forwarded as `x-streetgate-integrator`.
+    pub integrator: Option<HeaderValue>,
 }
 
 /// Longest subject or organisation forwarded as a header.
@@ -202,6 +206,7 @@ impl Identity {
             organisation: header_value("organisation", organisation)?,
             roles: HeaderValue::from_str(&roles.header_value())
                 .map_err(|_| IdentityError::NotHeaderSafe { claim: "roles" })?,
+            integrator: None,
         };
         Ok(Identity {
             subject: Arc::from(subject),
@@ -209,8 +214,16 @@ impl Identity {
             roles,
             issued_at,
             expires_at,
+            integrator: None,
             headers,
         })
+    }
+
+    /// The same identity acting through `integrator`, which must travel as a header too.
+    pub fn with_integrator(mut self, integrator: &str) -> Result<Identity, IdentityError> {
+        self.headers.integrator = Some(header_value("integrator", integrator)?);
+        self.integrator = Some(Arc::from(integrator));
+        Ok(self)
     }
 
     pub fn headers(&self) -> &IdentityHeaders {

@@ -6,6 +6,7 @@ pub mod cache;
 mod error;
 pub mod extract;
 pub mod identity;
+pub mod integrator;
 mod jwks;
 pub mod keys;
 pub mod verify;

@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use super::error::AuthError;
 use super::identity::{Identity, RoleSet};
+use super::integrator;
 use super::keys::{AlgSet, KeySet, alg_name, parse_alg};
 use crate::config::raw::RawClaimNames;
 use crate::grants::codes::SwaCode;
@@ -123,7 +124,13 @@ impl Policy {
             .map_err(|_| AuthError::Malformed("payload is not base64url"))?;
         let claims: Map<String, Value> = serde_json::from_slice(&payload)
             .map_err(|_| AuthError::Malformed("payload is not a JSON object"))?;
-        self.check_claims(&claims, now)
+        let identity = self.check_claims(&claims, now)?;
+        match integrator::integrator(&claims, &payload, &self.claims.first_party_clients)? {
+            None => Ok(identity),
+            Some(name) => identity
+                .with_integrator(&name)
+                .map_err(|e| AuthError::Claims(e.to_string())),
+        }
     }
 
     /// `parse` then `verify`.

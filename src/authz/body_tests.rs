@@ -82,6 +82,7 @@ fn decide_with(
         resource,
         swa_code: swa,
         body: Some(body),
+        api: "work",
     };
     decide(rule, Some(who), Some(works), &facts, 0).reason
 }

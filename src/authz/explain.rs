@@ -31,6 +31,17 @@ pub fn explain(decision: &Decision) -> Vec<String> {
             }
         ));
     }
+    if let Some(check) = decision.integrator {
+        lines.push(format!(
+            "integrator agreement of {}: {}",
+            check.organisation,
+            if check.agreed {
+                "covers this API"
+            } else {
+                "none for this API"
+            }
+        ));
+    }
     if let Some(work) = decision.work {
         lines.push(format!(
             "work: promoter {}, highway authority {}, workstream {}",

@@ -68,6 +68,7 @@ pub fn seed_000() -> Snapshot {
             status,
             workstreams: workstreams.iter().map(|w| ws(w)).collect(),
             contractors: contractors.iter().map(|c| swa(c)).collect(),
+            integrators: Default::default(),
         });
     }
 

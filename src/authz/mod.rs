@@ -4,8 +4,8 @@
 //!
 //! The order of checks, which is also the order `explain` reports them in:
 //! public route → identity (own organisation, revoked token, suspended organisation) → roles →
-//! `swaCode` (acting organisation and capacity) → the rule's access on the resource → the
-//! rule's checks on other body fields (`body_checks`).
+//! `swaCode` (acting organisation and capacity) → the integrator's agreements (`integrator`) →
+//! the rule's access on the resource → the rule's checks on other body fields (`body_checks`).
 //!
 //! A rule that reads the body is decided twice: `decide_before_body` first, on everything that
 //! does not need the body, so a caller who may not call the route never gets its body read;
@@ -17,6 +17,7 @@ mod caller;
 pub mod explain;
 #[doc(hidden)]
 pub mod fixture;
+mod integrator;
 pub mod rule;
 mod visibility;
 
@@ -40,6 +41,8 @@ pub struct RequestFacts<'a> {
     pub swa_code: SwaCodeParam<'a>,
     /// The parsed request body, for the rule's body checks (None when not read).
     pub body: Option<&'a serde_json::Value>,
+    /// The route's API (`apis[].name`), which an integrator's agreement must cover.
+    pub api: &'a str,
 }
 
 /// The `swaCode` query parameter as the client sent it.
@@ -80,6 +83,15 @@ pub struct Decision {
     pub workstream_access: Option<(Workstream, AccessLevel)>,
     /// For `Access::Filtered` routes that were allowed: which rows the caller may see.
     pub visibility: Option<Visibility>,
+    /// The last integrator agreement consulted, when the token acts through an integrator.
+    pub integrator: Option<IntegratorCheck>,
+}
+
+/// Whether an organisation's agreements cover the token's integrator for the route's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IntegratorCheck {
+    pub organisation: SwaCode,
+    pub agreed: bool,
 }
 
 impl Decision {
@@ -95,6 +107,7 @@ impl Decision {
             work: None,
             workstream_access: None,
             visibility: None,
+            integrator: None,
         }
     }
 }
@@ -161,10 +174,15 @@ fn evaluate(
         (Allow::Roles(_), None) => return Err(Reason::TokenMissing),
         (Allow::Roles(roles), Some(identity)) => (*roles, identity),
     };
+    if works.is_none() && identity.integrator.is_some() {
+        // No snapshot, no agreements: an integrator is refused even on role-only routes.
+        return Err(Reason::IntegratorNotAgreed);
+    }
     if works.is_none() && !matches!(rule.access, Access::RoleOnly) {
         return Err(Reason::SnapshotUnavailable);
     }
     let caller = caller::establish(decision, identity, roles, works, facts.swa_code)?;
+    integrator::check(decision, identity, &caller, works, facts.api)?;
     if stage == Stage::BeforeBody {
         if matches!(rule.access.source(), Some(rule::ValueSource::Body(_))) {
             return Ok(Reason::RoleGranted);

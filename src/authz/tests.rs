@@ -122,6 +122,7 @@ impl World {
             resource,
             swa_code: swa,
             body: None,
+            api: "work",
         };
         decide(
             &rule(kind, &[Planner, Contractor, Ha, Admin, DataExport]),
@@ -362,6 +363,7 @@ fn decide_with(world: &World, rule: &Rule, caller: &Identity, swa: SwaCodeParam)
         resource: None,
         swa_code: swa,
         body: None,
+        api: "work",
     };
     decide(rule, Some(caller), Some(world.works()), &facts, NOW)
 }
@@ -402,6 +404,7 @@ fn without_a_snapshot_only_role_rules_are_decided() {
         resource: Some("NW001"),
         swa_code: swa,
         body: None,
+        api: "work",
     };
     let all = [Planner, Contractor, Ha];
     for kind in KINDS {
@@ -506,6 +509,7 @@ fn invariants_hold_for_every_role_set_and_access_kind() {
                             resource: Some(resource),
                             swa_code: swa,
                             body: None,
+                            api: "work",
                         };
                         let d = decide(&r, Some(&caller), Some(world.works()), &facts, NOW);
                         check_invariants(roles, &caller, swa, &d);

@@ -171,6 +171,10 @@ pub struct RawClaimNames {
     pub roles: String,
     #[serde(default = "defaults::claim_organisation")]
     pub organisation: String,
+    /// Client ids (`azp`/`client_id`) of the API's own clients: tokens from them name no
+    /// third-party integrator.
+    #[serde(default)]
+    pub first_party_clients: Vec<String>,
 }
 
 impl Default for RawClaimNames {
@@ -179,6 +183,7 @@ impl Default for RawClaimNames {
             subject: defaults::claim_subject(),
             roles: defaults::claim_roles(),
             organisation: defaults::claim_organisation(),
+            first_party_clients: Vec::new(),
         }
     }
 }

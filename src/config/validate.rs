@@ -41,9 +41,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
                     format!("route id {:?} is used twice", route.id),
                 );
             }
-            if let Some((full_path, compiled)) =
-                compile_route(route, ai, &prefix, raw.grants.is_some(), &at, &mut problems)
-                && let Err(e) = router.insert(&full_path, compiled)
+            if let Some((full_path, compiled)) = compile_route(
+                route,
+                (ai, &api.name),
+                &prefix,
+                raw.grants.is_some(),
+                &at,
+                &mut problems,
+            ) && let Err(e) = router.insert(&full_path, compiled)
             {
                 problems.push(format!("{at}.route"), e.to_string());
             }
@@ -318,7 +323,7 @@ fn check_upstream(text: &str, at: &str, problems: &mut Problems) -> Option<Uri> 
 
 fn compile_route(
     raw: &RawRoute,
-    api: usize,
+    (api, api_name): (usize, &str),
     prefix: &str,
     has_grants: bool,
     at: &str,
@@ -455,6 +460,7 @@ fn compile_route(
     let route = Route {
         id: raw.id.as_str().into(),
         api,
+        api_name: api_name.into(),
         index: 0,
         method,
         template: template.into(),

@@ -14,6 +14,7 @@ pub const ORGANISATION: HeaderName = HeaderName::from_static("x-streetgate-organ
 pub const ACTING_ORGANISATION: HeaderName =
     HeaderName::from_static("x-streetgate-acting-organisation");
 pub const ROLES: HeaderName = HeaderName::from_static("x-streetgate-roles");
+pub const INTEGRATOR: HeaderName = HeaderName::from_static("x-streetgate-integrator");
 pub const DECISION_ID: HeaderName = HeaderName::from_static("x-streetgate-decision-id");
 const IDENTITY_PREFIX: &str = "x-streetgate-";
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -191,6 +192,9 @@ pub fn rewrite_request(
         h.insert(USER, values.user.clone());
         h.insert(ORGANISATION, values.organisation.clone());
         h.insert(ROLES, values.roles.clone());
+        if let Some(integrator) = &values.integrator {
+            h.insert(INTEGRATOR, integrator.clone());
+        }
     }
     if let Some(acting) = acting_organisation {
         h.insert(ACTING_ORGANISATION, acting.header_value());

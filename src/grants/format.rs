@@ -40,6 +40,9 @@ pub struct OrganisationDoc {
     pub workstreams: Vec<String>,
     #[serde(default)]
     pub contractors: Vec<String>,
+    /// Third-party integrators this organisation has an agreement with (optional).
+    #[serde(default)]
+    pub integrators: Vec<super::integrators::IntegratorDoc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

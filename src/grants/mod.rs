@@ -3,6 +3,7 @@
 
 pub mod codes;
 pub mod format;
+pub mod integrators;
 pub mod overlay;
 pub mod snapshot;
 mod source;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::codes::{SwaCode, Workstream};
 use super::format::{AccessLevel, GrantsDocument, OrgKind, OrgStatus};
+use super::integrators::{Agreements, KnownIntegrators};
 use super::timestamp::parse_rfc3339;
 use super::validate::validate;
 use super::works::{TooLarge, WorkIndex};
@@ -19,6 +20,8 @@ pub struct Organisation {
     pub workstreams: Vec<Workstream>,
     /// Contractor organisations allowed to act for this one.
     pub contractors: Vec<SwaCode>,
+    /// Third-party integrators it has an agreement with, and for which APIs.
+    pub integrators: Agreements,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -46,6 +49,8 @@ pub struct Snapshot {
     pub(crate) organisations: HashMap<SwaCode, Organisation>,
     pub(crate) users: HashMap<Box<str>, User>,
     pub(crate) works: WorkIndex,
+    /// Integrators with their own metric label.
+    pub(crate) known_integrators: KnownIntegrators,
 }
 
 /// Why a grants document did not become a snapshot.
@@ -106,6 +111,11 @@ impl Snapshot {
             .unwrap_or(AccessLevel::NoAccess)
     }
 
+    /// The metric label for an integrator: itself when this snapshot names it, else `other`.
+    pub fn integrator_label<'a>(&self, integrator: &'a str) -> &'a str {
+        self.known_integrators.label(integrator)
+    }
+
     pub fn work_count(&self) -> usize {
         self.works.len()
     }
@@ -155,6 +165,7 @@ fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
                         .iter()
                         .filter_map(|c| SwaCode::parse(c))
                         .collect(),
+                    integrators: Agreements::build(&o.integrators),
                 },
             ))
         })
@@ -196,7 +207,13 @@ fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
             Some((&*w.work_reference_number, info))
         }),
     )?;
+    let known_integrators = KnownIntegrators::build(
+        doc.organisations
+            .iter()
+            .flat_map(|o| o.integrators.iter().map(|i| i.id.as_str())),
+    );
     Ok(Snapshot {
+        known_integrators,
         version: doc.version,
         generated_at: parse_rfc3339(&doc.generated_at).unwrap_or_default(),
         organisations,

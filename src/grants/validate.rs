@@ -46,6 +46,9 @@ pub fn validate(doc: &GrantsDocument<'_>, in_force: Option<u64>) -> Problems {
         r.push("generated_at", not_rfc3339(&doc.generated_at));
     }
     let orgs = organisations(doc, &mut r);
+    for (at, message) in super::integrators::problems(doc) {
+        r.push(at, message);
+    }
     users(doc, &orgs, &mut r);
     works(doc, &orgs, &mut r);
     if r.unreported > 0 {

@@ -79,6 +79,7 @@ fn with_facts(
         resource: resource.as_deref(),
         swa_code,
         body,
+        api: &matched.route.api_name,
     };
     Ok(decide(&facts))
 }

@@ -355,6 +355,18 @@ impl Gateway {
         shadow: bool,
     ) {
         log.decide(decision, shadow);
+        if let Some(integrator) = log.integrator.as_deref() {
+            let label = self
+                .grants
+                .as_deref()
+                .and_then(|g| g.current(SystemTime::now()).ok())
+                .map_or("other", |s| s.integrator_label(integrator));
+            let applied = Applied::of(decision.reason, shadow).as_str();
+            self.metrics
+                .integrator_decisions
+                .with_label_values(&[label, applied])
+                .inc();
+        }
         self.metrics
             .decision_duration
             .observe(log.started.elapsed().as_secs_f64());
@@ -413,6 +425,7 @@ impl Gateway {
             .map_err(|e| e.reason())?;
         log.user = Some(identity.subject.clone());
         log.organisation = Some(identity.organisation.clone());
+        log.integrator = identity.integrator.clone();
         if let Some(limiter) = &runtime.limiter {
             limiter
                 .check_user(&identity.subject, Instant::now())

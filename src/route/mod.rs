@@ -16,6 +16,8 @@ pub struct Route {
     pub id: Arc<str>,
     /// Index into `Config::apis`.
     pub api: usize,
+    /// `Config::apis[api].name`: what an integrator's agreement names.
+    pub api_name: Arc<str>,
     /// Position in `Router::routes()`, set by `Router::insert` (per-route state is indexed by it).
     pub index: usize,
     pub method: Method,
@@ -111,6 +113,7 @@ mod tests {
         Route {
             id: id.into(),
             api: 0,
+            api_name: "work".into(),
             index: 0,
             method,
             template: "/t".into(),

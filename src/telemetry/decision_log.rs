@@ -1,5 +1,6 @@
 //! The decision log: one structured JSON line per decision (target `streetgate::decision`).
-//! Denials are always logged, allows sampled; the token itself never appears.
+//! Denials, and every decision made through a third-party integrator, are always logged;
+//! other allows are sampled. The token itself never appears.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +21,8 @@ pub struct DecisionRecord {
     pub user: Option<Arc<str>>,
     pub organisation: Option<Arc<str>>,
     pub acting_organisation: Option<SwaCode>,
+    /// The third-party integrator the token acts through: always logged.
+    pub integrator: Option<Arc<str>>,
     pub reason: Option<Reason>,
     pub shadow: bool,
     pub status: u16,
@@ -37,6 +40,7 @@ impl DecisionRecord {
             user: None,
             organisation: None,
             acting_organisation: None,
+            integrator: None,
             reason: None,
             shadow: false,
             status: 0,
@@ -53,8 +57,7 @@ impl DecisionRecord {
 
 pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
     let Some(reason) = record.reason else { return };
-    let allowed = reason.is_allow();
-    if allowed && !(allow_sample_rate >= 1.0 || rand::random::<f64>() < allow_sample_rate) {
+    if !kept(record, allow_sample_rate, rand::random::<f64>) {
         return;
     }
     let decision = Applied::of(reason, record.shadow).as_str();
@@ -65,6 +68,7 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
         method = %record.method,
         user = record.user.as_deref(),
         organisation = record.organisation.as_deref(),
+        integrator = record.integrator.as_deref(),
         acting_organisation = record.acting_organisation.as_ref().map(SwaCode::as_str),
         decision,
         reason = reason.as_str(),
@@ -72,4 +76,29 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
         status = record.status,
         filter_us = record.filter_us,
     );
+}
+
+/// Whether a decision is logged: denials always, allows made through an integrator always
+/// (each must stay attributable), other allows at `allow_sample_rate`.
+fn kept(record: &DecisionRecord, allow_sample_rate: f64, draw: impl FnOnce() -> f64) -> bool {
+    let sampled = record.reason.is_some_and(Reason::is_allow) && record.integrator.is_none();
+    !sampled || allow_sample_rate >= 1.0 || draw() < allow_sample_rate
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integrator_allows_are_never_sampled_away() {
+        let mut record = DecisionRecord::new("d".into(), &Method::GET, Instant::now());
+        record.reason = Some(Reason::RoleGranted);
+        assert!(!kept(&record, 0.0, || 0.5));
+        assert!(kept(&record, 1.0, || 0.5));
+        record.integrator = Some("acme".into());
+        assert!(kept(&record, 0.0, || 0.99));
+        record.reason = Some(Reason::IntegratorNotAgreed);
+        record.integrator = None;
+        assert!(kept(&record, 0.0, || 0.99));
+    }
 }

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub config_reload: IntCounterVec,
     /// route, outcome: kept | dropped.
     pub filtered_rows: IntCounterVec,
+    /// Decisions on tokens acting through a third-party integrator, by integrator (a label the
+    /// snapshot names, capped; others are `other`) and decision.
+    pub integrator_decisions: IntCounterVec,
 }
 
 impl Metrics {
@@ -112,9 +115,18 @@ impl Metrics {
                 &["route", "outcome"],
             )
             .expect("valid metric"),
+            integrator_decisions: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_integrator_decisions_total",
+                    "Decisions on tokens acting through a third-party integrator.",
+                ),
+                &["integrator", "decision"],
+            )
+            .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+            Box::new(m.integrator_decisions.clone()),
             Box::new(m.decisions.clone()),
             Box::new(m.decision_duration.clone()),
             Box::new(m.upstream_duration.clone()),

@@ -384,6 +384,7 @@ fn claim_names_are_configurable() {
         subject: "preferred_username".into(),
         roles: "groups".into(),
         organisation: "swa".into(),
+        first_party_clients: Vec::new(),
     };
     let c = json!({
         "iss": "https://idp.test", "aud": "streetgate", "exp": NOW + 60,
