@@ -49,6 +49,7 @@ fn cold(c: &mut Criterion) {
         audience: "streetgate".into(),
         leeway: 5,
         claims: RawClaimNames::default(),
+        model: streetgate::config::raw::Model::StreetManager,
     };
     let rsa = EncodingKey::from_rsa_pem(&fixture("rsa1.pem")).expect("rsa key");
     let ec = EncodingKey::from_ec_pem(&fixture("ec1.pem")).expect("ec key");

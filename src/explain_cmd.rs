@@ -19,7 +19,7 @@ use crate::authn::integrator;
 use crate::authn::{AuthSetupError, Authenticator};
 use crate::authz::rule::{Access, Allow, ValueSource};
 use crate::authz::{self, Decision};
-use crate::config::raw::{RawClaimNames, RawTokenSource};
+use crate::config::raw::{Model, RawClaimNames, RawTokenSource};
 use crate::config::{Config, ConfigError};
 use crate::fetch::{FetchError, Fetched, Fetcher};
 use crate::grants::codes::SwaCode;
@@ -203,12 +203,18 @@ pub async fn explain(
     } else {
         match identify(&config, &req.caller, now).await? {
             Ok((identity, how)) => {
-                out.line(format!(
-                    "identity: {} of organisation {}, roles {} ({how})",
-                    identity.subject,
-                    identity.organisation,
-                    identity.roles.header_value()
-                ));
+                out.line(match config.auth.model {
+                    Model::StreetManager => format!(
+                        "identity: {} of organisation {}, roles {} ({how})",
+                        identity.subject,
+                        identity.organisation,
+                        identity.roles.header_value()
+                    ),
+                    Model::Contracts => format!(
+                        "identity: {} of company {} ({how})",
+                        identity.subject, identity.organisation
+                    ),
+                });
                 if let Some(integrator) = &identity.integrator {
                     out.line(format!(
                         "integrator: {integrator} acts through this user's account (api {})",
@@ -306,8 +312,10 @@ async fn identify(config: &Config, caller: &Caller, now: u64) -> Result<Identifi
         Caller::Claims(json) => {
             let claims: Map<String, Value> = serde_json::from_str(json)
                 .map_err(|e| ExplainError::Usage(format!("--claims is not a JSON object: {e}")))?;
-            Ok(from_claims(&claims, json.as_bytes(), names)
-                .map(|id| (Arc::new(id), "raw claims, not verified".to_owned())))
+            Ok(
+                from_claims(&claims, json.as_bytes(), names, config.auth.model)
+                    .map(|id| (Arc::new(id), "raw claims, not verified".to_owned())),
+            )
         }
         Caller::Token {
             token,
@@ -324,13 +332,15 @@ async fn identify(config: &Config, caller: &Caller, now: u64) -> Result<Identifi
                     "the token payload is not base64url JSON".to_owned(),
                 )));
             };
-            Ok(from_claims(&claims, &payload, names).map(|id| {
-                (
+            Ok(
+                from_claims(&claims, &payload, names, config.auth.model).map(|id| {
+                    (
                     Arc::new(id),
                     "token decoded WITHOUT verifying its signature or validity (--insecure-decode)"
                         .to_owned(),
                 )
-            }))
+                }),
+            )
         }
         Caller::Token { token, .. } => verify(config, token, now).await,
     }
@@ -382,6 +392,7 @@ fn from_claims(
     claims: &Map<String, Value>,
     payload: &[u8],
     names: &RawClaimNames,
+    model: Model,
 ) -> Result<Identity, (Reason, String)> {
     let string = |name: &str| match claims.get(name) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s.as_str()),
@@ -392,6 +403,16 @@ fn from_claims(
     };
     let subject = string(&names.subject)?;
     let organisation = string(&names.organisation)?;
+    let iat = claims.get("iat").and_then(Value::as_u64);
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    if model == Model::Contracts {
+        // Contracts tokens name the user's company; user types and contracts are in the snapshot.
+        return Identity::new(subject, organisation, RoleSet::EMPTY, iat, exp)
+            .map_err(|e| (Reason::TokenClaims, e.to_string()));
+    }
     if SwaCode::parse(organisation).is_none() {
         return Err((
             Reason::TokenClaims,
@@ -414,17 +435,8 @@ fn from_claims(
         }
     }
     .map_err(|e| (Reason::TokenRoles, e.to_string()))?;
-    let identity = Identity::new(
-        subject,
-        organisation,
-        roles,
-        claims.get("iat").and_then(Value::as_u64),
-        claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .unwrap_or(u64::MAX),
-    )
-    .map_err(|e| (Reason::TokenClaims, e.to_string()))?;
+    let identity = Identity::new(subject, organisation, roles, iat, exp)
+        .map_err(|e| (Reason::TokenClaims, e.to_string()))?;
     let integrator = integrator::integrator(claims, payload, &names.first_party_clients)
         .map_err(|e| (Reason::TokenClaims, e.to_string()))?;
     match integrator {
@@ -440,6 +452,7 @@ fn describe_rule(route: &Route) -> String {
     let allow = match &rule.allow {
         Allow::Public => "public".to_owned(),
         Allow::Roles(roles) => format!("roles any of [{}]", roles.header_value()),
+        Allow::Authenticated => "any verified token".to_owned(),
     };
     let source = |s: &ValueSource| match s {
         ValueSource::Path(p) => format!("path parameter {p}"),
@@ -458,6 +471,21 @@ fn describe_rule(route: &Route) -> String {
             format!("own organisation, named by the {}", source(s))
         }
         Access::Filtered => "rows filtered by workstream".to_owned(),
+        Access::ContractPermission {
+            source: s, needs, ..
+        } => format!(
+            "permission {needs} on the contract named by the {} (party and role through its template)",
+            source(s)
+        ),
+        Access::SystemPermission {
+            name, user_type, ..
+        } => match user_type {
+            None => format!("system permission {name} of the user type"),
+            Some(s) => format!(
+                "system permission {name} of the user type; the user type in the {} may not be more privileged",
+                source(s)
+            ),
+        },
     };
     let member = if rule.organisation_member {
         "; acting organisation must be the work's promoter or highway authority"

@@ -93,6 +93,7 @@ static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy {
     audience: "street-manager".into(),
     leeway: 5,
     claims: RawClaimNames::default(),
+    model: crate::config::raw::Model::StreetManager,
 });
 
 /// Token extraction and parsing. The input is header lines (`name: value`), optionally

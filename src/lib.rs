@@ -13,6 +13,7 @@ pub mod authn;
 pub mod authz;
 pub mod body;
 pub mod config;
+pub mod contracts;
 pub mod demo;
 pub mod error;
 pub mod explain_cmd;

@@ -46,6 +46,12 @@ reasons! {
     OwnOrganisation => ("own_organisation", StatusCode::OK),
     /// Response rows are filtered to the caller's workstreams.
     FilteredRows => ("filtered_rows", StatusCode::OK),
+    /// Contracts model: the caller's party and role on the contract hold the permission.
+    ContractPermission => ("contract_permission", StatusCode::OK),
+    /// Contracts model: the caller's user type reads the contract without membership.
+    UserTypeRead => ("user_type_read", StatusCode::OK),
+    /// Contracts model: the caller's user type holds the system permission.
+    SystemPermission => ("system_permission", StatusCode::OK),
 
     // --- 400: the request itself is wrong ---
     /// Dot segments, encoded slash/dot/backslash, NUL, bad percent-encoding or UTF-8.
@@ -106,6 +112,17 @@ reasons! {
     /// The token acts through a third-party integrator that the caller's organisation (or the
     /// one it acts for) has no agreement with for this API.
     IntegratorNotAgreed => ("integrator_not_agreed", StatusCode::FORBIDDEN),
+    /// Contracts model: the contract is not in the snapshot.
+    ContractUnknown => ("contract_unknown", StatusCode::FORBIDDEN),
+    /// Contracts model: not assigned to the contract, and no user type reading it.
+    ContractNotMember => ("contract_not_member", StatusCode::FORBIDDEN),
+    /// Contracts model: the caller's party and role lack the permission on this contract.
+    ContractPermissionMissing => ("contract_permission_missing", StatusCode::FORBIDDEN),
+    /// Contracts model: the caller's user type lacks the system permission.
+    SystemPermissionMissing => ("system_permission_missing", StatusCode::FORBIDDEN),
+    /// Contracts model: the user type being assigned is more privileged than the caller's,
+    /// or outside what the caller's type may assign.
+    UserTypeNotAssignable => ("user_type_not_assignable", StatusCode::FORBIDDEN),
 
     // --- 404 ---
     RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
@@ -170,7 +187,7 @@ mod tests {
     #[test]
     fn only_allow_reasons_are_success() {
         let allows: Vec<_> = Reason::ALL.iter().filter(|r| r.is_allow()).collect();
-        assert_eq!(allows.len(), 9);
+        assert_eq!(allows.len(), 12);
         assert!(!Reason::RouteNotFound.is_allow());
     }
 }

@@ -181,6 +181,9 @@ fn access_rules_follow_the_model() {
                 );
             }
             Access::RoleOnly => assert!(!works_path, "{} is under a work but role-only", route.id),
+            Access::ContractPermission { .. } | Access::SystemPermission { .. } => {
+                panic!("{} is a contracts rule", route.id)
+            }
         }
         if matches!(api, "geojson" | "lookup") {
             assert_eq!(*access, Access::RoleOnly, "{}", route.id);

@@ -105,6 +105,7 @@ impl Authenticator {
                     audience: auth.audience.clone(),
                     leeway: auth.leeway.as_secs(),
                     claims: auth.claims.clone(),
+                    model: auth.model,
                 },
                 keys,
                 cache: TokenCache::new(auth.token_cache_entries),

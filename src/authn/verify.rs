@@ -15,7 +15,7 @@ use super::error::AuthError;
 use super::identity::{Identity, RoleSet};
 use super::integrator;
 use super::keys::{AlgSet, KeySet, alg_name, parse_alg};
-use crate::config::raw::RawClaimNames;
+use crate::config::raw::{Model, RawClaimNames};
 use crate::grants::codes::SwaCode;
 
 /// Where verification keys come from for one call.
@@ -35,6 +35,9 @@ pub struct Policy {
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway: u64,
     pub claims: RawClaimNames,
+    /// Street Manager tokens carry roles and a SWA code; contracts tokens a subject and the
+    /// user's company (roles, if any, are not read).
+    pub model: Model,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +180,10 @@ impl Policy {
         let names = &self.claims;
         let subject = string(claims, &names.subject)?;
         let organisation = string(claims, &names.organisation)?;
+        if self.model == Model::Contracts {
+            return Identity::new(subject, organisation, RoleSet::EMPTY, iat, exp)
+                .map_err(|e| AuthError::Claims(e.to_string()));
+        }
         if SwaCode::parse(organisation).is_none() {
             return Err(AuthError::Claims(format!(
                 "{} is not a SWA code",

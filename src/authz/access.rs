@@ -48,6 +48,11 @@ pub(super) fn check(
             decision.workstream_access = Some((workstream, level));
             need_full_write(level)
         }
+        // Validation pairs these with `allow: authenticated` (decided by `contract`); a rule
+        // that reached here anyway is refused.
+        Access::ContractPermission { .. } | Access::SystemPermission { .. } => {
+            Err(Reason::RoleNotPermitted)
+        }
         Access::OwnOrganisation(source) => {
             let named = resource(source, facts)?;
             if SwaCode::parse(named) == Some(caller.own) {

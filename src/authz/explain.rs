@@ -42,6 +42,9 @@ pub fn explain(decision: &Decision) -> Vec<String> {
             }
         ));
     }
+    if let Some(step) = &decision.contract {
+        super::contract::explain(step, &mut lines);
+    }
     if let Some(work) = decision.work {
         lines.push(format!(
             "work: promoter {}, highway authority {}, workstream {}",

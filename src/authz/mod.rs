@@ -14,6 +14,7 @@
 mod access;
 mod body_checks;
 mod caller;
+pub mod contract;
 pub mod explain;
 #[doc(hidden)]
 pub mod fixture;
@@ -85,6 +86,8 @@ pub struct Decision {
     pub visibility: Option<Visibility>,
     /// The last integrator agreement consulted, when the token acts through an integrator.
     pub integrator: Option<IntegratorCheck>,
+    /// Contracts model: the user type, contract, party and role the decision read.
+    pub contract: Option<contract::ContractStep>,
 }
 
 /// Whether an organisation's agreements cover the token's integrator for the route's API.
@@ -108,6 +111,7 @@ impl Decision {
             workstream_access: None,
             visibility: None,
             integrator: None,
+            contract: None,
         }
     }
 }
@@ -171,7 +175,10 @@ fn evaluate(
 ) -> Result<Reason, Reason> {
     let (roles, identity) = match (&rule.allow, identity) {
         (Allow::Public, _) => return Ok(Reason::Public),
-        (Allow::Roles(_), None) => return Err(Reason::TokenMissing),
+        (Allow::Roles(_) | Allow::Authenticated, None) => return Err(Reason::TokenMissing),
+        (Allow::Authenticated, Some(identity)) => {
+            return contract::check(decision, rule, identity, works, facts, stage);
+        }
         (Allow::Roles(roles), Some(identity)) => (*roles, identity),
     };
     if works.is_none() && identity.integrator.is_some() {

@@ -1,7 +1,10 @@
 //! A route's authorization rule, compiled from config: who may call it and what access the
 //! resource it acts on needs.
 
+use std::sync::Arc;
+
 use crate::authn::identity::RoleSet;
+use crate::contracts::user_types::UserTypes;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rule {
@@ -63,6 +66,8 @@ pub enum Allow {
     Public,
     /// Any of these roles.
     Roles(RoleSet),
+    /// Any verified token (contracts model).
+    Authenticated,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +80,21 @@ pub enum Access {
     CreateInWorkstream(ValueSource),
     OwnOrganisation(ValueSource),
     Filtered,
+    /// Contracts model: the caller's party and role on the contract named by `source` must
+    /// hold `needs` (through the contract's template); `read` is also given by user types that
+    /// read without membership.
+    ContractPermission {
+        source: ValueSource,
+        needs: Box<str>,
+        user_types: Arc<UserTypes>,
+    },
+    /// Contracts model: the caller's user type holds `name`. With `user_type` (a body field),
+    /// the user type it assigns may not be more privileged than the caller's.
+    SystemPermission {
+        name: Box<str>,
+        user_type: Option<ValueSource>,
+        user_types: Arc<UserTypes>,
+    },
 }
 
 /// Where the request carries the resource a rule acts on.
@@ -93,6 +113,8 @@ impl Access {
             | Access::WriteWork(s)
             | Access::CreateInWorkstream(s)
             | Access::OwnOrganisation(s) => Some(s),
+            Access::ContractPermission { source, .. } => Some(source),
+            Access::SystemPermission { user_type, .. } => user_type.as_ref(),
             Access::RoleOnly | Access::MapView | Access::Filtered => None,
         }
     }

@@ -1,6 +1,7 @@
 //! Typed config: parse the file (`raw`), validate everything in one pass reporting each problem
 //! with its location (`validate`), and hand out one compiled `Config` that is swapped whole.
 
+mod model;
 pub mod problems;
 pub mod raw;
 mod validate;

@@ -11,6 +11,13 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
+    /// The domain model the rules speak: Street Manager workstreams (default) or contract
+    /// parties and roles (`contracts`, with the `contracts` section below).
+    #[serde(default)]
+    pub model: Model,
+    /// The user-type table of the contracts model.
+    #[serde(default)]
+    pub contracts: Option<crate::contracts::user_types::RawContracts>,
     pub listen: RawListen,
     #[serde(default)]
     pub admin: RawAdmin,
@@ -103,6 +110,14 @@ impl Default for RawAdmin {
     }
 }
 
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    #[default]
+    StreetManager,
+    Contracts,
+}
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
@@ -129,6 +144,10 @@ pub struct RawAuth {
     /// Tokens longer than this are rejected before any parsing.
     #[serde(default = "defaults::max_token_bytes")]
     pub max_token_bytes: usize,
+    /// Copied from the top-level `model` by validation: it decides which claims a token must
+    /// carry (Street Manager roles and a SWA code, or a subject and company).
+    #[serde(skip)]
+    pub model: Model,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -324,6 +343,10 @@ pub struct RawRoute {
     /// with the reason (`{field: reason}`); the body-field audit test reads them.
     #[serde(default)]
     pub body_fields_unchecked: std::collections::BTreeMap<String, String>,
+    /// Contracts model, with `system_permission`: the body field naming the user type being
+    /// assigned, which may not be more privileged than the caller's own.
+    #[serde(default)]
+    pub user_type_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -331,6 +354,8 @@ pub struct RawRoute {
 pub enum RawAllow {
     Public,
     Roles(Vec<String>),
+    /// Any verified token (contracts model: user types, parties and roles decide the rest).
+    Authenticated,
 }
 
 /// Where a route's resource comes from, and the access the caller needs on it.
@@ -353,6 +378,24 @@ pub enum RawAccess {
     OwnOrganisation(RawValueSource),
     /// Rows are filtered by the response policy; the route itself needs only the role.
     Filtered,
+    /// Contracts model: the permission the caller's party and role need on the contract.
+    ContractPermission(RawContractPermission),
+    /// Contracts model: a system permission of the caller's user type.
+    SystemPermission(String),
+}
+
+/// `{path: contractId, needs: read}`: exactly one of path, query or body names the contract.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawContractPermission {
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// `read`, `create`, `communicate` or a custom permission of the contract templates.
+    pub needs: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use std::sync::Arc;
+
 use http::{Method, Uri};
 
 use super::raw::{
@@ -13,6 +15,7 @@ use crate::authn::extract::TokenSource;
 use crate::authn::identity::{Role, RoleSet};
 use crate::authn::keys::{AlgSet, KeySet};
 use crate::authz::rule::{Access, Allow, BodyRule, Rule, ValueSource};
+use crate::contracts::user_types::UserTypes;
 use crate::filter::ResponsePolicy;
 use crate::route::{Route, Router};
 
@@ -21,6 +24,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
 
     check_listen(&raw, &mut problems);
     check_auth(&raw, &mut problems);
+    let user_types = super::model::user_types(&raw, &mut problems);
 
     let mut apis = Vec::with_capacity(raw.apis.len());
     let mut router = Router::default();
@@ -45,7 +49,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
                 route,
                 (ai, &api.name),
                 &prefix,
-                raw.grants.is_some(),
+                (raw.grants.is_some(), user_types.as_ref()),
                 &at,
                 &mut problems,
             ) && let Err(e) = router.insert(&full_path, compiled)
@@ -70,7 +74,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         source: None,
         listen: raw.listen,
         admin: raw.admin,
-        auth: raw.auth,
+        auth: RawAuth {
+            model: raw.model,
+            ..raw.auth
+        },
         grants: raw.grants,
         decision_log: raw.decision_log,
         shadow: raw.shadow,
@@ -325,7 +332,7 @@ fn compile_route(
     raw: &RawRoute,
     (api, api_name): (usize, &str),
     prefix: &str,
-    has_grants: bool,
+    (has_grants, user_types): (bool, Option<&Arc<UserTypes>>),
     at: &str,
     problems: &mut Problems,
 ) -> Option<(String, Route)> {
@@ -384,6 +391,7 @@ fn compile_route(
             }
             Allow::Roles(set)
         }
+        RawAllow::Authenticated => Allow::Authenticated,
     };
 
     let source = |s: &RawValueSource, problems: &mut Problems| -> ValueSource {
@@ -419,7 +427,11 @@ fn compile_route(
         Some(RawAccess::CreateInWorkstream(s)) => Access::CreateInWorkstream(source(s, problems)),
         Some(RawAccess::OwnOrganisation(s)) => Access::OwnOrganisation(source(s, problems)),
         Some(RawAccess::Filtered) => Access::Filtered,
+        Some(RawAccess::ContractPermission(_) | RawAccess::SystemPermission(_)) => {
+            super::model::contract_access(raw, user_types, &source, at, problems)
+        }
     };
+    super::model::fits(raw, &allow, &access, user_types.is_some(), at, problems);
     if !matches!(access, Access::RoleOnly) {
         if !has_grants {
             problems.push(format!("{at}.access"), "needs a `grants` section");

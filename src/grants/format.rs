@@ -27,6 +27,9 @@ pub struct GrantsDocument<'a> {
     pub users: Vec<UserDoc<'a>>,
     #[serde(default, borrow)]
     pub works: Vec<WorkDoc<'a>>,
+    /// The contract-platform model's section (`model: contracts`), validated on its own.
+    #[serde(default)]
+    pub contracts: Option<crate::contracts::snapshot::ContractsDoc>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

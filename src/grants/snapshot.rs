@@ -51,6 +51,8 @@ pub struct Snapshot {
     pub(crate) works: WorkIndex,
     /// Integrators with their own metric label.
     pub(crate) known_integrators: KnownIntegrators,
+    /// The contract-platform model's section, when the document has one.
+    pub contracts: Option<crate::contracts::snapshot::ContractsSnapshot>,
 }
 
 /// Why a grants document did not become a snapshot.
@@ -214,6 +216,10 @@ fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
     );
     Ok(Snapshot {
         known_integrators,
+        contracts: doc
+            .contracts
+            .as_ref()
+            .map(crate::contracts::snapshot::ContractsSnapshot::build),
         version: doc.version,
         generated_at: parse_rfc3339(&doc.generated_at).unwrap_or_default(),
         organisations,

@@ -49,6 +49,13 @@ pub fn validate(doc: &GrantsDocument<'_>, in_force: Option<u64>) -> Problems {
     for (at, message) in super::integrators::problems(doc) {
         r.push(at, message);
     }
+    for (at, message) in doc
+        .contracts
+        .iter()
+        .flat_map(crate::contracts::snapshot::problems)
+    {
+        r.push(format!("contracts.{at}"), message);
+    }
     users(doc, &orgs, &mut r);
     works(doc, &orgs, &mut r);
     if r.unreported > 0 {

@@ -29,6 +29,7 @@ fn policy(algorithms: AlgSet) -> Policy {
         audience: "streetgate".into(),
         leeway: 5,
         claims: RawClaimNames::default(),
+        model: crate::config::raw::Model::StreetManager,
     }
 }
 
