@@ -477,6 +477,9 @@ fn describe_rule(route: &Route) -> String {
             "permission {needs} on the contract named by the {} (party and role through its template)",
             source(s)
         ),
+        Access::ReadableContracts { .. } => {
+            "rows filtered to the contracts the caller reads".to_owned()
+        }
         Access::SystemPermission {
             name, user_type, ..
         } => match user_type {

@@ -146,7 +146,16 @@ async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let grants = dir.path().join("grants.json");
     std::fs::write(&grants, snapshot(1, &json!([]))).unwrap();
-    let upstream = Upstream::start().await;
+    // Contract lists answer every contract; streetgate cuts them to the caller's.
+    let upstream = Upstream::with(std::sync::Arc::new(|seen: &Seen| {
+        if seen.uri.starts_with("/api/contracts?") || seen.uri == "/api/contracts" {
+            let rows = r#"{"rows": [{"contract_id": "K1"}, {"contract_id": "K2"}, {"contract_id": "K9"}, {"name": "no id"}]}"#;
+            json_response(http::StatusCode::OK, rows)
+        } else {
+            json_response(http::StatusCode::OK, r#"{"ok":true}"#)
+        }
+    }))
+    .await;
     let jwks = JwksServer::start().await;
     let gw = sidecar(&config(&upstream.url(), &jwks.url(), &grants)).await;
     World {
@@ -737,4 +746,43 @@ async fn explain_prints_the_contracts_chain() {
         text.contains("denied: user_type_not_assignable (403)"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn contract_lists_are_filtered_to_readable_contracts() {
+    let w = world().await;
+    let template = json!([{"party": "Client", "role": "ReadOnly", "permissions": []}]);
+    std::fs::write(&w.grants, snapshot(2, &template)).unwrap();
+    let applied = wait_until(Duration::from_secs(10), || async {
+        let t = member("Client", "ReadOnly");
+        send(w.gw.addr, request("GET", "/api/contracts/K1", &t, None))
+            .await
+            .status
+            == 403
+    })
+    .await;
+    assert!(applied);
+    let cases: [(String, &[&str]); 8] = [
+        // K9 is in no snapshot, so no one reads it; a row without an id is dropped too.
+        (of_type("SiteAdministrator"), &["K1", "K2"]),
+        (of_type("ViewAll"), &["K1", "K2"]),
+        (of_type("ViewAllHub"), &["K1"]),
+        (of_type("ViewOwn"), &["K1"]),
+        (of_type("GeneralUser"), &[]),
+        (member("Client", "Manager"), &["K1", "K2"]),
+        // K1's template took `read` from Client Read Only: only K2 is left.
+        (member("Client", "ReadOnly"), &["K2"]),
+        (user("stranger", "CLIENTCO"), &[]),
+    ];
+    for (t, expected) in cases {
+        let reply = send(w.gw.addr, request("GET", "/api/contracts", &t, None)).await;
+        assert_eq!(reply.status, 200);
+        let ids: Vec<String> = reply.json()["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["contract_id"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids, expected);
+    }
 }

@@ -172,6 +172,7 @@ fn by_wrn(field: &str) -> RawRowKey {
         workstream_field: None,
         organisation_field: None,
         work_reference_field: Some(field.into()),
+        contract_field: None,
     }
 }
 

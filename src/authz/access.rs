@@ -50,9 +50,9 @@ pub(super) fn check(
         }
         // Validation pairs these with `allow: authenticated` (decided by `contract`); a rule
         // that reached here anyway is refused.
-        Access::ContractPermission { .. } | Access::SystemPermission { .. } => {
-            Err(Reason::RoleNotPermitted)
-        }
+        Access::ContractPermission { .. }
+        | Access::SystemPermission { .. }
+        | Access::ReadableContracts { .. } => Err(Reason::RoleNotPermitted),
         Access::OwnOrganisation(source) => {
             let named = resource(source, facts)?;
             if SwaCode::parse(named) == Some(caller.own) {

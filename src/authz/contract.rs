@@ -14,6 +14,7 @@ use crate::authn::identity::Identity;
 use crate::contracts::snapshot::{ContractUser, PermissionSource};
 use crate::contracts::user_types::{Reads, UserType, UserTypes};
 use crate::contracts::{ContractRole, Party};
+use crate::filter::Visibility;
 use crate::grants::overlay::Works;
 use crate::reason::Reason;
 
@@ -123,6 +124,17 @@ pub(super) fn check(
             } else {
                 Reason::ContractNotMember
             })
+        }
+        Access::ReadableContracts { user_types } => {
+            let own = caller_type(step, user, user_types);
+            let reads = own.map_or(Reads::Assigned, |(_, t)| t.reads);
+            step.reads = Some(reads);
+            let readable = match (user, snapshot.contracts.as_ref()) {
+                (Some(user), Some(section)) => section.readable(user, reads),
+                _ => Default::default(),
+            };
+            decision.visibility = Some(Visibility::Contracts(readable));
+            Ok(Reason::FilteredRows)
         }
         // `allow: authenticated` and nothing more.
         _ => Ok(Reason::RoleGranted),

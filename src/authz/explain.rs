@@ -71,6 +71,11 @@ pub fn explain(decision: &Decision) -> Vec<String> {
                 list.join(", ")
             ));
         }
+        Some(Visibility::Contracts(readable)) => {
+            let mut list: Vec<&str> = readable.iter().map(|c| &**c).collect();
+            list.sort_unstable();
+            lines.push(format!("rows: contracts [{}]", list.join(", ")));
+        }
         None => {}
     }
     lines.push(format!(

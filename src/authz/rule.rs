@@ -95,6 +95,11 @@ pub enum Access {
         user_type: Option<ValueSource>,
         user_types: Arc<UserTypes>,
     },
+    /// Contracts model: a contract list whose rows are filtered to the contracts the caller
+    /// reads (by membership with `read`, or by its user type).
+    ReadableContracts {
+        user_types: Arc<UserTypes>,
+    },
 }
 
 /// Where the request carries the resource a rule acts on.
@@ -115,7 +120,10 @@ impl Access {
             | Access::OwnOrganisation(s) => Some(s),
             Access::ContractPermission { source, .. } => Some(source),
             Access::SystemPermission { user_type, .. } => user_type.as_ref(),
-            Access::RoleOnly | Access::MapView | Access::Filtered => None,
+            Access::RoleOnly
+            | Access::MapView
+            | Access::Filtered
+            | Access::ReadableContracts { .. } => None,
         }
     }
 }

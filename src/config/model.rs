@@ -100,6 +100,9 @@ pub(super) fn contract_access(
                 user_types: table.clone(),
             }
         }
+        Some(RawAccess::ReadableContracts) => Access::ReadableContracts {
+            user_types: table.clone(),
+        },
         _ => Access::RoleOnly,
     }
 }
@@ -115,8 +118,26 @@ pub(super) fn fits(
 ) {
     let contract_rule = matches!(
         access,
-        Access::ContractPermission { .. } | Access::SystemPermission { .. }
+        Access::ContractPermission { .. }
+            | Access::SystemPermission { .. }
+            | Access::ReadableContracts { .. }
     );
+    let contract_list = matches!(access, Access::ReadableContracts { .. });
+    // Rows keyed by contract id need the contracts' visibility, and nothing else gives it.
+    let keyed_by_contract =
+        raw.response
+            .as_ref()
+            .and_then(|r| r.filter.as_ref())
+            .map(|f| match f {
+                crate::config::raw::RawFilter::Json { by, .. }
+                | crate::config::raw::RawFilter::Csv { by } => by.contract_field.is_some(),
+            });
+    if contract_list != (keyed_by_contract == Some(true)) {
+        problems.push(
+            format!("{at}.response.filter"),
+            "a contract list (`access: readable_contracts`) filters rows by `contract_field`, and only it does",
+        );
+    }
     if contracts {
         if matches!(allow, Allow::Roles(_)) {
             problems.push(
@@ -136,10 +157,6 @@ pub(super) fn fits(
             ("body_authority", !raw.body_authority.is_empty()),
             ("body_workstreams", !raw.body_workstreams.is_empty()),
             ("creates_work", raw.creates_work.is_some()),
-            (
-                "response.filter",
-                raw.response.as_ref().is_some_and(|r| r.filter.is_some()),
-            ),
         ];
         for (key, used) in street_manager_keys {
             if used {

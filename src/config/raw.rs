@@ -382,6 +382,8 @@ pub enum RawAccess {
     ContractPermission(RawContractPermission),
     /// Contracts model: a system permission of the caller's user type.
     SystemPermission(String),
+    /// Contracts model: a contract list, its rows filtered to the contracts the caller reads.
+    ReadableContracts,
 }
 
 /// `{path: contractId, needs: read}`: exactly one of path, query or body names the contract.
@@ -472,6 +474,9 @@ pub struct RawRowKey {
     pub organisation_field: Option<String>,
     #[serde(default)]
     pub work_reference_field: Option<String>,
+    /// Contracts model: the contract id of the row (`access: readable_contracts`).
+    #[serde(default)]
+    pub contract_field: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

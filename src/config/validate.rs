@@ -427,9 +427,11 @@ fn compile_route(
         Some(RawAccess::CreateInWorkstream(s)) => Access::CreateInWorkstream(source(s, problems)),
         Some(RawAccess::OwnOrganisation(s)) => Access::OwnOrganisation(source(s, problems)),
         Some(RawAccess::Filtered) => Access::Filtered,
-        Some(RawAccess::ContractPermission(_) | RawAccess::SystemPermission(_)) => {
-            super::model::contract_access(raw, user_types, &source, at, problems)
-        }
+        Some(
+            RawAccess::ContractPermission(_)
+            | RawAccess::SystemPermission(_)
+            | RawAccess::ReadableContracts,
+        ) => super::model::contract_access(raw, user_types, &source, at, problems),
     };
     super::model::fits(raw, &allow, &access, user_types.is_some(), at, problems);
     if !matches!(access, Access::RoleOnly) {
@@ -457,7 +459,7 @@ fn compile_route(
             .ok()
     });
     if raw.response.as_ref().is_some_and(|p| p.filter.is_some())
-        && !matches!(access, Access::Filtered)
+        && !matches!(access, Access::Filtered | Access::ReadableContracts { .. })
     {
         problems.push(
             format!("{at}.access"),

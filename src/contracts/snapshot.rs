@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::user_types::Reads;
 use super::{ContractRole, Party, is_permission_name};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -171,6 +172,35 @@ impl ContractsSnapshot {
 
     pub fn user(&self, sub: &str) -> Option<&ContractUser> {
         self.users.get(sub)
+    }
+
+    /// The contracts `user` may read: where its party and role hold `read`, plus those its
+    /// user type reads without membership.
+    pub fn readable(
+        &self,
+        user: &ContractUser,
+        reads: Reads,
+    ) -> std::collections::HashSet<Arc<str>> {
+        self.contracts
+            .iter()
+            .filter(|(id, c)| {
+                let member = user
+                    .contracts
+                    .get(&**id)
+                    .is_some_and(|(party, role)| c.permits(*party, *role, "read").0);
+                member
+                    || match reads {
+                        Reads::All => true,
+                        Reads::Hub => c
+                            .hub
+                            .as_deref()
+                            .is_some_and(|h| user.hubs.iter().any(|u| **u == *h)),
+                        Reads::Supplier => c.supplier == user.company,
+                        Reads::Assigned => false,
+                    }
+            })
+            .map(|(id, _)| Arc::from(&**id))
+            .collect()
     }
 
     pub fn contract_count(&self) -> usize {

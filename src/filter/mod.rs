@@ -40,6 +40,8 @@ pub enum Visibility {
         organisation: SwaCode,
         readable: Vec<Workstream>,
     },
+    /// Contracts model: only rows of these contracts (the ones the caller may read).
+    Contracts(std::collections::HashSet<std::sync::Arc<str>>),
 }
 
 /// Who is asking, as far as filtering cares.

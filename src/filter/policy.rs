@@ -35,6 +35,8 @@ pub(super) enum RowKey {
         workstream: String,
     },
     WorkReference(String),
+    /// Contracts model: the row's contract id.
+    Contract(String),
 }
 
 /// What to do with a JSON value.
@@ -70,6 +72,19 @@ const PAGINATION_COUNTS: [&str; 4] = ["total_rows", "total_pages", "total_count"
 // === impl ResponsePolicy ===
 
 impl ResponsePolicy {
+    /// Whether rows are keyed by contract id (the contracts model's lists).
+    pub fn keys_contracts(&self) -> bool {
+        matches!(
+            &self.format,
+            Format::JsonRows {
+                key: RowKey::Contract(_),
+                ..
+            } | Format::Csv {
+                key: RowKey::Contract(_)
+            }
+        )
+    }
+
     /// Checks the raw policy; the error names the offending setting.
     /// Does this policy filter rows (as opposed to only redacting fields)?
     pub fn filters_rows(&self) -> bool {
@@ -176,6 +191,17 @@ fn pagination_plan(plan: &mut Plan, rows: &str, mode: RawPagination) -> Result<(
 
 fn compile_key(raw: &RawRowKey) -> Result<RowKey, String> {
     let nonempty = |s: &Option<String>| s.as_ref().filter(|s| !s.is_empty()).cloned();
+    if let Some(contract) = nonempty(&raw.contract_field) {
+        let others = [
+            &raw.organisation_field,
+            &raw.workstream_field,
+            &raw.work_reference_field,
+        ];
+        if others.iter().any(|f| f.is_some()) {
+            return Err("contract_field is the only key of a contract list".into());
+        }
+        return Ok(RowKey::Contract(contract));
+    }
     match (
         nonempty(&raw.organisation_field),
         nonempty(&raw.workstream_field),
@@ -337,6 +363,7 @@ mod tests {
             workstream_field: None,
             organisation_field: None,
             work_reference_field: Some("work_reference_number".into()),
+            contract_field: None,
         }
     }
 
@@ -416,6 +443,7 @@ mod tests {
             workstream_field: Some("prefix".into()),
             organisation_field: Some("swa_code".into()),
             work_reference_field: Some("wrn".into()),
+            contract_field: None,
         };
         let err = |p: RawResponsePolicy| ResponsePolicy::compile(&p).unwrap_err();
         err(raw(

@@ -39,13 +39,20 @@ impl<'a> Judge<'a> {
                 organisation,
                 workstream,
             } => (organisation, Some(workstream)),
-            RowKey::WorkReference(field) => (field, None),
+            RowKey::WorkReference(field) | RowKey::Contract(field) => (field, None),
         }
     }
 
     pub fn keeps(&self, values: &KeyValues<'_>) -> bool {
         let (organisation, readable) = match self.visibility {
             Visibility::All => return true,
+            Visibility::Contracts(readable) => {
+                return matches!(self.key, RowKey::Contract(_))
+                    && values
+                        .first
+                        .as_deref()
+                        .is_some_and(|c| readable.contains(c));
+            }
             Visibility::Workstreams {
                 organisation,
                 readable,
@@ -63,6 +70,8 @@ impl<'a> Judge<'a> {
                 .zip(self.works)
                 .and_then(|(wrn, works)| works.get(wrn))
                 .map(|info| (info.promoter, info.workstream)),
+            // A contract key with workstream visibility is refused by config validation.
+            RowKey::Contract(_) => None,
         };
         resolved.is_some_and(|(org, ws)| org == organisation && readable.contains(&ws))
     }

@@ -32,6 +32,7 @@ fn by_fields() -> RawRowKey {
         workstream_field: Some("prefix".into()),
         organisation_field: Some("swa_code".into()),
         work_reference_field: None,
+        contract_field: None,
     }
 }
 
@@ -40,6 +41,7 @@ fn by_wrn() -> RawRowKey {
         workstream_field: None,
         organisation_field: None,
         work_reference_field: Some("work_reference_number".into()),
+        contract_field: None,
     }
 }
 
