@@ -43,6 +43,7 @@ fn key(field: &str) -> RawRowKey {
         workstream_field: None,
         organisation_field: None,
         work_reference_field: Some(field.into()),
+        contract_field: None,
     }
 }
 

@@ -181,7 +181,9 @@ fn access_rules_follow_the_model() {
                 );
             }
             Access::RoleOnly => assert!(!works_path, "{} is under a work but role-only", route.id),
-            Access::ContractPermission { .. } | Access::SystemPermission { .. } => {
+            Access::ContractPermission { .. }
+            | Access::SystemPermission { .. }
+            | Access::ReadableContracts { .. } => {
                 panic!("{} is a contracts rule", route.id)
             }
         }
