@@ -42,6 +42,9 @@ enum Command {
         /// Port for the sidecar (the admin port is this + 1).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Which domain model to show.
+        #[arg(long, value_enum, default_value_t = streetgate::demo::Scenario::StreetManager)]
+        scenario: streetgate::demo::Scenario,
     },
     /// Decide one request offline and print the chain of reasons. Exit status: 0 allow,
     /// 1 deny, 2 usage or config error.
@@ -130,8 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { port } => {
-            runtime()?.block_on(streetgate::demo::run(port))?;
+        Command::Demo { port, scenario } => {
+            runtime()?.block_on(streetgate::demo::run(port, scenario))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain(args) => runtime()?.block_on(explain(args)),

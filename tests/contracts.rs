@@ -786,3 +786,19 @@ async fn contract_lists_are_filtered_to_readable_contracts() {
         assert_eq!(ids, expected);
     }
 }
+
+#[test]
+fn the_docs_contracts_reference_is_a_valid_config() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/contracts.md"))
+            .unwrap();
+    let start = doc.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let yaml = &doc[start..start + doc[start..].find("```").unwrap()];
+    if let Err(problems) = streetgate::config::Config::from_yaml(yaml) {
+        // The key file it names only exists in a real deployment.
+        assert!(
+            problems.iter().all(|p| p.location == "auth.jwks.file"),
+            "{problems}"
+        );
+    }
+}

@@ -9,10 +9,20 @@ use http_body_util::Full;
 
 #[tokio::test]
 async fn every_demo_step_answers_as_printed() {
-    let demo = streetgate::demo::start(0).await.unwrap();
+    check(streetgate::demo::Scenario::StreetManager).await;
+}
+
+#[tokio::test]
+async fn every_contracts_demo_step_answers_as_printed() {
+    check(streetgate::demo::Scenario::Contracts).await;
+}
+
+async fn check(scenario: streetgate::demo::Scenario) {
+    let demo = streetgate::demo::start_scenario(0, scenario).await.unwrap();
     let text = demo.instructions();
     let base = format!("http://{}", demo.running.addr);
-    for step in streetgate::demo::STEPS {
+    assert!(!demo.steps.is_empty());
+    for step in demo.steps {
         assert!(text.contains(&step.curl(&base)), "printed: {}", step.what);
         let mut req = Request::builder()
             .method(step.method)

@@ -44,6 +44,18 @@ impl DemoKeys {
         &self.jwks
     }
 
+    /// A contracts-model token (subject and company), valid for 12 hours.
+    pub fn contracts_token(&self, sub: &str, company: &str, now: u64) -> Result<String, DemoError> {
+        let claims = serde_json::json!({
+            "sub": sub, "company": company,
+            "iss": ISSUER, "aud": "contracts",
+            "iat": now, "nbf": now, "exp": now + 12 * 3600,
+        });
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(KID.into());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(DemoError::Sign)
+    }
+
     /// A token valid for 12 hours.
     pub fn token(
         &self,

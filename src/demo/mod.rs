@@ -1,6 +1,7 @@
 //! `streetgate demo`: the sidecar on an embedded config, in front of a built-in sample works API,
 //! with freshly generated keys, printing ready-to-paste curl commands.
 
+mod contracts;
 mod keys;
 mod sample_api;
 
@@ -47,13 +48,33 @@ pub struct Demo {
     pub running: Running,
     /// (shell variable, who, token)
     pub tokens: Vec<(&'static str, &'static str, String)>,
+    /// The requests printed, each with the answer it gets.
+    pub steps: &'static [Step],
     dir: PathBuf,
 }
 
-/// Starts the demo on `port` (admin on `port + 1`; 0 picks free ports, for tests).
+/// Which domain model the demo shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Street Manager workstreams (seed 000).
+    #[default]
+    StreetManager,
+    /// Contract user types, parties and roles (seed 003).
+    Contracts,
+}
+
+/// Starts the Street Manager demo on `port` (admin on `port + 1`; 0 picks free ports).
 pub async fn start(port: u16) -> Result<Demo, DemoError> {
+    start_scenario(port, Scenario::StreetManager).await
+}
+
+/// Starts a scenario's demo on `port` (admin on `port + 1`; 0 picks free ports, for tests).
+pub async fn start_scenario(port: u16, scenario: Scenario) -> Result<Demo, DemoError> {
     let keys = DemoKeys::generate()?;
-    let dir = std::env::temp_dir().join(format!("streetgate-demo-{}", std::process::id()));
+    // One directory per demo, so demos started by one process never share key files.
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("streetgate-demo-{}-{n}", std::process::id()));
     let write = |name: &str, text: &str| -> Result<PathBuf, DemoError> {
         let path = dir.join(name);
         std::fs::create_dir_all(&dir)
@@ -65,29 +86,36 @@ pub async fn start(port: u16) -> Result<Demo, DemoError> {
         Ok(path)
     };
     let jwks = write("jwks.json", keys.jwks())?;
+    let admin_port = if port == 0 { 0 } else { port.saturating_add(1) };
+    if scenario == Scenario::Contracts {
+        let grants = write("grants.json", contracts::GRANTS)?;
+        let upstream = sample_api::start_contracts()
+            .await
+            .map_err(DemoError::SampleApi)?;
+        let yaml = contracts::config(
+            port,
+            admin_port,
+            &jwks.display().to_string(),
+            &grants.display().to_string(),
+            &format!("http://{upstream}"),
+        );
+        let running = launch(&yaml, port).await?;
+        return Ok(Demo {
+            running,
+            tokens: contracts::tokens(&keys, unix_now())?,
+            steps: contracts::STEPS,
+            dir,
+        });
+    }
     let grants = write("grants.json", GRANTS)?;
     let upstream = sample_api::start().await.map_err(DemoError::SampleApi)?;
-    let admin_port = if port == 0 { 0 } else { port.saturating_add(1) };
     let yaml = CONFIG
         .replace("{{PORT}}", &port.to_string())
         .replace("{{ADMIN_PORT}}", &admin_port.to_string())
         .replace("{{JWKS_FILE}}", &jwks.display().to_string())
         .replace("{{GRANTS_FILE}}", &grants.display().to_string())
         .replace("{{UPSTREAM}}", &format!("http://{upstream}"));
-    let config = Config::from_yaml(&yaml).map_err(DemoError::Config)?;
-    let running = app::start(config, Metrics::new())
-        .await
-        .map_err(|source| DemoError::Start { port, source })?;
-    for _ in 0..100 {
-        if running.gateway.not_ready().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let missing = running.gateway.not_ready();
-    if !missing.is_empty() {
-        return Err(DemoError::NotReady(missing.join(", ")));
-    }
+    let running = launch(&yaml, port).await?;
     let now = unix_now();
     let tokens = vec![
         (
@@ -114,8 +142,28 @@ pub async fn start(port: u16) -> Result<Demo, DemoError> {
     Ok(Demo {
         running,
         tokens,
+        steps: STEPS,
         dir,
     })
+}
+
+/// Starts the sidecar on a demo config and waits until it is ready.
+async fn launch(yaml: &str, port: u16) -> Result<Running, DemoError> {
+    let config = Config::from_yaml(yaml).map_err(DemoError::Config)?;
+    let running = app::start(config, Metrics::new())
+        .await
+        .map_err(|source| DemoError::Start { port, source })?;
+    for _ in 0..100 {
+        if running.gateway.not_ready().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let missing = running.gateway.not_ready();
+    if !missing.is_empty() {
+        return Err(DemoError::NotReady(missing.join(", ")));
+    }
+    Ok(running)
 }
 
 impl Demo {
@@ -132,7 +180,7 @@ impl Demo {
             out.push_str(&format!("# {who}\nexport {var}='{token}'\n"));
         }
         out.push('\n');
-        for step in STEPS {
+        for step in self.steps {
             out.push_str(&format!("# {}\n{}\n\n", step.what, step.curl(&base)));
         }
         out.push_str("Every decision is logged as a JSON line on stdout. Ctrl-C stops the demo.\n");
@@ -274,8 +322,8 @@ pub const STEPS: &[Step] = &[
 ];
 
 /// `streetgate demo`: start, print, wait for Ctrl-C or SIGTERM, stop.
-pub async fn run(port: u16) -> Result<(), DemoError> {
-    let demo = start(port).await?;
+pub async fn run(port: u16, scenario: Scenario) -> Result<(), DemoError> {
+    let demo = start_scenario(port, scenario).await?;
     println!("{}", demo.instructions());
     let _ = tokio::signal::ctrl_c().await;
     demo.shutdown().await;

@@ -13,18 +13,50 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 pub async fn start() -> std::io::Result<SocketAddr> {
+    serve(false).await
+}
+
+/// The contracts scenario's API: a contract list of every contract, and `ok` to the rest.
+pub async fn start_contracts() -> std::io::Result<SocketAddr> {
+    serve(true).await
+}
+
+async fn serve(contracts: bool) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             tokio::spawn(async move {
+                let service = service_fn(move |req| async move {
+                    if contracts {
+                        answer_contracts(&req)
+                    } else {
+                        answer(req).await
+                    }
+                });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service_fn(answer))
+                    .serve_connection(TokioIo::new(stream), service)
                     .await;
             });
         }
     });
     Ok(addr)
+}
+
+fn answer_contracts(req: &Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let user = header(req, "x-streetgate-user");
+    let json = if req.method() == Method::GET && req.uri().path() == "/api/contracts" {
+        serde_json::json!({"rows": [{"contract_id": "K1", "title": "Ring road"},
+                                    {"contract_id": "K2", "title": "Depot"}]})
+    } else {
+        serde_json::json!({"ok": true, "path": req.uri().path(), "served_to": user})
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(json.to_string())));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
