@@ -19,7 +19,7 @@ pub mod explain_cmd;
 pub mod fetch;
 pub mod filter;
 pub mod forward;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod grants;
 mod json_str;

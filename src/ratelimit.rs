@@ -46,6 +46,10 @@ struct Rate {
 }
 
 impl Rate {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "float-to-int `as` saturates, which is what an absurd rate should get"
+    )]
     fn per_second(n: f64) -> Option<Rate> {
         if !(n.is_finite() && n > 0.0) {
             return None;

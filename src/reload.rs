@@ -15,6 +15,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -68,6 +69,9 @@ pub struct Reloader {
     path: Option<PathBuf>,
     /// One reload at a time, so a slow one cannot swap an older file in after a newer one.
     serial: Mutex<()>,
+    /// How many times `spawn_watch` has compared the files: a test waits on it to know the
+    /// watcher looked again, instead of sleeping past `WATCH_EVERY`.
+    watch_checks: AtomicU64,
 }
 
 impl Reloader {
@@ -81,11 +85,17 @@ impl Reloader {
             tls,
             path,
             serial: Mutex::new(()),
+            watch_checks: AtomicU64::new(0),
         }
     }
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// How many times the `watch: true` watcher has compared the files so far.
+    pub fn watch_checks(&self) -> u64 {
+        self.watch_checks.load(Ordering::Relaxed)
     }
 
     /// Reloads the config file; logs and counts the outcome. On error the old config stays.
@@ -259,6 +269,7 @@ pub fn spawn_watch(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>)
                 // Logged and counted inside; a bad file is retried only once it changes again.
                 let _ = reloader.reload().await;
             }
+            reloader.watch_checks.fetch_add(1, Ordering::Relaxed);
         }
     })
 }

@@ -1,4 +1,10 @@
 //! The demo a newcomer runs: every printed command answers what its comment says.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 

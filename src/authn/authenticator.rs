@@ -115,10 +115,14 @@ impl Authenticator {
     }
 
     /// Spawns the JWKS refresh task (no-op for a JWKS file or HS256); it stops when `shutdown`
-    /// changes. Call once per authenticator.
-    pub fn spawn_refresh(&self, shutdown: watch::Receiver<bool>) {
-        if let KeySource::Jwks(store) = &self.inner.keys {
-            store.spawn_refresh(shutdown);
+    /// changes, and returns it (none for a JWKS file or HS256). Call once per authenticator.
+    pub fn spawn_refresh(
+        &self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.inner.keys {
+            KeySource::Jwks(store) => store.spawn_refresh(shutdown),
+            KeySource::Secret(_) => None,
         }
     }
 

@@ -146,13 +146,14 @@ impl JwksStore {
     }
 
     /// Refreshes every `refresh_interval` (sooner while nothing has loaded) until `shutdown`
-    /// changes. No-op for a fixed key set.
-    pub fn spawn_refresh(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        if self.remote.is_none() {
-            return;
-        }
+    /// changes. No-op for a fixed key set; otherwise the task, which ends after `shutdown`.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.remote.as_ref()?;
         let store = Arc::clone(self);
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let Some(remote) = store.remote.as_ref() else {
                 return;
             };
@@ -171,6 +172,6 @@ impl JwksStore {
                     _ = shutdown.changed() => break,
                 }
             }
-        });
+        }))
     }
 }

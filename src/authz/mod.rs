@@ -15,7 +15,7 @@ mod access;
 mod body_checks;
 mod caller;
 pub mod explain;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fixture;
 pub mod rule;
 mod visibility;

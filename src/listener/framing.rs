@@ -118,7 +118,7 @@ impl Tracker {
                         0 => State::Head,
                         rest => State::Length(rest),
                     };
-                    n as usize
+                    usize::try_from(n).unwrap_or(bytes.len())
                 }
                 State::Chunked(Chunk::Data(left)) => {
                     let n = left.min(bytes.len() as u64);
@@ -126,7 +126,7 @@ impl Tracker {
                         0 => Chunk::DataCr,
                         rest => Chunk::Data(rest),
                     });
-                    n as usize
+                    usize::try_from(n).unwrap_or(bytes.len())
                 }
                 State::Chunked(chunk) => {
                     self.state = chunk_step(chunk, bytes[0]);

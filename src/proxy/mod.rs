@@ -318,7 +318,7 @@ impl Gateway {
             let (filtered, outcome) = filter::apply(policy, &visibility, works, roles, response)
                 .await
                 .map_err(ProxyError::Filter)?;
-            log.filter_us = Some(outcome.elapsed.as_micros() as u64);
+            log.filter_us = Some(u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX));
             route_metrics.rows(true).inc_by(outcome.kept);
             route_metrics.rows(false).inc_by(outcome.dropped);
             return Ok(filtered.map(Either::Right));

@@ -21,6 +21,7 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// Log lines lost, for either reason: the consumer fell behind, or their write failed. One per
 /// process, like stdout.
+#[allow(clippy::expect_used, reason = "a fixed, valid definition")]
 pub static LINES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     IntCounter::new(
         "streetgate_decision_log_dropped_total",
@@ -30,6 +31,7 @@ pub static LINES_DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 /// Writes of a batch of log lines to stdout that failed.
+#[allow(clippy::expect_used, reason = "a fixed, valid definition")]
 pub static WRITE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     IntCounter::new(
         "streetgate_decision_log_write_errors_total",
