@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, ConfigError, Problems};
 use crate::listener::tls::{self, TlsError};
 use crate::proxy::{Gateway, Runtime};
+use crate::telemetry::events::ConfigReload;
 
 /// How often `watch: true` looks at the files.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -52,12 +53,14 @@ pub enum ReloadError {
 
 impl ReloadError {
     /// The `result` label of `streetgate_config_reload_total`.
-    pub fn result(&self) -> &'static str {
+    pub fn result(&self) -> ConfigReload {
         match self {
             ReloadError::Invalid(_) | ReloadError::NeedsRestart(_) | ReloadError::Tls(_) => {
-                "invalid"
+                ConfigReload::Invalid
             }
-            ReloadError::NoFile | ReloadError::Read { .. } | ReloadError::Task(_) => "error",
+            ReloadError::NoFile | ReloadError::Read { .. } | ReloadError::Task(_) => {
+                ConfigReload::Error
+            }
         }
     }
 }
@@ -104,11 +107,11 @@ impl Reloader {
         let metrics = &self.gateway.metrics;
         match &result {
             Ok(routes) => {
-                metrics.config_reload.with_label_values(&["ok"]).inc();
+                metrics.config_reloaded(ConfigReload::Ok);
                 tracing::info!(routes, "config reloaded");
             }
             Err(e) => {
-                metrics.config_reload.with_label_values(&[e.result()]).inc();
+                metrics.config_reloaded(e.result());
                 // Every problem at once (or the underlying error), so one edit can fix them all.
                 let detail = match e {
                     ReloadError::Invalid(p) | ReloadError::NeedsRestart(p) => p.to_string(),

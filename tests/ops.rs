@@ -91,7 +91,7 @@ async fn reload_swaps_routes_and_a_broken_reload_changes_nothing() {
     {
         write(&path, bad);
         let err = gw.reload().await.unwrap_err();
-        assert_eq!(err.result(), "invalid", "{err}");
+        assert_eq!(err.result().as_str(), "invalid", "{err}");
         assert_eq!(reload_count(&gw, "invalid").await, (i + 1) as f64);
         assert_eq!(
             send(gw.addr, permit()).await.status,
@@ -107,7 +107,7 @@ async fn reload_swaps_routes_and_a_broken_reload_changes_nothing() {
 
     // A missing file is an error, not a change.
     std::fs::remove_file(&path).unwrap();
-    assert_eq!(gw.reload().await.unwrap_err().result(), "error");
+    assert_eq!(gw.reload().await.unwrap_err().result().as_str(), "error");
     assert_eq!(reload_count(&gw, "error").await, 1.0);
     assert_eq!(send(gw.addr, permit()).await.status, 200);
     assert_eq!(reload_count(&gw, "ok").await, 1.0);
@@ -336,7 +336,7 @@ async fn tls_certificate_reloads_and_a_bad_key_keeps_the_old_one() {
 
     // A key that does not match the certificate: rejected, the working pair stays.
     std::fs::copy(fixture("tls/key.pem"), &key).unwrap();
-    assert_eq!(gw.reload().await.unwrap_err().result(), "invalid");
+    assert_eq!(gw.reload().await.unwrap_err().result().as_str(), "invalid");
     assert_eq!(presented_cert(gw.addr).await, cert_der("tls/cert2.pem"));
 
     // Turning TLS off needs a restart.
@@ -344,7 +344,7 @@ async fn tls_certificate_reloads_and_a_bad_key_keeps_the_old_one() {
         &path,
         &config_yaml(&upstream.url(), &jwks.url(), DEFAULT_ROUTES, ""),
     );
-    assert_eq!(gw.reload().await.unwrap_err().result(), "invalid");
+    assert_eq!(gw.reload().await.unwrap_err().result().as_str(), "invalid");
     assert_eq!(presented_cert(gw.addr).await, cert_der("tls/cert2.pem"));
 }
 

@@ -13,6 +13,7 @@ use super::overlay::CreatedWorks;
 use super::snapshot::{Snapshot, SnapshotError, parse};
 use crate::config::raw::OnStale;
 use crate::reason::Reason;
+use crate::telemetry::events::SnapshotFetch;
 use crate::telemetry::metrics::Metrics;
 
 /// No successful fetch yet.
@@ -113,7 +114,7 @@ impl GrantsStore {
         });
         match result {
             Ok(None) => {
-                self.fetched(now, "not_modified");
+                self.fetched(now, SnapshotFetch::NotModified);
                 Ok(in_force.unwrap_or_default())
             }
             Ok(Some(snapshot)) => {
@@ -126,7 +127,7 @@ impl GrantsStore {
                 self.metrics
                     .snapshot_version
                     .set(i64::try_from(version).unwrap_or(i64::MAX));
-                self.fetched(now, "ok");
+                self.fetched(now, SnapshotFetch::Ok);
                 tracing::info!(
                     version,
                     works = snapshot.work_count(),
@@ -139,10 +140,7 @@ impl GrantsStore {
                 Ok(version)
             }
             Err(e) => {
-                self.metrics
-                    .snapshot_fetch
-                    .with_label_values(&["invalid"])
-                    .inc();
+                self.metrics.snapshot_fetched(SnapshotFetch::Invalid);
                 match &e {
                     SnapshotError::Invalid(problems) => tracing::warn!(
                         in_force = ?in_force,
@@ -162,24 +160,18 @@ impl GrantsStore {
 
     /// The source answered "unchanged" (HTTP 304, or a file that did not change).
     pub(super) fn not_modified(&self, now: SystemTime) {
-        self.fetched(now, "not_modified");
+        self.fetched(now, SnapshotFetch::NotModified);
     }
 
     /// The source could not be reached or read.
     pub(super) fn fetch_failed(&self, now: SystemTime) {
-        self.metrics
-            .snapshot_fetch
-            .with_label_values(&["error"])
-            .inc();
+        self.metrics.snapshot_fetched(SnapshotFetch::Error);
         self.update_age(now);
     }
 
-    fn fetched(&self, now: SystemTime, result: &str) {
+    fn fetched(&self, now: SystemTime, result: SnapshotFetch) {
         self.last_fetch_ms.store(millis(now), Ordering::Release);
-        self.metrics
-            .snapshot_fetch
-            .with_label_values(&[result])
-            .inc();
+        self.metrics.snapshot_fetched(result);
         self.update_age(now);
     }
 

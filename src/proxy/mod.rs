@@ -40,6 +40,7 @@ use crate::ratelimit::RateLimiter;
 use crate::reason::Reason;
 use crate::route::Route;
 use crate::telemetry::decision_log::{self, DecisionRecord};
+use crate::telemetry::events::RowOutcome;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::route_metrics::{Applied, RouteMetrics};
 
@@ -68,7 +69,7 @@ impl Runtime {
             .router
             .routes()
             .iter()
-            .map(|r| RouteMetrics::new(r.id.clone(), metrics))
+            .map(|r| RouteMetrics::new(r.id.clone(), r.response.is_some(), metrics))
             .collect();
         Runtime {
             config,
@@ -319,8 +320,10 @@ impl Gateway {
                 .await
                 .map_err(ProxyError::Filter)?;
             log.filter_us = Some(u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX));
-            route_metrics.rows(true).inc_by(outcome.kept);
-            route_metrics.rows(false).inc_by(outcome.dropped);
+            route_metrics.rows(RowOutcome::Kept).inc_by(outcome.kept);
+            route_metrics
+                .rows(RowOutcome::Dropped)
+                .inc_by(outcome.dropped);
             return Ok(filtered.map(Either::Right));
         }
         if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
