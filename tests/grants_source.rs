@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use streetgate::clock::Clock;
 use streetgate::config::raw::{OnStale, RawGrantsSource};
 use streetgate::grants::codes::{SwaCode, Workstream};
 use streetgate::grants::overlay::Works;
@@ -135,7 +136,9 @@ fn fetches(metrics: &Metrics, result: &str) -> u64 {
 
 fn store(max_age: Duration, on_stale: OnStale) -> (Arc<GrantsStore>, Metrics) {
     let metrics = Metrics::new();
-    let store = Arc::new(GrantsStore::new(max_age, on_stale, metrics.clone()));
+    let store = Arc::new(
+        GrantsStore::new(max_age, on_stale, metrics.clone()).with_clock(Clock::adjustable()),
+    );
     (store, metrics)
 }
 
@@ -342,25 +345,35 @@ async fn stale_past_max_age() {
     );
     serve.apply(&doc(1), SystemTime::now()).unwrap();
 
-    // 304s keep it fresh well past max_age: 110 polls at least POLL apart span over 2 s.
+    // 304s keep it fresh well past max_age: the clock moves 2 s, and a 304 comes after.
+    let clock = deny.clock().clone();
+    clock.advance(max_age * 2);
+    let seen = fetches(&metrics, "not_modified");
     assert!(
         eventually(PATIENCE, || async {
-            fetches(&metrics, "not_modified") >= 110
+            fetches(&metrics, "not_modified") > seen
         })
         .await,
         "the source stopped polling"
     );
-    assert!(deny.ready(SystemTime::now()));
-    assert!(fetches(&metrics, "not_modified") >= 2);
+    assert!(deny.ready(clock.now()));
 
     server.fail(StatusCode::SERVICE_UNAVAILABLE);
+    let failed = fetches(&metrics, "error");
     assert!(
-        eventually(PATIENCE, || async { !deny.ready(SystemTime::now()) }).await,
-        "timed out waiting for stale"
+        eventually(PATIENCE, || async { fetches(&metrics, "error") > failed }).await,
+        "the failing server was never asked"
     );
+    clock.advance(max_age * 2);
+    assert!(!deny.ready(clock.now()));
     assert_eq!(
-        deny.current(SystemTime::now()).unwrap_err(),
+        deny.current(clock.now()).unwrap_err(),
         Reason::SnapshotStale
+    );
+    let failed = fetches(&metrics, "error");
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "error") > failed }).await,
+        "the failing server was never asked again"
     );
     assert!(metrics.snapshot_age_seconds.get() > max_age.as_secs_f64());
 
@@ -371,7 +384,7 @@ async fn stale_past_max_age() {
 
     server.publish(doc(2), "two");
     assert!(
-        eventually(PATIENCE, || async { deny.ready(SystemTime::now()) }).await,
+        eventually(PATIENCE, || async { deny.ready(clock.now()) }).await,
         "timed out waiting for fresh again"
     );
     assert_eq!(version(&deny), Some(2));

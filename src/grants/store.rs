@@ -11,6 +11,7 @@ use arc_swap::ArcSwapOption;
 
 use super::overlay::CreatedWorks;
 use super::snapshot::{Snapshot, SnapshotError, parse};
+use crate::clock::Clock;
 use crate::config::raw::OnStale;
 use crate::reason::Reason;
 use crate::telemetry::events::SnapshotFetch;
@@ -30,6 +31,7 @@ pub struct GrantsStore {
     /// Serialises `apply` so two documents cannot both pass the version check; readers never
     /// take it.
     applying: Mutex<()>,
+    clock: Clock,
 }
 
 /// Why `apply` left the snapshot in force unchanged.
@@ -68,7 +70,19 @@ impl GrantsStore {
             on_stale,
             metrics,
             applying: Mutex::new(()),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same store judging freshness by `clock` (shared with the gateway).
+    pub fn with_clock(mut self, clock: Clock) -> GrantsStore {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the sources stamp fetches with and the gateway asks freshness at.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The snapshot for one request, or why there is none.

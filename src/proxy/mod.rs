@@ -16,7 +16,7 @@ use ids::{DecisionIds, InFlight};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use crate::authn::Authenticator;
 use crate::authn::identity::Identity;
 use crate::authz::rule::Allow;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{self, ProxyError};
 use crate::filter::{self, Visibility};
@@ -90,6 +91,8 @@ pub struct Gateway {
     ids: DecisionIds,
     /// Set when shutdown begins: readiness fails so traffic moves elsewhere during the drain.
     draining: AtomicBool,
+    /// What rate limits, token times and snapshot freshness are judged at.
+    pub clock: Clock,
 }
 
 /// Facts about the connection a request arrived on.
@@ -116,7 +119,14 @@ impl Gateway {
             metrics,
             ids: DecisionIds::new(),
             draining: AtomicBool::new(false),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same gateway judging time by `clock` (give its grants store the same one).
+    pub fn with_clock(mut self, clock: Clock) -> Gateway {
+        self.clock = clock;
+        self
     }
 
     pub fn start_draining(&self) {
@@ -133,7 +143,7 @@ impl Gateway {
             missing.push("signing keys not loaded");
         }
         if let Some(grants) = &self.grants
-            && !grants.ready(SystemTime::now())
+            && !grants.ready(self.clock.now())
         {
             missing.push("grants snapshot missing or stale");
         }
@@ -195,7 +205,7 @@ impl Gateway {
         // --- limit, check, route --- (a flood of bad requests is limited too)
         if let Some(limiter) = &runtime.limiter {
             limiter
-                .check_ip(conn.peer.ip(), Instant::now())
+                .check_ip(conn.peer.ip(), self.clock.instant())
                 .map_err(ProxyError::from)?;
         }
         let target = normalize::check(&parts.method, &parts.uri, parts.version, &parts.headers)?;
@@ -208,7 +218,7 @@ impl Gateway {
         log.route = Some(route.id.clone());
 
         // --- authenticate ---
-        let now = unix_now();
+        let now = self.clock.unix_secs();
         let identity = self
             .authenticate(runtime, route, &parts.headers, now, log)
             .await?;
@@ -379,7 +389,7 @@ impl Gateway {
         let error = match runtime
             .limiter
             .as_ref()
-            .map(|l| l.check_ip(conn.peer.ip(), Instant::now()))
+            .map(|l| l.check_ip(conn.peer.ip(), self.clock.instant()))
         {
             Some(Err(limited)) => limited.into(),
             _ => ProxyError::Rejected(reason),
@@ -418,7 +428,7 @@ impl Gateway {
         log.organisation = Some(identity.organisation.clone());
         if let Some(limiter) = &runtime.limiter {
             limiter
-                .check_user(&identity.subject, Instant::now())
+                .check_user(&identity.subject, self.clock.instant())
                 .map_err(ProxyError::from)?;
         }
         Ok(Some(identity))
@@ -426,7 +436,7 @@ impl Gateway {
 
     fn snapshot_for(&self, identity: Option<&Identity>) -> Result<Option<Arc<Snapshot>>, Reason> {
         match (&self.grants, identity) {
-            (Some(store), Some(_)) => store.current(SystemTime::now()).map(Some),
+            (Some(store), Some(_)) => store.current(self.clock.now()).map(Some),
             _ => Ok(None),
         }
     }

@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use streetgate::app::Running;
+use streetgate::clock::Clock;
 use streetgate::config::Config;
 use streetgate::telemetry::metrics::Metrics;
 
@@ -236,9 +237,11 @@ pub const DEFAULT_ROUTES: &str = r#"
         allow: public
 "#;
 
+/// A sidecar on an adjustable clock: a test moves `running.gateway.clock` ahead instead of
+/// sleeping past a rate-limit refill or a snapshot's `max_age`.
 pub async fn sidecar(yaml: &str) -> Running {
     let config = Config::from_yaml(yaml).unwrap_or_else(|p| panic!("test config invalid:\n{p}"));
-    let running = streetgate::app::start(config, Metrics::new())
+    let running = streetgate::app::start_with_clock(config, Metrics::new(), Clock::adjustable())
         .await
         .unwrap();
     wait_ready(&running).await;
@@ -248,7 +251,7 @@ pub async fn sidecar(yaml: &str) -> Running {
 /// A sidecar started from a config file (so it can be reloaded).
 pub async fn sidecar_from_file(path: &std::path::Path) -> Running {
     let config = Config::load(path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
-    let running = streetgate::app::start(config, Metrics::new())
+    let running = streetgate::app::start_with_clock(config, Metrics::new(), Clock::adjustable())
         .await
         .unwrap();
     wait_ready(&running).await;
