@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use streetgate::cli::explain::{self, Caller, ExplainRequest};
+use streetgate::cli::progress::Progress;
 use streetgate::config::{Config, ConfigError};
-use streetgate::explain_cmd::{self, Caller, ExplainRequest};
-use streetgate::progress::Progress;
 use streetgate::telemetry::log_buffer::{FlushGuard, LogBuffer};
 use streetgate::telemetry::metrics::Metrics;
 
@@ -131,7 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { port } => {
-            runtime()?.block_on(streetgate::demo::run(port))?;
+            runtime()?.block_on(streetgate::cli::demo::run(port))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain(args) => runtime()?.block_on(explain(args)),
@@ -143,7 +143,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", spec.display()))?;
             let label = format!("importing {} ({} kB)", spec.display(), text.len() / 1000);
             let stubs = Progress::stderr()
-                .run(&label, || streetgate::openapi::import(&text, &prefix))
+                .run(&label, || streetgate::cli::openapi::import(&text, &prefix))
                 .with_context(|| format!("cannot import {}", spec.display()))?;
             print!("{stubs}");
             Ok(ExitCode::SUCCESS)
@@ -169,7 +169,7 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         swa_code: args.swa_code,
         body: args.body,
     };
-    let explanation = explain_cmd::explain(&request, &Progress::stderr()).await?;
+    let explanation = explain::explain(&request, &Progress::stderr()).await?;
     for line in &explanation.lines {
         println!("{line}");
     }
@@ -181,9 +181,9 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_snapshot(source: &str) -> anyhow::Result<ExitCode> {
-    use streetgate::explain_cmd::SnapshotLoadError;
+    use streetgate::cli::explain::SnapshotLoadError;
     use streetgate::grants::snapshot::SnapshotError;
-    match explain_cmd::load_snapshot(source, &Progress::stderr()).await {
+    match explain::load_snapshot(source, &Progress::stderr()).await {
         Ok(snapshot) => {
             println!(
                 "{source}: ok (version {}, {} works, {} users)",

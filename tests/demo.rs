@@ -15,10 +15,10 @@ use http_body_util::Full;
 
 #[tokio::test]
 async fn every_demo_step_answers_as_printed() {
-    let demo = streetgate::demo::start(0).await.unwrap();
+    let demo = streetgate::cli::demo::start(0).await.unwrap();
     let text = demo.instructions();
     let base = format!("http://{}", demo.running.addr);
-    for step in streetgate::demo::STEPS {
+    for step in streetgate::cli::demo::STEPS {
         assert!(text.contains(&step.curl(&base)), "printed: {}", step.what);
         let mut req = Request::builder()
             .method(step.method)

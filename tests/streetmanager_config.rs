@@ -233,7 +233,7 @@ fn importer_output_parses_and_covers_every_operation() {
         "listen: {addr: 127.0.0.1:0}\nauth: {jwks: {url: {url: \"https://idp.test/jwks\"}}, issuer: i, audience: a}\napis:\n",
     );
     for (i, (file, prefix)) in APIS.iter().enumerate() {
-        let stubs = streetgate::openapi::import(&spec(file), prefix).unwrap();
+        let stubs = streetgate::cli::openapi::import(&spec(file), prefix).unwrap();
         yaml.push_str(&format!(
             "  - name: api{i}\n    prefix: {prefix}\n    upstream: http://127.0.0.1:{}\n    routes:\n",
             9000 + i
