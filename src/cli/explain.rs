@@ -158,6 +158,19 @@ pub async fn load_snapshot(
     })
 }
 
+/// The `explain` command: prints the explanation; exit 0 for allow, 1 for deny.
+pub async fn run(req: &ExplainRequest) -> Result<std::process::ExitCode, ExplainError> {
+    let explanation = explain(req, &Progress::stderr()).await?;
+    for line in &explanation.lines {
+        println!("{line}");
+    }
+    Ok(if explanation.allowed {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
 /// Decides `req` and explains the decision.
 pub async fn explain(
     req: &ExplainRequest,

@@ -2,6 +2,7 @@
 //! `check-snapshot`, and the progress display they share. main.rs parses arguments and
 //! dispatches here.
 
+pub mod check;
 pub mod demo;
 pub mod explain;
 pub mod openapi;
