@@ -20,8 +20,9 @@ pub mod fixture;
 pub mod rule;
 mod visibility;
 
+pub use visibility::Visibility;
+
 use crate::authn::identity::Identity;
-use crate::filter::Visibility;
 use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::format::AccessLevel;
 use crate::grants::overlay::Works;

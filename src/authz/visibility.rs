@@ -7,10 +7,21 @@
 
 use super::Capacity;
 use super::caller::Caller;
-use crate::filter::Visibility;
-use crate::grants::codes::SwaCode;
+use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::format::AccessLevel;
 use crate::grants::snapshot::{Snapshot, User};
+
+/// Which rows a caller may see, computed by the decision from identity and grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// Highway authorities (and routes without workstream filtering) see every row.
+    All,
+    /// Only rows of these workstreams of the acting organisation.
+    Workstreams {
+        organisation: SwaCode,
+        readable: Vec<Workstream>,
+    },
+}
 
 /// The visibility of `subject` acting for `acting` in `capacity` (as a `Decision` reports them).
 pub fn visibility(
