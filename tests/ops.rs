@@ -126,6 +126,7 @@ async fn watch_reloads_when_the_file_changes() {
     let gw = sidecar_from_file(&path).await;
     let permit = || get("/work/permits/P1", Some(&planner()));
     assert_eq!(send(gw.addr, permit()).await.status, 404);
+    watcher_started(&gw).await;
 
     write(
         &path,
@@ -366,6 +367,13 @@ async fn slow_world(delay: Duration, drain: &str) -> (Upstream, JwksServer, Runn
     .replace("request_timeout: 1s", "request_timeout: 10s");
     let gw = sidecar(&yaml).await;
     (upstream, jwks, gw)
+}
+
+/// Waits for the `watch: true` watcher's first look at the files: it fingerprints them when it
+/// starts, so a change written before that would be its starting point, not a change.
+async fn watcher_started(gw: &Running) {
+    let looked = eventually(PATIENCE, || async { gw.reloader.watch_checks() >= 1 }).await;
+    assert!(looked, "the watcher never looked at the files");
 }
 
 async fn wait_in_flight(gw: &Running, n: i64) {
@@ -795,6 +803,7 @@ async fn watch_picks_up_a_renewed_certificate() {
     write(&path, &yaml);
     let gw = sidecar_from_file(&path).await;
     assert_eq!(presented_cert(gw.addr).await, cert_der("tls/cert.pem"));
+    watcher_started(&gw).await;
 
     // Only the certificate files change (as cert-manager renews a Secret), not the config.
     write(
