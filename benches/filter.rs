@@ -1,7 +1,12 @@
 //! Filtering a 10,000-row `PermitReportingResponse` (and the same rows as an export CSV).
 //! Throughput is criterion's; peak memory is the process's peak RSS over one filter pass
 //! (Linux `/proc/self/status` VmHWM, reset through `clear_refs`), printed once per case.
-
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 #![recursion_limit = "256"]
 
 use std::hint::black_box;

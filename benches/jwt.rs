@@ -1,5 +1,11 @@
 //! JWT cost on the request path: a cold verification (signature + claims, cache bypassed) per
 //! algorithm, and a verified-token cache hit through `Authenticator::authenticate`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 use std::hint::black_box;
 

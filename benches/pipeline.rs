@@ -2,6 +2,12 @@
 //! checks, route match (`Router::lookup`), authentication from the token cache
 //! (`Authenticator::authenticate`, a hit), and the decision (`authz::decide`) against a snapshot
 //! of realistic size, on a route that needs a workstream grant. Goal: decision ≤ 1 µs.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 use std::future::Future;
 use std::hint::black_box;

@@ -1,5 +1,11 @@
 //! Building a grants snapshot from JSON at the size issue 6 budgets for (1M works, 100k users
 //! in ≤ 3 s, ≤ 120 bytes resident per work), and the lookups the decision makes on it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -8,6 +8,12 @@
 //!     --sub user-0 --org 0000 --roles Planner --issuer I --audience A
 //! cargo run --release --example bench_fixture -- swap OUT --works 1000000 --every 1s --count 30
 //! ```
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "a measuring tool: a panic stops the run where it went wrong"
+)]
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -26,6 +26,12 @@
 //!
 //! Every child is killed on exit: SIGTERM and a wait at the normal end; `kill_on_drop` on error,
 //! panic, Ctrl-C or SIGTERM to this driver.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "a measuring tool: a panic stops the run where it went wrong"
+)]
 
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::authn::{AuthSetupError, Authenticator};
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::grants::spawn_source;
 use crate::grants::store::GrantsStore;
@@ -51,6 +52,15 @@ pub struct Running {
 }
 
 pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartError> {
+    start_with_clock(config, metrics, Clock::system()).await
+}
+
+/// `start`, judging time by `clock` (tests pass an adjustable one and move it).
+pub async fn start_with_clock(
+    config: Config,
+    metrics: Metrics,
+    clock: Clock,
+) -> Result<Running, StartError> {
     let listen = config.listen.clone();
     let admin_addr = config.admin.addr;
     let drain = config.shutdown.drain;
@@ -79,16 +89,15 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
         })?;
 
     let grants = config.grants.as_ref().map(|g| {
-        let store = Arc::new(GrantsStore::new(g.max_age, g.on_stale, metrics.clone()));
+        let store = Arc::new(
+            GrantsStore::new(g.max_age, g.on_stale, metrics.clone()).with_clock(clock.clone()),
+        );
         spawn_source(store.clone(), g.source.clone(), shutdown_rx.clone());
         store
     });
-    let gateway = Arc::new(Gateway::new(
-        Runtime::new(config, &metrics),
-        auth,
-        grants,
-        metrics,
-    ));
+    let gateway = Arc::new(
+        Gateway::new(Runtime::new(config, &metrics), auth, grants, metrics).with_clock(clock),
+    );
     let tls = Arc::new(ArcSwapOption::new(tls));
     let limits = Limits::from(&listen);
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
@@ -142,7 +151,7 @@ fn spawn_evict(gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
                 _ = shutdown.changed() => return,
             }
             if let Some(limiter) = &gateway.runtime.load().limiter {
-                limiter.evict(std::time::Instant::now());
+                limiter.evict(gateway.clock.instant());
             }
         }
     });

@@ -7,6 +7,11 @@
 //! held to serde_json's reading of each row, the CSV filter to the csv crate's, and an accepted
 //! path to the segments a plain percent-decoder sees.
 
+#![allow(
+    clippy::expect_used,
+    reason = "fuzz properties: a panic is the finding"
+)]
+
 use std::sync::LazyLock;
 
 use bytes::Bytes;

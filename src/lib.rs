@@ -12,22 +12,20 @@ pub mod app;
 pub mod authn;
 pub mod authz;
 pub mod body;
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod contracts;
-pub mod demo;
 pub mod error;
-pub mod explain_cmd;
 pub mod fetch;
 pub mod filter;
 pub mod forward;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod grants;
 mod json_str;
 pub mod listener;
 pub mod normalize;
-pub mod openapi;
-pub mod progress;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reason;

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use streetgate::cli::check;
+use streetgate::cli::explain::{self, Caller, ExplainRequest};
 use streetgate::config::{Config, ConfigError};
-use streetgate::explain_cmd::{self, Caller, ExplainRequest};
-use streetgate::progress::Progress;
 use streetgate::telemetry::log_buffer::{FlushGuard, LogBuffer};
 use streetgate::telemetry::metrics::Metrics;
 
@@ -43,8 +43,8 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
         /// Which domain model to show.
-        #[arg(long, value_enum, default_value_t = streetgate::demo::Scenario::StreetManager)]
-        scenario: streetgate::demo::Scenario,
+        #[arg(long, value_enum, default_value_t = streetgate::cli::demo::Scenario::StreetManager)]
+        scenario: streetgate::cli::demo::Scenario,
     },
     /// Decide one request offline and print the chain of reasons. Exit status: 0 allow,
     /// 1 deny, 2 usage or config error.
@@ -127,28 +127,24 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::CheckConfig { file } => Ok(check::check_config(&file)),
         Command::Serve { config } => {
             let config = Config::load(&config).map_err(describe)?;
             runtime()?.block_on(serve(config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { port, scenario } => {
-            runtime()?.block_on(streetgate::demo::run(port, scenario))?;
+            runtime()?.block_on(streetgate::cli::demo::run(port, scenario))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain(args) => runtime()?.block_on(explain(args)),
-        Command::CheckSnapshot { source } => runtime()?.block_on(check_snapshot(&source)),
+        Command::CheckSnapshot { source } => {
+            Ok(runtime()?.block_on(check::check_snapshot(&source))?)
+        }
         Command::Routes {
             command: RoutesCommand::ImportOpenapi { spec, prefix },
         } => {
-            let text = std::fs::read_to_string(&spec)
-                .with_context(|| format!("cannot read {}", spec.display()))?;
-            let label = format!("importing {} ({} kB)", spec.display(), text.len() / 1000);
-            let stubs = Progress::stderr()
-                .run(&label, || streetgate::openapi::import(&text, &prefix))
-                .with_context(|| format!("cannot import {}", spec.display()))?;
-            print!("{stubs}");
+            streetgate::cli::openapi::run(&spec, &prefix)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -172,75 +168,7 @@ async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
         swa_code: args.swa_code,
         body: args.body,
     };
-    let explanation = explain_cmd::explain(&request, &Progress::stderr()).await?;
-    for line in &explanation.lines {
-        println!("{line}");
-    }
-    Ok(if explanation.allowed {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
-async fn check_snapshot(source: &str) -> anyhow::Result<ExitCode> {
-    use streetgate::explain_cmd::SnapshotLoadError;
-    use streetgate::grants::snapshot::SnapshotError;
-    match explain_cmd::load_snapshot(source, &Progress::stderr()).await {
-        Ok(snapshot) => {
-            println!(
-                "{source}: ok (version {}, {} works, {} users)",
-                snapshot.version,
-                snapshot.work_count(),
-                snapshot.user_count()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(SnapshotLoadError::Invalid {
-            source: SnapshotError::Invalid(problems),
-            ..
-        }) => {
-            eprintln!("{source}: {} problem(s)", problems.len());
-            for p in problems.iter() {
-                eprintln!("  {}: {}", p.location, p.message);
-            }
-            Ok(ExitCode::FAILURE)
-        }
-        Err(e @ SnapshotLoadError::Invalid { .. }) => {
-            eprintln!(
-                "{e}: {}",
-                std::error::Error::source(&e)
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-            );
-            Ok(ExitCode::FAILURE)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-fn check_config(file: &std::path::Path) -> ExitCode {
-    match Config::load(file) {
-        Ok(config) => {
-            println!(
-                "{}: ok ({} routes)",
-                file.display(),
-                config.router.routes().len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(ConfigError::Invalid(problems)) => {
-            eprintln!("{}: {} problem(s)", file.display(), problems.len());
-            for p in problems.iter() {
-                eprintln!("  {}: {}", p.location, p.message);
-            }
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
-    }
+    Ok(explain::run(&request).await?)
 }
 
 fn describe(e: ConfigError) -> anyhow::Error {

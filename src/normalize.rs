@@ -1,6 +1,6 @@
 //! Request checks before routing: the request target and the message framing. Anything
 //! ambiguous is rejected (400) rather than guessed at, so the path the decision sees is exactly
-//! the path the upstream receives (DESIGN.md, "What is authorized is what is forwarded").
+//! the path the upstream receives (docs/model.md, "What is authorized is what is forwarded").
 
 use std::borrow::Cow;
 

@@ -8,6 +8,11 @@
 //!
 //! A key whose TAT is in the past is indistinguishable from a new one, so `evict` drops those:
 //! the maps hold only clients seen in the last second or so plus the eviction period.
+//!
+//! Kept over governor: side by side in one criterion run (its keyed DashMap limiter against
+//! this GCRA, release build) one hot key cost 118 ns there and 159 ns here, 10 000 keys 325 ns
+//! there and 126 ns here, so no speed to gain; and this limiter takes `now` from the caller (one
+//! clock read per request, and tests move time instead of sleeping).
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -46,6 +51,10 @@ struct Rate {
 }
 
 impl Rate {
+    #[allow(
+        clippy::cast_possible_truncation,
+        reason = "float-to-int `as` saturates, which is what an absurd rate should get"
+    )]
     fn per_second(n: f64) -> Option<Rate> {
         if !(n.is_finite() && n > 0.0) {
             return None;

@@ -15,6 +15,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
@@ -25,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, ConfigError, Problems};
 use crate::listener::tls::{self, TlsError};
 use crate::proxy::{Gateway, Runtime};
+use crate::telemetry::events::ConfigReload;
 
 /// How often `watch: true` looks at the files.
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -51,12 +53,14 @@ pub enum ReloadError {
 
 impl ReloadError {
     /// The `result` label of `streetgate_config_reload_total`.
-    pub fn result(&self) -> &'static str {
+    pub fn result(&self) -> ConfigReload {
         match self {
             ReloadError::Invalid(_) | ReloadError::NeedsRestart(_) | ReloadError::Tls(_) => {
-                "invalid"
+                ConfigReload::Invalid
             }
-            ReloadError::NoFile | ReloadError::Read { .. } | ReloadError::Task(_) => "error",
+            ReloadError::NoFile | ReloadError::Read { .. } | ReloadError::Task(_) => {
+                ConfigReload::Error
+            }
         }
     }
 }
@@ -68,6 +72,9 @@ pub struct Reloader {
     path: Option<PathBuf>,
     /// One reload at a time, so a slow one cannot swap an older file in after a newer one.
     serial: Mutex<()>,
+    /// How many times `spawn_watch` has compared the files: a test waits on it to know the
+    /// watcher looked again, instead of sleeping past `WATCH_EVERY`.
+    watch_checks: AtomicU64,
 }
 
 impl Reloader {
@@ -81,11 +88,17 @@ impl Reloader {
             tls,
             path,
             serial: Mutex::new(()),
+            watch_checks: AtomicU64::new(0),
         }
     }
 
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
+    }
+
+    /// How many times the `watch: true` watcher has compared the files so far.
+    pub fn watch_checks(&self) -> u64 {
+        self.watch_checks.load(Ordering::Relaxed)
     }
 
     /// Reloads the config file; logs and counts the outcome. On error the old config stays.
@@ -94,11 +107,11 @@ impl Reloader {
         let metrics = &self.gateway.metrics;
         match &result {
             Ok(routes) => {
-                metrics.config_reload.with_label_values(&["ok"]).inc();
+                metrics.config_reloaded(ConfigReload::Ok);
                 tracing::info!(routes, "config reloaded");
             }
             Err(e) => {
-                metrics.config_reload.with_label_values(&[e.result()]).inc();
+                metrics.config_reloaded(e.result());
                 // Every problem at once (or the underlying error), so one edit can fix them all.
                 let detail = match e {
                     ReloadError::Invalid(p) | ReloadError::NeedsRestart(p) => p.to_string(),
@@ -259,6 +272,7 @@ pub fn spawn_watch(reloader: Arc<Reloader>, mut shutdown: watch::Receiver<bool>)
                 // Logged and counted inside; a bad file is retried only once it changes again.
                 let _ = reloader.reload().await;
             }
+            reloader.watch_checks.fetch_add(1, Ordering::Relaxed);
         }
     })
 }

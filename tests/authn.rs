@@ -1,5 +1,14 @@
 //! Authenticator against a real JWKS server on loopback: every token failure of issue 2, key
 //! rotation through the unknown-kid refresh (rate-limited, shared), and the verified-token cache.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
+
+mod common;
+use common::{PATIENCE, eventually, skip_ahead};
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
@@ -201,7 +210,10 @@ impl Harness {
         assert!(!auth.ready(), "no keys before the first fetch");
         let (tx, rx) = watch::channel(false);
         auth.spawn_refresh(rx);
-        wait_until(|| auth.ready()).await;
+        assert!(
+            eventually(PATIENCE, || async { auth.ready() }).await,
+            "timed out waiting for auth.ready()"
+        );
         Harness {
             auth,
             metrics,
@@ -235,16 +247,6 @@ impl Harness {
     fn refreshes(&self, result: &str) -> u64 {
         self.metrics.jwks_refresh.with_label_values(&[result]).get()
     }
-}
-
-async fn wait_until(mut done: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("condition not reached in 5 s");
 }
 
 // === tests ===
@@ -491,7 +493,7 @@ async fn unknown_kid_refreshes_once_rate_limited() {
     assert_eq!(server.hits(), 1);
     assert_eq!(h.refreshes("rate_limited"), 1);
 
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    skip_ahead(Duration::from_millis(1100)).await;
     // Many concurrent requests with the new kid share one fetch.
     let mut tasks = Vec::new();
     for i in 0..16 {
@@ -521,7 +523,7 @@ async fn unknown_kid_refreshes_once_rate_limited() {
         );
     }
     assert_eq!(server.hits(), 2);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    skip_ahead(Duration::from_millis(1100)).await;
     assert_eq!(
         h.check(&token_header(&stray), NOW).await,
         Err(Reason::TokenUnknownKey)
@@ -541,24 +543,39 @@ async fn keys_unavailable_until_the_first_good_fetch() {
     let auth = Authenticator::new(&raw_auth(jwks, json!({})), metrics.clone()).unwrap();
     let t = sign("ec1", Algorithm::ES256, &claims("a"));
     let (tx, rx) = watch::channel(false);
-    auth.spawn_refresh(rx);
-    wait_until(|| server.hits() >= 1).await;
+    let refresh = auth
+        .spawn_refresh(rx)
+        .expect("a JWKS URL has a refresh task");
+    assert!(
+        eventually(PATIENCE, || async { server.hits() >= 1 }).await,
+        "timed out waiting for server.hits() >= 1"
+    );
     assert!(!auth.ready());
     let err = auth.authenticate(&token_header(&t), NOW).await.unwrap_err();
     assert_eq!(err.reason(), Reason::KeysUnavailable);
     assert!(metrics.jwks_refresh.with_label_values(&["error"]).get() >= 1);
     // Retries on its own, then keeps refreshing every refresh_interval.
     server.status.store(200, Ordering::SeqCst);
-    wait_until(|| auth.ready()).await;
+    assert!(
+        eventually(PATIENCE, || async { auth.ready() }).await,
+        "timed out waiting for auth.ready()"
+    );
     assert!(auth.authenticate(&token_header(&t), NOW).await.is_ok());
     let loaded_at = server.hits();
-    wait_until(|| server.hits() >= loaded_at + 2).await;
+    assert!(
+        eventually(PATIENCE, || async { server.hits() >= loaded_at + 2 }).await,
+        "timed out waiting for server.hits() >= loaded_at + 2"
+    );
 
     // After shutdown, no more fetches.
     tx.send(true).unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(PATIENCE, refresh)
+        .await
+        .expect("the refresh task ends on shutdown")
+        .unwrap();
     let hits = server.hits();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    skip_ahead(Duration::from_secs(1)).await;
+    tokio::task::yield_now().await;
     assert_eq!(server.hits(), hits);
 }
 
@@ -569,7 +586,7 @@ async fn invalid_jwks_keeps_the_previous_keys() {
     *server.body.lock().unwrap() = r#"{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}"#.into();
     let (k, alg) = signing_key("rsa1");
     let stray = sign_raw(&json!({"alg": "RS256", "kid": "x"}), &claims("a"), &k, alg);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    skip_ahead(Duration::from_millis(5)).await;
     assert_eq!(
         h.check(&token_header(&stray), NOW).await,
         Err(Reason::TokenUnknownKey)
@@ -593,7 +610,7 @@ async fn cache_hit_skips_verification_while_its_key_lasts() {
 
     // The issuer drops rsa1; a token for a new kid makes us fetch the new set.
     server.serve(&["ec1"]);
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    skip_ahead(Duration::from_millis(5)).await;
     let rotated = sign("ec1", Algorithm::ES256, &claims("rotated"));
     assert_eq!(
         h.check(&token_header(&rotated), NOW).await,
@@ -606,7 +623,7 @@ async fn cache_hit_skips_verification_while_its_key_lasts() {
         h.check(&bearer(&cached), NOW + 10).await,
         Err(Reason::TokenUnknownKey)
     );
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    skip_ahead(Duration::from_millis(5)).await;
     let fresh = sign("rsa1", Algorithm::RS256, &claims("fresh"));
     assert_eq!(
         h.check(&token_header(&fresh), NOW).await,

@@ -1,5 +1,11 @@
 //! `check-config` problems for the `auth` section that the authenticator would otherwise only
 //! discover at start-up.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 use streetgate::config::Config;
 

@@ -2,6 +2,12 @@
 //! body fields that decide (promoter, authority, workstream), strict parsing, JSON media types,
 //! deciding before reading, the body read timeout and the per-connection body budget, on
 //! HTTP/1 and HTTP/2. Every rejection also checks that the upstream never saw the request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -87,7 +93,7 @@ async fn world(listen: &str) -> (World, tempfile::TempDir) {
         1,
     );
     let gw = sidecar(&yaml).await;
-    let ready = wait_until(Duration::from_secs(5), || async {
+    let ready = eventually(Duration::from_secs(5), || async {
         gw.gateway.not_ready().is_empty()
     })
     .await;
@@ -669,7 +675,7 @@ async fn the_bodies_buffered_on_one_connection_are_bounded() {
     );
     let held = tokio::spawn(async move { h2_reply(&mut first, held).await });
     // The first stream is in the pipeline (and reading its body) before the second starts.
-    let in_flight = wait_until(Duration::from_secs(5), || async {
+    let in_flight = eventually(Duration::from_secs(5), || async {
         w.gw.gateway.metrics.requests_in_flight.get() >= 1
     })
     .await;

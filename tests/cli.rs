@@ -1,4 +1,10 @@
 //! The binary's commands, run as a user would run them.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 use std::process::Command;
 

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -398,7 +397,7 @@ async fn a_template_change_applies_at_once_to_everyone_assigned() {
     let template = json!([{"party": "Supervisor", "role": "Support",
                            "permissions": ["read", "create", "communicate"]}]);
     std::fs::write(&w.grants, snapshot(2, &template)).unwrap();
-    let changed = wait_until(Duration::from_secs(10), || async {
+    let changed = eventually(PATIENCE, || async {
         send_status(&w, send, &support).await == 200
     })
     .await;
@@ -675,7 +674,7 @@ fn rules_must_fit_the_model() {
 
 #[tokio::test]
 async fn explain_prints_the_contracts_chain() {
-    use streetgate::explain_cmd::{Caller, ExplainRequest, explain};
+    use streetgate::cli::explain::{Caller, ExplainRequest, explain};
     let dir = tempfile::tempdir().unwrap();
     let grants = dir.path().join("grants.json");
     std::fs::write(&grants, snapshot(1, &json!([]))).unwrap();
@@ -694,7 +693,7 @@ async fn explain_prints_the_contracts_chain() {
         swa_code: None,
         body: body.map(str::to_owned),
     };
-    let progress = streetgate::progress::Progress::quiet();
+    let progress = streetgate::cli::progress::Progress::quiet();
     let e = explain(
         &request(
             "m-Client-Manager",
@@ -753,7 +752,7 @@ async fn contract_lists_are_filtered_to_readable_contracts() {
     let w = world().await;
     let template = json!([{"party": "Client", "role": "ReadOnly", "permissions": []}]);
     std::fs::write(&w.grants, snapshot(2, &template)).unwrap();
-    let applied = wait_until(Duration::from_secs(10), || async {
+    let applied = eventually(PATIENCE, || async {
         let t = member("Client", "ReadOnly");
         send(w.gw.addr, request("GET", "/api/contracts/K1", &t, None))
             .await

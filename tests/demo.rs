@@ -1,4 +1,10 @@
 //! The demo a newcomer runs: every printed command answers what its comment says.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -9,16 +15,16 @@ use http_body_util::Full;
 
 #[tokio::test]
 async fn every_demo_step_answers_as_printed() {
-    check(streetgate::demo::Scenario::StreetManager).await;
+    check(streetgate::cli::demo::Scenario::StreetManager).await;
 }
 
 #[tokio::test]
 async fn every_contracts_demo_step_answers_as_printed() {
-    check(streetgate::demo::Scenario::Contracts).await;
+    check(streetgate::cli::demo::Scenario::Contracts).await;
 }
 
-async fn check(scenario: streetgate::demo::Scenario) {
-    let demo = streetgate::demo::start_scenario(0, scenario).await.unwrap();
+async fn check(scenario: streetgate::cli::demo::Scenario) {
+    let demo = streetgate::cli::demo::start_scenario(0, scenario).await.unwrap();
     let text = demo.instructions();
     let base = format!("http://{}", demo.running.addr);
     assert!(!demo.steps.is_empty());

@@ -2,6 +2,12 @@
 //! heads, upstreams that stall, reset or overrun their bodies, control-plane servers that
 //! redirect or announce absurd bodies, a full disk under the log, and rate limits that come
 //! before any work. Misbehaving upstreams are raw TCP servers scripted byte by byte.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -462,7 +468,7 @@ async fn bytes_past_the_content_length_never_reach_the_client_and_the_connection
         bodies.push(resp.into_body().collect().await.unwrap().to_bytes());
         // The pool sees the stray bytes on the idle connection and drops it.
         let seen = bodies.len();
-        let gone = wait_until(Duration::from_secs(5), || async {
+        let gone = eventually(Duration::from_secs(5), || async {
             dropped.load(Ordering::SeqCst) >= seen
         })
         .await;
@@ -576,7 +582,7 @@ async fn a_grants_url_that_redirects_is_not_followed_and_the_old_snapshot_stays(
     assert_eq!(errors(&metrics(&gw).await), 0.0);
 
     redirect.store(true, Ordering::SeqCst);
-    let counted = wait_until(Duration::from_secs(5), || async {
+    let counted = eventually(Duration::from_secs(5), || async {
         errors(&metrics(&gw).await) >= 2.0
     })
     .await;
@@ -713,7 +719,7 @@ async fn with_stdout_on_a_full_disk_requests_are_answered_and_the_lost_log_is_co
     );
     let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let admin: std::net::SocketAddr = ([127, 0, 0, 1], admin_port).into();
-    let started = wait_until(Duration::from_secs(10), || async {
+    let started = eventually(Duration::from_secs(10), || async {
         TcpStream::connect(admin).await.is_ok()
     })
     .await;
@@ -732,7 +738,7 @@ async fn with_stdout_on_a_full_disk_requests_are_answered_and_the_lost_log_is_co
             sample(&scrape, "streetgate_decision_log_dropped_total"),
         )
     };
-    let counted = wait_until(Duration::from_secs(5), || async {
+    let counted = eventually(Duration::from_secs(5), || async {
         let (errors, dropped) = losses().await;
         errors >= 1.0 && dropped >= 21.0
     })

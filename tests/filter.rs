@@ -2,6 +2,12 @@
 //! reporting and export bodies, a real hyper client fetches them, and `filter::apply` filters
 //! them for a caller. Expectations come from the generated rows' own promoter and workstream,
 //! not from the filter.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 #![recursion_limit = "256"]
 
 mod filter_support;

@@ -1,5 +1,11 @@
 //! Response filtering through the whole sidecar: a reporting route filtered by the caller's
 //! workstreams, a redacted route, gzip and malformed upstream answers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 

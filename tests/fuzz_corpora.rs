@@ -1,6 +1,12 @@
 //! Replays every fuzz corpus and every kept crash input (`fuzz/corpus/<target>/`,
 //! `fuzz/regressions/<target>/`) through the same entry points the cargo-fuzz targets call, so
 //! on stable what the fuzzer once learnt stays tested. See fuzz/README.md.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 use std::path::{Path, PathBuf};
 

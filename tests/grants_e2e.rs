@@ -1,5 +1,11 @@
 //! Grants through the whole sidecar: a real grants server on loopback whose answers the test
 //! controls, a real upstream, real tokens.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -148,19 +154,22 @@ async fn world(max_age: &str, on_stale: &str) -> World {
     }
 }
 
+/// How many grants fetches ended with `result`, read from the sidecar's own counter.
+fn fetched(gw: &Running, result: &str) -> u64 {
+    gw.gateway
+        .metrics
+        .snapshot_fetch
+        .with_label_values(&[result])
+        .get()
+}
+
+async fn readyz(gw: &Running) -> StatusCode {
+    send(gw.admin_addr, get("/readyz", None)).await.status
+}
+
 /// The status the sidecar answers a GET with this token.
 async fn status_of(gw: &Running, path: &str, token: &str) -> StatusCode {
     send(gw.addr, get(path, Some(token))).await.status
-}
-
-async fn wait_for(mut cond: impl FnMut() -> bool) {
-    for _ in 0..100 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("condition not met within 5 s");
 }
 
 #[tokio::test]
@@ -267,7 +276,10 @@ async fn grants_server_down_at_start_means_503_and_nothing_forwarded_until_it_an
     let gw = streetgate::app::start(config, streetgate::telemetry::metrics::Metrics::new())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        eventually(PATIENCE, || async { fetched(&gw, "error") >= 1 }).await,
+        "the grants server was never asked"
+    );
 
     let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
     assert_eq!(reply.status, 503);
@@ -282,7 +294,10 @@ async fn grants_server_down_at_start_means_503_and_nothing_forwarded_until_it_an
 
     grants.set(ok(1, document(1, false, None)));
     let gateway = gw.gateway.clone();
-    wait_for(|| gateway.not_ready().is_empty()).await;
+    assert!(
+        eventually(PATIENCE, || async { gateway.not_ready().is_empty() }).await,
+        "timed out waiting for gateway.not_ready().is_empty()"
+    );
     let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
     assert_eq!(reply.status, 200);
 }
@@ -299,7 +314,10 @@ async fn bad_documents_keep_the_last_good_snapshot_and_stale_snapshots_deny() {
 
     // A corrupt document: counted invalid, last good stays.
     grants.set(ok(2, "{\"version\": 2, \"organisations\": [".into()));
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        eventually(PATIENCE, || async { fetched(&gw, "invalid") >= 1 }).await,
+        "the corrupt document was never fetched"
+    );
     assert_eq!(status_of(&gw, "/work/works/NW001", &user_a()).await, 200);
     let scrape = metrics(&gw).await;
     assert!(
@@ -313,7 +331,15 @@ async fn bad_documents_keep_the_last_good_snapshot_and_stale_snapshots_deny() {
 
     // 304s keep it fresh.
     grants.set(ok(1, document(1, false, None)));
-    tokio::time::sleep(Duration::from_millis(1800)).await;
+    // Twice a second ahead, each time answered 304: 2 s in all, past max_age (1500ms).
+    for _ in 0..2 {
+        gw.gateway.clock.advance(Duration::from_secs(1));
+        let before = fetched(&gw, "not_modified");
+        assert!(
+            eventually(PATIENCE, || async { fetched(&gw, "not_modified") > before }).await,
+            "the grants server stopped being polled"
+        );
+    }
     assert_eq!(status_of(&gw, "/work/works/NW001", &user_a()).await, 200);
     let scrape = metrics(&gw).await;
     assert!(
@@ -331,7 +357,12 @@ async fn bad_documents_keep_the_last_good_snapshot_and_stale_snapshots_deny() {
         etag: String::new(),
     });
     let before = upstream.count();
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let failed = fetched(&gw, "error");
+    assert!(
+        eventually(PATIENCE, || async { fetched(&gw, "error") > failed }).await,
+        "the failing grants server was never asked"
+    );
+    gw.gateway.clock.advance(Duration::from_secs(2));
     let reply = send(gw.addr, get("/work/works/NW001", Some(&user_a()))).await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.reason(), "snapshot_stale");
@@ -352,12 +383,13 @@ async fn serve_stale_keeps_deciding_from_the_old_snapshot() {
         body: String::new(),
         etag: String::new(),
     });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    assert_eq!(
-        send(gw.admin_addr, get("/readyz", None)).await.status,
-        503,
-        "readiness reports staleness"
+    let failed = fetched(&gw, "error");
+    assert!(
+        eventually(PATIENCE, || async { fetched(&gw, "error") > failed }).await,
+        "the failing grants server was never asked"
     );
+    gw.gateway.clock.advance(Duration::from_secs(1));
+    assert_eq!(readyz(&gw).await, 503, "readiness reports staleness");
     assert_eq!(status_of(&gw, "/work/works/NW001", &user_a()).await, 200);
     assert_eq!(status_of(&gw, "/work/works/NW003", &user_a()).await, 403);
     assert_eq!(upstream.count(), 1, "the denied request was not forwarded");
@@ -385,13 +417,19 @@ async fn revoked_tokens_and_suspended_organisations_are_401() {
             .to_string();
     grants.set(ok(2, document(2, false, Some(&later))));
     let store = gw.gateway.grants.clone().unwrap();
-    wait_for(|| store.version() == Some(2)).await;
+    assert!(
+        eventually(PATIENCE, || async { store.version() == Some(2) }).await,
+        "timed out waiting for store.version() == Some(2)"
+    );
     let reply = send(gw.addr, get("/work/works/NW001", Some(&old_token))).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.reason(), "token_revoked");
 
     grants.set(ok(3, document(3, true, None)));
-    wait_for(|| store.version() == Some(3)).await;
+    assert!(
+        eventually(PATIENCE, || async { store.version() == Some(3) }).await,
+        "timed out waiting for store.version() == Some(3)"
+    );
     let reply = send(gw.addr, get("/work/works/NW001", Some(&old_token))).await;
     assert_eq!(reply.status, 401);
     assert_eq!(reply.reason(), "organisation_suspended");
@@ -427,7 +465,10 @@ async fn swaps_under_traffic_never_fail_a_request() {
     let store = gw.gateway.grants.clone().unwrap();
     for v in 2..=6 {
         grants.set(ok(v, document(v, false, None)));
-        wait_for(|| store.version() == Some(v)).await;
+        assert!(
+            eventually(PATIENCE, || async { store.version() == Some(v) }).await,
+            "timed out waiting for store.version() == Some(v)"
+        );
     }
     let mut total = 0;
     for t in traffic {

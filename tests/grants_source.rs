@@ -1,5 +1,14 @@
 //! The grants store fed by its real sources: a loopback HTTP grants server whose answers each
 //! test controls, and a file on disk.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
+
+mod common;
+use common::{PATIENCE, eventually};
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use streetgate::clock::Clock;
 use streetgate::config::raw::{OnStale, RawGrantsSource};
 use streetgate::grants::codes::{SwaCode, Workstream};
 use streetgate::grants::overlay::Works;
@@ -126,7 +136,9 @@ fn fetches(metrics: &Metrics, result: &str) -> u64 {
 
 fn store(max_age: Duration, on_stale: OnStale) -> (Arc<GrantsStore>, Metrics) {
     let metrics = Metrics::new();
-    let store = Arc::new(GrantsStore::new(max_age, on_stale, metrics.clone()));
+    let store = Arc::new(
+        GrantsStore::new(max_age, on_stale, metrics.clone()).with_clock(Clock::adjustable()),
+    );
     (store, metrics)
 }
 
@@ -135,18 +147,6 @@ fn url_source(url: String) -> RawGrantsSource {
         url,
         poll_interval: POLL,
         max_backoff: Duration::from_millis(100),
-    }
-}
-
-/// Polls `cond` until it holds; fails the test after 10 s.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -162,9 +162,18 @@ async fn etag_is_sent_and_304_keeps_the_snapshot_fresh() {
     let (tx, rx) = watch::channel(false);
     let task = spawn_source(Arc::clone(&store), url_source(server.url()), rx);
 
-    eventually("first snapshot", || version(&store) == Some(1)).await;
+    assert!(
+        eventually(PATIENCE, || async { version(&store) == Some(1) }).await,
+        "timed out waiting for first snapshot"
+    );
     let first = store.current(SystemTime::now()).unwrap();
-    eventually("two 304s", || fetches(&metrics, "not_modified") >= 2).await;
+    assert!(
+        eventually(PATIENCE, || async {
+            fetches(&metrics, "not_modified") >= 2
+        })
+        .await,
+        "timed out waiting for two 304s"
+    );
 
     let seen = server.if_none_match();
     assert_eq!(seen[0], None, "first request is unconditional");
@@ -182,11 +191,17 @@ async fn etag_is_sent_and_304_keeps_the_snapshot_fresh() {
     assert_eq!(metrics.snapshot_version.get(), 1);
 
     server.publish(doc(2), "two");
-    eventually("second snapshot", || version(&store) == Some(2)).await;
-    eventually("conditional on the new tag", || {
-        server.if_none_match().last().unwrap().as_deref() == Some("\"two\"")
-    })
-    .await;
+    assert!(
+        eventually(PATIENCE, || async { version(&store) == Some(2) }).await,
+        "timed out waiting for second snapshot"
+    );
+    assert!(
+        eventually(PATIENCE, || async {
+            server.if_none_match().last().unwrap().as_deref() == Some("\"two\"")
+        })
+        .await,
+        "timed out waiting for conditional on the new tag"
+    );
 
     tx.send(true).unwrap();
     task.await.unwrap();
@@ -199,17 +214,23 @@ async fn failures_after_a_good_document_keep_it() {
     let (store, metrics) = store(Duration::from_secs(60), OnStale::Deny);
     let (tx, rx) = watch::channel(false);
     let task = spawn_source(Arc::clone(&store), url_source(server.url()), rx);
-    eventually("first snapshot", || version(&store) == Some(1)).await;
+    assert!(
+        eventually(PATIENCE, || async { version(&store) == Some(1) }).await,
+        "timed out waiting for first snapshot"
+    );
 
     server.fail(StatusCode::INTERNAL_SERVER_ERROR);
-    eventually("a counted 500", || fetches(&metrics, "error") >= 1).await;
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "error") >= 1 }).await,
+        "timed out waiting for a counted 500"
+    );
     assert_eq!(version(&store), Some(1));
 
     server.publish(&b"{\"version\": 2, \"generated_at\": "[..], "corrupt");
-    eventually("a counted corrupt document", || {
-        fetches(&metrics, "invalid") >= 1
-    })
-    .await;
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "invalid") >= 1 }).await,
+        "timed out waiting for a counted corrupt document"
+    );
     assert_eq!(version(&store), Some(1));
 
     // Well-formed JSON that fails validation: a work in a workstream its promoter lacks.
@@ -217,10 +238,10 @@ async fn failures_after_a_good_document_keep_it() {
         .unwrap()
         .replace(r#""workstream":"001""#, r#""workstream":"077""#);
     server.publish(bad, "three");
-    eventually("a counted invalid document", || {
-        fetches(&metrics, "invalid") >= 2
-    })
-    .await;
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "invalid") >= 2 }).await,
+        "timed out waiting for a counted invalid document"
+    );
     assert_eq!(version(&store), Some(1));
     // A rejected document's ETag is not sent back: it would turn into 304s that look fresh.
     let requests = server.if_none_match();
@@ -236,7 +257,10 @@ async fn failures_after_a_good_document_keep_it() {
     assert_eq!(fetches(&metrics, "ok"), 1);
 
     server.publish(doc(4), "four");
-    eventually("recovery", || version(&store) == Some(4)).await;
+    assert!(
+        eventually(PATIENCE, || async { version(&store) == Some(4) }).await,
+        "timed out waiting for recovery"
+    );
     assert_eq!(metrics.snapshot_version.get(), 4);
 
     tx.send(true).unwrap();
@@ -283,7 +307,10 @@ async fn server_down_at_start_then_up() {
         url_source(format!("http://{addr}/grants.json")),
         rx,
     );
-    eventually("failed fetches", || fetches(&metrics, "error") >= 2).await;
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "error") >= 2 }).await,
+        "timed out waiting for failed fetches"
+    );
     assert!(!store.ready(SystemTime::now()));
     assert_eq!(
         store.current(SystemTime::now()).unwrap_err(),
@@ -293,7 +320,10 @@ async fn server_down_at_start_then_up() {
 
     let server = GrantsServer::serve(TcpListener::bind(addr).await.unwrap());
     server.publish(doc(1), "one");
-    eventually("first snapshot", || version(&store) == Some(1)).await;
+    assert!(
+        eventually(PATIENCE, || async { version(&store) == Some(1) }).await,
+        "timed out waiting for first snapshot"
+    );
     assert!(store.ready(SystemTime::now()));
 
     tx.send(true).unwrap();
@@ -309,19 +339,41 @@ async fn stale_past_max_age() {
     let (serve, _) = store(max_age, OnStale::ServeStale);
     let (tx, rx) = watch::channel(false);
     let task = spawn_source(Arc::clone(&deny), url_source(server.url()), rx);
-    eventually("first snapshot", || deny.ready(SystemTime::now())).await;
+    assert!(
+        eventually(PATIENCE, || async { deny.ready(SystemTime::now()) }).await,
+        "timed out waiting for first snapshot"
+    );
     serve.apply(&doc(1), SystemTime::now()).unwrap();
 
-    // 304s keep it fresh well past max_age.
-    tokio::time::sleep(max_age * 2).await;
-    assert!(deny.ready(SystemTime::now()));
-    assert!(fetches(&metrics, "not_modified") >= 2);
+    // 304s keep it fresh well past max_age: the clock moves 2 s, and a 304 comes after.
+    let clock = deny.clock().clone();
+    clock.advance(max_age * 2);
+    let seen = fetches(&metrics, "not_modified");
+    assert!(
+        eventually(PATIENCE, || async {
+            fetches(&metrics, "not_modified") > seen
+        })
+        .await,
+        "the source stopped polling"
+    );
+    assert!(deny.ready(clock.now()));
 
     server.fail(StatusCode::SERVICE_UNAVAILABLE);
-    eventually("stale", || !deny.ready(SystemTime::now())).await;
+    let failed = fetches(&metrics, "error");
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "error") > failed }).await,
+        "the failing server was never asked"
+    );
+    clock.advance(max_age * 2);
+    assert!(!deny.ready(clock.now()));
     assert_eq!(
-        deny.current(SystemTime::now()).unwrap_err(),
+        deny.current(clock.now()).unwrap_err(),
         Reason::SnapshotStale
+    );
+    let failed = fetches(&metrics, "error");
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "error") > failed }).await,
+        "the failing server was never asked again"
     );
     assert!(metrics.snapshot_age_seconds.get() > max_age.as_secs_f64());
 
@@ -331,7 +383,10 @@ async fn stale_past_max_age() {
     assert_eq!(serve.current(later).unwrap().version, 1);
 
     server.publish(doc(2), "two");
-    eventually("fresh again", || deny.ready(SystemTime::now())).await;
+    assert!(
+        eventually(PATIENCE, || async { deny.ready(clock.now()) }).await,
+        "timed out waiting for fresh again"
+    );
     assert_eq!(version(&deny), Some(2));
 
     tx.send(true).unwrap();
@@ -434,8 +489,17 @@ async fn file_source_picks_up_a_rewritten_file() {
         poll_interval: POLL,
     };
     let task = spawn_source(Arc::clone(&store), source, rx);
-    eventually("first snapshot", || version(&store) == Some(1)).await;
-    eventually("unchanged polls", || fetches(&metrics, "not_modified") >= 2).await;
+    assert!(
+        eventually(PATIENCE, || async { version(&store) == Some(1) }).await,
+        "timed out waiting for first snapshot"
+    );
+    assert!(
+        eventually(PATIENCE, || async {
+            fetches(&metrics, "not_modified") >= 2
+        })
+        .await,
+        "timed out waiting for unchanged polls"
+    );
     assert_eq!(
         fetches(&metrics, "ok"),
         1,
@@ -446,16 +510,22 @@ async fn file_source_picks_up_a_rewritten_file() {
     let tmp = dir.path().join("grants.json.tmp");
     std::fs::write(&tmp, synthetic_document_version(2, 8, 20, 70)).unwrap();
     std::fs::rename(&tmp, &path).unwrap();
-    eventually("second snapshot", || version(&store) == Some(2)).await;
+    assert!(
+        eventually(PATIENCE, || async { version(&store) == Some(2) }).await,
+        "timed out waiting for second snapshot"
+    );
     assert_eq!(store.current(SystemTime::now()).unwrap().work_count(), 70);
 
     std::fs::write(&path, b"{ not json").unwrap();
-    eventually("a counted corrupt file", || {
-        fetches(&metrics, "invalid") >= 1
-    })
-    .await;
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "invalid") >= 1 }).await,
+        "timed out waiting for a counted corrupt file"
+    );
     std::fs::remove_file(&path).unwrap();
-    eventually("a counted missing file", || fetches(&metrics, "error") >= 1).await;
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "error") >= 1 }).await,
+        "timed out waiting for a counted missing file"
+    );
     assert_eq!(version(&store), Some(2));
 
     tx.send(true).unwrap();
@@ -475,7 +545,10 @@ async fn source_stops_on_shutdown_even_mid_backoff() {
         max_backoff: Duration::from_secs(600),
     };
     let task = spawn_source(store, source, rx);
-    eventually("a failed fetch", || fetches(&metrics, "error") >= 1).await;
+    assert!(
+        eventually(PATIENCE, || async { fetches(&metrics, "error") >= 1 }).await,
+        "timed out waiting for a failed fetch"
+    );
     tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

@@ -3,6 +3,12 @@
 //! `X-Forwarded-For`/`-Proto` are ours unless the peer is a trusted proxy, identity that cannot
 //! travel as a header is refused, `swaCode` is one parameter however it is spelt, and path
 //! escapes that would decode again downstream are refused.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 

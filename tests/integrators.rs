@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use common::*;
 
@@ -240,7 +239,7 @@ async fn integrator_metric_labels_are_bounded_by_the_snapshot() {
     call(&w, "/work/works/W1", &planner("roadhub")).await;
     call(&w, "/work/works/W1", &planner("unknown-1")).await;
     call(&w, "/work/works/W1", &planner("unknown-2")).await;
-    let ok = wait_until(Duration::from_secs(5), || async {
+    let ok = eventually(PATIENCE, || async {
         let scrape = metrics(&w.gw).await;
         sample(
             &scrape,
@@ -259,7 +258,7 @@ async fn integrator_metric_labels_are_bounded_by_the_snapshot() {
 
 #[tokio::test]
 async fn explain_prints_the_integrator_step() {
-    use streetgate::explain_cmd::{Caller, ExplainRequest, explain};
+    use streetgate::cli::explain::{Caller, ExplainRequest, explain};
     let dir = tempfile::tempdir().unwrap();
     let grants = dir.path().join("grants.json");
     std::fs::write(&grants, GRANTS).unwrap();
@@ -291,7 +290,7 @@ async fn explain_prints_the_integrator_step() {
         swa_code: None,
         body: None,
     };
-    let progress = streetgate::progress::Progress::quiet();
+    let progress = streetgate::cli::progress::Progress::quiet();
     let allowed = explain(&request("roadhub", "/work/works/W1"), &progress)
         .await
         .unwrap();

@@ -1,5 +1,11 @@
 //! The built binary, for operating it: `explain` and `check-snapshot` output and exit statuses,
 //! and `serve` reloading on SIGHUP and draining on SIGTERM to exit 0.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -334,44 +340,48 @@ async fn serve_reloads_on_sighup_and_drains_on_sigterm_then_exits_0() {
         "{routes}      - id: Ping\n        route: GET /ping\n        allow: public\n"
     ));
     signal(&served.child, "HUP");
-    let mut status = StatusCode::NOT_FOUND;
-    for _ in 0..50 {
-        status = send(addr, ping()).await.status;
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, 200, "SIGHUP reloaded the config");
+    let reloaded = eventually(PATIENCE, || async {
+        send(addr, ping()).await.status == 200
+    })
+    .await;
+    assert!(reloaded, "SIGHUP reloaded the config");
     let seen_before = upstream.count();
 
     // SIGTERM during a slow request: it completes, then the process exits 0.
     let in_flight = tokio::spawn(async move { send(addr, get("/work/status", None)).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admin = served.admin;
+    let in_flight_now = eventually(PATIENCE, || async {
+        let scrape = send(admin, get("/metrics", None)).await;
+        sample(
+            &String::from_utf8_lossy(&scrape.body),
+            "streetgate_requests_in_flight",
+        ) == 1.0
+    })
+    .await;
+    assert!(in_flight_now, "the slow request never reached the sidecar");
     signal(&served.child, "TERM");
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        send(served.admin, get("/readyz", None)).await.status,
-        503,
-        "not ready while draining"
-    );
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "no new connections while draining"
-    );
+    let draining = eventually(PATIENCE, || async {
+        send(admin, get("/readyz", None)).await.status == 503
+    })
+    .await;
+    assert!(draining, "not ready while draining");
+    let refused = eventually(PATIENCE, || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(refused, "no new connections while draining");
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["slow"], true);
     assert_eq!(upstream.count(), seen_before + 1);
     let mut exit = None;
-    for _ in 0..150 {
+    let exited = eventually(Duration::from_secs(15), || {
         exit = served.child.try_wait().unwrap();
-        if exit.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(exit.expect("exited after the drain").code(), Some(0));
+        std::future::ready(exit.is_some())
+    })
+    .await;
+    assert!(exited, "still running after the drain");
+    assert_eq!(exit.and_then(|e| e.code()), Some(0));
 }
 
 #[tokio::test]

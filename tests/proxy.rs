@@ -1,4 +1,10 @@
 //! End-to-end: a real upstream, a real JWKS server and the sidecar on loopback.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -459,7 +465,7 @@ async fn header_limits_are_enforced() {
         "a".repeat(40_000)
     );
     let resp = raw(w.gw.addr, huge.as_bytes()).await;
-    assert!(matches!(raw_status(&resp), 431 | 0), "{resp}");
+    assert_eq!(raw_status(&resp), 431, "{resp}");
     assert_eq!(w.upstream.count(), 0);
 }
 

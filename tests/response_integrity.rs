@@ -1,6 +1,12 @@
 //! Responses on policy routes through the whole sidecar: never cacheable by a shared cache,
 //! nothing describing the unfiltered body, counts that do not reveal other organisations' rows,
 //! error bodies passed unchanged, and section 74 financial details redacted.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 

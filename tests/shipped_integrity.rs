@@ -2,6 +2,12 @@
 //! URLs, keys and grants patched to test servers): the create routes and the permits route
 //! enforce their body fields, strict bodies apply, and every filtered reporting route removes
 //! the unfiltered counts and is never shared. Every rejection checks the upstream saw nothing.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! Tokens: a cached identity dies with the key that verified it. A JWKS refresh that removes a
 //! key, or replaces its material under the same `kid`, makes its cached tokens fail exactly as a
 //! fresh token signed with that key would.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -47,7 +53,7 @@ impl Keys {
             change(doc["keys"].as_array_mut().unwrap());
         }
         let before = self.server.count();
-        let refreshed = wait_until(Duration::from_secs(5), || async {
+        let refreshed = eventually(Duration::from_secs(5), || async {
             self.server.count() >= before + 2
         })
         .await;
@@ -236,7 +242,7 @@ async fn a_refresh_for_an_unknown_kid_also_kills_cached_tokens_of_removed_keys()
         &claims("user-b", "7001", &["Planner"]),
     );
     // The unknown kid refreshes the keys once `min_refresh_interval` allows it.
-    let refreshed = wait_until(Duration::from_secs(5), || async {
+    let refreshed = eventually(Duration::from_secs(5), || async {
         status(&gw, &newcomer).await.0 == 200
     })
     .await;

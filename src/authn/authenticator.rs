@@ -16,6 +16,7 @@ use super::jwks::JwksStore;
 use super::keys::{AlgSet, KeySet, parse_alg};
 use super::verify::{Keys, Policy};
 use crate::config::raw::{RawAuth, RawJwks, RawSecret};
+use crate::telemetry::events::CacheLookup;
 use crate::telemetry::metrics::Metrics;
 
 /// Shortest HS256 secret accepted: the hash output size (RFC 7518 §3.2).
@@ -109,17 +110,21 @@ impl Authenticator {
                 },
                 keys,
                 cache: TokenCache::new(auth.token_cache_entries),
-                cache_hit: token_cache.with_label_values(&["hit"]),
-                cache_miss: token_cache.with_label_values(&["miss"]),
+                cache_hit: token_cache.with_label_values(&[CacheLookup::Hit.as_str()]),
+                cache_miss: token_cache.with_label_values(&[CacheLookup::Miss.as_str()]),
             }),
         })
     }
 
     /// Spawns the JWKS refresh task (no-op for a JWKS file or HS256); it stops when `shutdown`
-    /// changes. Call once per authenticator.
-    pub fn spawn_refresh(&self, shutdown: watch::Receiver<bool>) {
-        if let KeySource::Jwks(store) = &self.inner.keys {
-            store.spawn_refresh(shutdown);
+    /// changes, and returns it (none for a JWKS file or HS256). Call once per authenticator.
+    pub fn spawn_refresh(
+        &self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.inner.keys {
+            KeySource::Jwks(store) => store.spawn_refresh(shutdown),
+            KeySource::Secret(_) => None,
         }
     }
 

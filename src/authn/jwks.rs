@@ -14,6 +14,8 @@ use prometheus::IntCounterVec;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
 
+use crate::telemetry::events::JwksRefresh;
+
 use super::keys::{AlgSet, KeySet};
 use crate::fetch::{Fetched, Fetcher};
 
@@ -99,7 +101,7 @@ impl JwksStore {
             .last_attempt
             .is_some_and(|at| at.elapsed() < remote.min_refresh_interval)
         {
-            self.count("rate_limited");
+            self.count(JwksRefresh::RateLimited);
             return None;
         }
         self.fetch(remote, &mut state).await;
@@ -121,38 +123,39 @@ impl JwksStore {
             None
         };
         match remote.fetcher.get(&remote.url, etag).await {
-            Ok(Fetched::NotModified) => self.count("ok"),
+            Ok(Fetched::NotModified) => self.count(JwksRefresh::Ok),
             Ok(Fetched::Body { body, etag }) => match KeySet::from_jwks(&body, self.allowed) {
                 Ok(set) => {
                     tracing::info!(url = %remote.url, keys = set.len(), "JWKS loaded");
                     self.current.store(Some(Arc::new(set)));
                     state.etag = etag;
-                    self.count("ok");
+                    self.count(JwksRefresh::Ok);
                 }
                 Err(e) => {
                     tracing::warn!(url = %remote.url, error = %e, "JWKS rejected; keeping the previous keys");
-                    self.count("invalid");
+                    self.count(JwksRefresh::Invalid);
                 }
             },
             Err(e) => {
                 tracing::warn!(url = %remote.url, error = %e, "JWKS fetch failed; keeping the previous keys");
-                self.count("error");
+                self.count(JwksRefresh::Error);
             }
         }
     }
 
-    fn count(&self, result: &str) {
-        self.refreshes.with_label_values(&[result]).inc();
+    fn count(&self, result: JwksRefresh) {
+        self.refreshes.with_label_values(&[result.as_str()]).inc();
     }
 
     /// Refreshes every `refresh_interval` (sooner while nothing has loaded) until `shutdown`
-    /// changes. No-op for a fixed key set.
-    pub fn spawn_refresh(self: &Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        if self.remote.is_none() {
-            return;
-        }
+    /// changes. No-op for a fixed key set; otherwise the task, which ends after `shutdown`.
+    pub fn spawn_refresh(
+        self: &Arc<Self>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        self.remote.as_ref()?;
         let store = Arc::clone(self);
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let Some(remote) = store.remote.as_ref() else {
                 return;
             };
@@ -171,6 +174,6 @@ impl JwksStore {
                     _ = shutdown.changed() => break,
                 }
             }
-        });
+        }))
     }
 }

@@ -2,8 +2,8 @@
 //! and identity lines. Built from the small facts `decide` records, so explaining never re-runs
 //! or diverges from the decision.
 
+use super::Visibility;
 use super::{Capacity, Decision};
-use crate::filter::Visibility;
 use crate::grants::format::AccessLevel;
 
 /// One line per step the decision went through, ending with the reason.

@@ -16,14 +16,15 @@ mod body_checks;
 mod caller;
 pub mod contract;
 pub mod explain;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod fixture;
 mod integrator;
 pub mod rule;
 mod visibility;
 
+pub use visibility::Visibility;
+
 use crate::authn::identity::Identity;
-use crate::filter::Visibility;
 use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::format::AccessLevel;
 use crate::grants::overlay::Works;

@@ -7,10 +7,23 @@
 
 use super::Capacity;
 use super::caller::Caller;
-use crate::filter::Visibility;
-use crate::grants::codes::SwaCode;
+use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::format::AccessLevel;
 use crate::grants::snapshot::{Snapshot, User};
+
+/// Which rows a caller may see, computed by the decision from identity and grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Visibility {
+    /// Highway authorities (and routes without workstream filtering) see every row.
+    All,
+    /// Only rows of these workstreams of the acting organisation.
+    Workstreams {
+        organisation: SwaCode,
+        readable: Vec<Workstream>,
+    },
+    /// Contracts model: only rows of these contracts (the ones the caller may read).
+    Contracts(std::collections::HashSet<std::sync::Arc<str>>),
+}
 
 /// The visibility of `subject` acting for `acting` in `capacity` (as a `Decision` reports them).
 pub fn visibility(

@@ -47,7 +47,7 @@ where
             Some(one) => {
                 buf.reserve(
                     declared
-                        .map_or(0, |n| n as usize)
+                        .map_or(0, |n| usize::try_from(n).unwrap_or(0))
                         .max(one.len() + data.len()),
                 );
                 buf.extend_from_slice(&one);

@@ -20,7 +20,6 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 use crate::authn::identity::RoleSet;
-use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::overlay::Works;
 use crate::reason::Reason;
 
@@ -30,19 +29,8 @@ pub use policy::ResponsePolicy;
 use policy::{Format, RowKey};
 use rows::Judge;
 
-/// Which rows a caller may see, computed by the decision from identity and grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Visibility {
-    /// Highway authorities (and routes without workstream filtering) see every row.
-    All,
-    /// Only rows of these workstreams of the acting organisation.
-    Workstreams {
-        organisation: SwaCode,
-        readable: Vec<Workstream>,
-    },
-    /// Contracts model: only rows of these contracts (the ones the caller may read).
-    Contracts(std::collections::HashSet<std::sync::Arc<str>>),
-}
+/// Defined by the decision that computes it; filtering only reads it.
+pub use crate::authz::Visibility;
 
 /// Who is asking, as far as filtering cares.
 #[derive(Clone, Copy)]

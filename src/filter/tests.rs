@@ -1,6 +1,7 @@
 use super::*;
 use crate::authn::identity::Role;
 use crate::config::raw::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
+use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::overlay::CreatedWorks;
 use crate::grants::snapshot::{Snapshot, WorkInfo};
 

@@ -1,4 +1,4 @@
-//! Grants snapshot format v1, exactly as DESIGN.md gives it: the contract with whatever
+//! Grants snapshot format v1, exactly as docs/model.md gives it: the contract with whatever
 //! publishes grants.
 //!
 //! Strings that occur once per work or user borrow from the input bytes (`Cow`), and a user's

@@ -8,7 +8,7 @@ pub mod overlay;
 pub mod snapshot;
 mod source;
 pub mod store;
-#[doc(hidden)]
+#[cfg(any(test, feature = "testing"))]
 pub mod synthetic;
 mod timestamp;
 mod validate;

@@ -127,7 +127,7 @@ impl Snapshot {
     }
 
     /// Approximate heap bytes of the work index, for the memory budget.
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "testing"))]
     pub fn work_index_bytes(&self) -> usize {
         self.works.heap_bytes()
     }

@@ -56,7 +56,7 @@ async fn poll_file(
     let mut seen: Option<Stamp> = None;
     loop {
         match read_if_changed(&path, seen).await {
-            Ok(None) => store.not_modified(SystemTime::now()),
+            Ok(None) => store.not_modified(store.clock().now()),
             Ok(Some((stamp, bytes))) => {
                 // Remember the stamp even if the document is rejected: re-reading an unchanged
                 // bad file would only log the same problems again.
@@ -65,7 +65,7 @@ async fn poll_file(
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "grants file unreadable");
-                store.fetch_failed(SystemTime::now());
+                store.fetch_failed(store.clock().now());
             }
         }
         if sleep_or_shutdown(every, &mut shutdown).await {
@@ -107,7 +107,7 @@ async fn poll_url(
         };
         let ok = match fetched {
             Ok(Fetched::NotModified) => {
-                store.not_modified(SystemTime::now());
+                store.not_modified(store.clock().now());
                 true
             }
             Ok(Fetched::Body { body, etag: tag }) => {
@@ -119,7 +119,7 @@ async fn poll_url(
             }
             Err(e) => {
                 tracing::warn!(url, error = %e, "grants fetch failed");
-                store.fetch_failed(SystemTime::now());
+                store.fetch_failed(store.clock().now());
                 false
             }
         };
@@ -146,7 +146,7 @@ async fn apply(store: &Arc<GrantsStore>, bytes: Bytes) -> bool {
         .name("grants-apply".into())
         .spawn(move || {
             lower_priority();
-            let _ = done.send(store.apply(&bytes, SystemTime::now()).is_ok());
+            let _ = done.send(store.apply(&bytes, store.clock().now()).is_ok());
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the grants apply thread");

@@ -11,8 +11,10 @@ use arc_swap::ArcSwapOption;
 
 use super::overlay::CreatedWorks;
 use super::snapshot::{Snapshot, SnapshotError, parse};
+use crate::clock::Clock;
 use crate::config::raw::OnStale;
 use crate::reason::Reason;
+use crate::telemetry::events::SnapshotFetch;
 use crate::telemetry::metrics::Metrics;
 
 /// No successful fetch yet.
@@ -29,6 +31,7 @@ pub struct GrantsStore {
     /// Serialises `apply` so two documents cannot both pass the version check; readers never
     /// take it.
     applying: Mutex<()>,
+    clock: Clock,
 }
 
 /// Why `apply` left the snapshot in force unchanged.
@@ -67,7 +70,19 @@ impl GrantsStore {
             on_stale,
             metrics,
             applying: Mutex::new(()),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same store judging freshness by `clock` (shared with the gateway).
+    pub fn with_clock(mut self, clock: Clock) -> GrantsStore {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the sources stamp fetches with and the gateway asks freshness at.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     /// The snapshot for one request, or why there is none.
@@ -113,7 +128,7 @@ impl GrantsStore {
         });
         match result {
             Ok(None) => {
-                self.fetched(now, "not_modified");
+                self.fetched(now, SnapshotFetch::NotModified);
                 Ok(in_force.unwrap_or_default())
             }
             Ok(Some(snapshot)) => {
@@ -126,7 +141,7 @@ impl GrantsStore {
                 self.metrics
                     .snapshot_version
                     .set(i64::try_from(version).unwrap_or(i64::MAX));
-                self.fetched(now, "ok");
+                self.fetched(now, SnapshotFetch::Ok);
                 tracing::info!(
                     version,
                     works = snapshot.work_count(),
@@ -139,10 +154,7 @@ impl GrantsStore {
                 Ok(version)
             }
             Err(e) => {
-                self.metrics
-                    .snapshot_fetch
-                    .with_label_values(&["invalid"])
-                    .inc();
+                self.metrics.snapshot_fetched(SnapshotFetch::Invalid);
                 match &e {
                     SnapshotError::Invalid(problems) => tracing::warn!(
                         in_force = ?in_force,
@@ -162,24 +174,18 @@ impl GrantsStore {
 
     /// The source answered "unchanged" (HTTP 304, or a file that did not change).
     pub(super) fn not_modified(&self, now: SystemTime) {
-        self.fetched(now, "not_modified");
+        self.fetched(now, SnapshotFetch::NotModified);
     }
 
     /// The source could not be reached or read.
     pub(super) fn fetch_failed(&self, now: SystemTime) {
-        self.metrics
-            .snapshot_fetch
-            .with_label_values(&["error"])
-            .inc();
+        self.metrics.snapshot_fetched(SnapshotFetch::Error);
         self.update_age(now);
     }
 
-    fn fetched(&self, now: SystemTime, result: &str) {
+    fn fetched(&self, now: SystemTime, result: SnapshotFetch) {
         self.last_fetch_ms.store(millis(now), Ordering::Release);
-        self.metrics
-            .snapshot_fetch
-            .with_label_values(&[result])
-            .inc();
+        self.metrics.snapshot_fetched(result);
         self.update_age(now);
     }
 

@@ -1,4 +1,7 @@
 //! RFC 3339 timestamps of the grants document, as whole seconds since the Unix epoch.
+//!
+//! Kept over time/jiff: humantime (already a dependency) does the parsing; this file only adds
+//! the `±HH:MM` offset humantime lacks, in fewer lines than another date crate would cost.
 
 use std::time::UNIX_EPOCH;
 

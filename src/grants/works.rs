@@ -78,6 +78,7 @@ impl WorkIndex {
     }
 
     /// Heap bytes held, for the memory budget (capacity, not length).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn heap_bytes(&self) -> usize {
         self.refs.capacity()
             + self.ends.capacity() * size_of::<u32>()
@@ -111,12 +112,17 @@ mod tests {
         let refs: Vec<String> = (0..5000).map(|i| format!("NW{i:011}")).collect();
         let index = WorkIndex::build(
             0,
-            refs.iter().map(|r| (r.as_str(), info((r.len() % 7) as u8))),
+            refs.iter()
+                .map(|r| (r.as_str(), info(u8::try_from(r.len() % 7).unwrap()))),
         )
         .unwrap();
         assert_eq!(index.len(), 5000);
         for r in &refs {
-            assert_eq!(index.get(r), Some(info((r.len() % 7) as u8)), "{r}");
+            assert_eq!(
+                index.get(r),
+                Some(info(u8::try_from(r.len() % 7).unwrap())),
+                "{r}"
+            );
         }
         assert_eq!(index.get("NW0000000000"), None);
         assert_eq!(index.get("NW000000000000"), None);

@@ -77,7 +77,7 @@ impl Drop for Busy {
     fn drop(&mut self) {
         let a = &self.0;
         a.idle_since_ms
-            .store(a.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+            .store(millis(a.epoch.elapsed()), Ordering::Relaxed);
         if a.busy.fetch_sub(1, Ordering::Release) == 1 {
             a.idle.notify_one();
         }
@@ -114,4 +114,9 @@ impl<B: Body + Unpin> Body for ActiveBody<B> {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Milliseconds since the connection's epoch; saturates (after half a billion years).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

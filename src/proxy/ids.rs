@@ -55,7 +55,7 @@ impl DecisionIds {
     pub(super) fn next(&self) -> String {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let floor = (now_ms & ((1 << 48) - 1)) << SEQ_BITS;
         // Past 4096 ids in one millisecond the sequence carries into the timestamp: the ids
         // run a little ahead of the clock rather than repeat.

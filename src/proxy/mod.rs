@@ -16,7 +16,7 @@ use ids::{DecisionIds, InFlight};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use crate::authn::Authenticator;
 use crate::authn::identity::Identity;
 use crate::authz::rule::Allow;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{self, ProxyError};
 use crate::filter::{self, Visibility};
@@ -40,6 +41,7 @@ use crate::ratelimit::RateLimiter;
 use crate::reason::Reason;
 use crate::route::Route;
 use crate::telemetry::decision_log::{self, DecisionRecord};
+use crate::telemetry::events::RowOutcome;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::route_metrics::{Applied, RouteMetrics};
 
@@ -68,7 +70,7 @@ impl Runtime {
             .router
             .routes()
             .iter()
-            .map(|r| RouteMetrics::new(r.id.clone(), metrics))
+            .map(|r| RouteMetrics::new(r.id.clone(), r.response.is_some(), metrics))
             .collect();
         Runtime {
             config,
@@ -89,6 +91,8 @@ pub struct Gateway {
     ids: DecisionIds,
     /// Set when shutdown begins: readiness fails so traffic moves elsewhere during the drain.
     draining: AtomicBool,
+    /// What rate limits, token times and snapshot freshness are judged at.
+    pub clock: Clock,
 }
 
 /// Facts about the connection a request arrived on.
@@ -115,7 +119,14 @@ impl Gateway {
             metrics,
             ids: DecisionIds::new(),
             draining: AtomicBool::new(false),
+            clock: Clock::system(),
         }
+    }
+
+    /// The same gateway judging time by `clock` (give its grants store the same one).
+    pub fn with_clock(mut self, clock: Clock) -> Gateway {
+        self.clock = clock;
+        self
     }
 
     pub fn start_draining(&self) {
@@ -132,7 +143,7 @@ impl Gateway {
             missing.push("signing keys not loaded");
         }
         if let Some(grants) = &self.grants
-            && !grants.ready(SystemTime::now())
+            && !grants.ready(self.clock.now())
         {
             missing.push("grants snapshot missing or stale");
         }
@@ -194,7 +205,7 @@ impl Gateway {
         // --- limit, check, route --- (a flood of bad requests is limited too)
         if let Some(limiter) = &runtime.limiter {
             limiter
-                .check_ip(conn.peer.ip(), Instant::now())
+                .check_ip(conn.peer.ip(), self.clock.instant())
                 .map_err(ProxyError::from)?;
         }
         let target = normalize::check(&parts.method, &parts.uri, parts.version, &parts.headers)?;
@@ -207,7 +218,7 @@ impl Gateway {
         log.route = Some(route.id.clone());
 
         // --- authenticate ---
-        let now = unix_now();
+        let now = self.clock.unix_secs();
         let identity = self
             .authenticate(runtime, route, &parts.headers, now, log)
             .await?;
@@ -318,9 +329,11 @@ impl Gateway {
             let (filtered, outcome) = filter::apply(policy, &visibility, works, roles, response)
                 .await
                 .map_err(ProxyError::Filter)?;
-            log.filter_us = Some(outcome.elapsed.as_micros() as u64);
-            route_metrics.rows(true).inc_by(outcome.kept);
-            route_metrics.rows(false).inc_by(outcome.dropped);
+            log.filter_us = Some(u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX));
+            route_metrics.rows(RowOutcome::Kept).inc_by(outcome.kept);
+            route_metrics
+                .rows(RowOutcome::Dropped)
+                .inc_by(outcome.dropped);
             return Ok(filtered.map(Either::Right));
         }
         if let (Some(created), Some(request_body), Some(store), Some(promoter)) = (
@@ -359,7 +372,7 @@ impl Gateway {
             let label = self
                 .grants
                 .as_deref()
-                .and_then(|g| g.current(SystemTime::now()).ok())
+                .and_then(|g| g.current(self.clock.now()).ok())
                 .map_or("other", |s| s.integrator_label(integrator));
             let applied = Applied::of(decision.reason, shadow).as_str();
             self.metrics
@@ -388,7 +401,7 @@ impl Gateway {
         let error = match runtime
             .limiter
             .as_ref()
-            .map(|l| l.check_ip(conn.peer.ip(), Instant::now()))
+            .map(|l| l.check_ip(conn.peer.ip(), self.clock.instant()))
         {
             Some(Err(limited)) => limited.into(),
             _ => ProxyError::Rejected(reason),
@@ -428,7 +441,7 @@ impl Gateway {
         log.integrator = identity.integrator.clone();
         if let Some(limiter) = &runtime.limiter {
             limiter
-                .check_user(&identity.subject, Instant::now())
+                .check_user(&identity.subject, self.clock.instant())
                 .map_err(ProxyError::from)?;
         }
         Ok(Some(identity))
@@ -436,7 +449,7 @@ impl Gateway {
 
     fn snapshot_for(&self, identity: Option<&Identity>) -> Result<Option<Arc<Snapshot>>, Reason> {
         match (&self.grants, identity) {
-            (Some(store), Some(_)) => store.current(SystemTime::now()).map(Some),
+            (Some(store), Some(_)) => store.current(self.clock.now()).map(Some),
             _ => Ok(None),
         }
     }

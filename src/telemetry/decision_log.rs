@@ -72,7 +72,7 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
         acting_organisation = record.acting_organisation.as_ref().map(SwaCode::as_str),
         decision,
         reason = reason.as_str(),
-        latency_us = record.started.elapsed().as_micros() as u64,
+        latency_us = u64::try_from(record.started.elapsed().as_micros()).unwrap_or(u64::MAX),
         status = record.status,
         filter_us = record.filter_us,
     );

@@ -1,6 +1,7 @@
 //! Every metric streetgate exports, registered in one place so names stay stable and labels stay
 //! bounded (route ids from config and fixed enums only; never raw paths or user ids).
 
+use super::events::{CacheLookup, ConfigReload, JwksRefresh, SnapshotFetch};
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry,
@@ -35,6 +36,10 @@ pub struct Metrics {
 
 impl Metrics {
     /// A fresh registry with every metric registered; tests build their own.
+    #[allow(
+        clippy::expect_used,
+        reason = "fixed definitions: one that fails is a bug that must stop start-up"
+    )]
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let m = Metrics {
@@ -153,21 +158,33 @@ impl Metrics {
         }
         // Fixed-enum series exist at 0 from the start, so `rate()` and `increase()` alerts see
         // the first failure instead of a series appearing out of nowhere.
-        let enums: [(&IntCounterVec, &[&str]); 4] = [
+        let enums: [(&IntCounterVec, Vec<&str>); 4] = [
             (
                 &m.snapshot_fetch,
-                &["ok", "not_modified", "error", "invalid"],
+                labels(SnapshotFetch::ALL, |r| r.as_str()),
             ),
-            (&m.jwks_refresh, &["ok", "error", "invalid", "rate_limited"]),
-            (&m.token_cache, &["hit", "miss"]),
-            (&m.config_reload, &["ok", "invalid", "error"]),
+            (&m.jwks_refresh, labels(JwksRefresh::ALL, |r| r.as_str())),
+            (&m.token_cache, labels(CacheLookup::ALL, |r| r.as_str())),
+            (&m.config_reload, labels(ConfigReload::ALL, |r| r.as_str())),
         ];
         for (counter, results) in enums {
             for result in results {
-                counter.with_label_values(&[*result]);
+                counter.with_label_values(&[result]);
             }
         }
         m
+    }
+
+    pub fn snapshot_fetched(&self, result: SnapshotFetch) {
+        self.snapshot_fetch
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    pub fn config_reloaded(&self, result: ConfigReload) {
+        self.config_reload
+            .with_label_values(&[result.as_str()])
+            .inc();
     }
 
     /// Prometheus text exposition of every metric.
@@ -179,6 +196,10 @@ impl Metrics {
         }
         out
     }
+}
+
+fn labels<T: Copy>(all: &[T], label: fn(T) -> &'static str) -> Vec<&'static str> {
+    all.iter().map(|&v| label(v)).collect()
 }
 
 impl Default for Metrics {

@@ -1,12 +1,13 @@
 //! Metric handles of one route, resolved once per config. `with_label_values` hashes the label
 //! values and takes the metric family's lock on every call; the request path instead indexes a
 //! route's own slots, each filled the first time that series is used (so a route's /metrics
-//! lines appear only once it has traffic).
+//! lines appear only once it has traffic), except a filtered route's rows, at zero from start.
 
 use std::sync::{Arc, OnceLock};
 
 use prometheus::{Histogram, IntCounter};
 
+use super::events::{RowOutcome, StatusClass};
 use super::metrics::Metrics;
 use crate::reason::Reason;
 
@@ -36,9 +37,6 @@ impl Applied {
     }
 }
 
-/// The `status_class` label values of `streetgate_upstream_duration_seconds`.
-const STATUS_CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "error"];
-
 pub struct RouteMetrics {
     route: Arc<str>,
     metrics: Metrics,
@@ -50,8 +48,9 @@ pub struct RouteMetrics {
 }
 
 impl RouteMetrics {
-    pub fn new(route: Arc<str>, metrics: &Metrics) -> RouteMetrics {
-        RouteMetrics {
+    /// A route with a response policy (`filtered`) has its row series at zero from the start.
+    pub fn new(route: Arc<str>, filtered: bool, metrics: &Metrics) -> RouteMetrics {
+        let m = RouteMetrics {
             route,
             metrics: metrics.clone(),
             decisions: (0..Reason::ALL.len() * 3)
@@ -59,7 +58,13 @@ impl RouteMetrics {
                 .collect(),
             upstream: Default::default(),
             rows: Default::default(),
+        };
+        if filtered {
+            for &outcome in RowOutcome::ALL {
+                m.rows(outcome);
+            }
         }
+        m
     }
 
     pub fn decision(&self, reason: Reason, applied: Applied) -> &IntCounter {
@@ -75,26 +80,25 @@ impl RouteMetrics {
     /// The upstream duration histogram for an HTTP status, or for a failure (`None`).
     pub fn upstream(&self, status: Option<u16>) -> &Histogram {
         let class = match status {
-            Some(200..=299) => 1,
-            Some(300..=399) => 2,
-            Some(400..=499) => 3,
-            Some(500..=599) => 4,
-            Some(_) => 0,
-            None => 5,
+            Some(200..=299) => StatusClass::Success,
+            Some(300..=399) => StatusClass::Redirect,
+            Some(400..=499) => StatusClass::ClientError,
+            Some(500..=599) => StatusClass::ServerError,
+            Some(_) => StatusClass::Informational,
+            None => StatusClass::Failed,
         };
-        self.upstream[class].get_or_init(|| {
+        self.upstream[class as usize].get_or_init(|| {
             self.metrics
                 .upstream_duration
-                .with_label_values(&[&*self.route, STATUS_CLASSES[class]])
+                .with_label_values(&[&*self.route, class.as_str()])
         })
     }
 
-    pub fn rows(&self, kept: bool) -> &IntCounter {
-        let (slot, label) = if kept { (0, "kept") } else { (1, "dropped") };
-        self.rows[slot].get_or_init(|| {
+    pub fn rows(&self, outcome: RowOutcome) -> &IntCounter {
+        self.rows[outcome as usize].get_or_init(|| {
             self.metrics
                 .filtered_rows
-                .with_label_values(&[&*self.route, label])
+                .with_label_values(&[&*self.route, outcome.as_str()])
         })
     }
 }
@@ -106,14 +110,14 @@ mod tests {
     #[test]
     fn handles_count_into_the_labelled_series() {
         let metrics = Metrics::new();
-        let m = RouteMetrics::new("GetWork".into(), &metrics);
+        let m = RouteMetrics::new("GetWork".into(), false, &metrics);
         m.decision(Reason::WorkstreamRead, Applied::Allow).inc();
         m.decision(Reason::WorkstreamRead, Applied::Allow).inc();
         m.decision(Reason::WorkstreamNoAccess, Applied::ShadowDeny)
             .inc();
         m.upstream(Some(503)).observe(0.1);
         m.upstream(None).observe(0.1);
-        m.rows(false).inc_by(7);
+        m.rows(RowOutcome::Dropped).inc_by(7);
         let text = metrics.render();
         for line in [
             r#"streetgate_decisions_total{decision="allow",reason="workstream_read",route="GetWork"} 2"#,

@@ -19,6 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use streetgate::app::Running;
+use streetgate::clock::Clock;
 use streetgate::config::Config;
 use streetgate::telemetry::metrics::Metrics;
 
@@ -236,9 +237,11 @@ pub const DEFAULT_ROUTES: &str = r#"
         allow: public
 "#;
 
+/// A sidecar on an adjustable clock: a test moves `running.gateway.clock` ahead instead of
+/// sleeping past a rate-limit refill or a snapshot's `max_age`.
 pub async fn sidecar(yaml: &str) -> Running {
     let config = Config::from_yaml(yaml).unwrap_or_else(|p| panic!("test config invalid:\n{p}"));
-    let running = streetgate::app::start(config, Metrics::new())
+    let running = streetgate::app::start_with_clock(config, Metrics::new(), Clock::adjustable())
         .await
         .unwrap();
     wait_ready(&running).await;
@@ -248,7 +251,7 @@ pub async fn sidecar(yaml: &str) -> Running {
 /// A sidecar started from a config file (so it can be reloaded).
 pub async fn sidecar_from_file(path: &std::path::Path) -> Running {
     let config = Config::load(path).unwrap_or_else(|e| panic!("test config invalid: {e}"));
-    let running = streetgate::app::start(config, Metrics::new())
+    let running = streetgate::app::start_with_clock(config, Metrics::new(), Clock::adjustable())
         .await
         .unwrap();
     wait_ready(&running).await;
@@ -257,13 +260,15 @@ pub async fn sidecar_from_file(path: &std::path::Path) -> Running {
 
 /// Waits until /readyz says ready (keys fetched), at most 5 s.
 pub async fn wait_ready(running: &Running) {
-    for _ in 0..100 {
-        if running.gateway.not_ready().is_empty() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("sidecar not ready: {:?}", running.gateway.not_ready());
+    let ready = eventually(Duration::from_secs(5), || async {
+        running.gateway.not_ready().is_empty()
+    })
+    .await;
+    assert!(
+        ready,
+        "sidecar not ready: {:?}",
+        running.gateway.not_ready()
+    );
 }
 
 /// A recording upstream, a JWKS server and a sidecar in front of the upstream.
@@ -356,26 +361,57 @@ pub async fn metrics(running: &Running) -> String {
     String::from_utf8(reply.body.to_vec()).unwrap()
 }
 
-/// The value of one sample line (`name{labels} value`) in a scrape, 0 if absent.
+/// The value of one sample line (`name{labels} value`) in a scrape. A missing series fails the
+/// test: reading it as 0 would let an assertion on a series that was never exported pass.
 pub fn sample(scrape: &str, name_and_labels: &str) -> f64 {
-    scrape
+    let line = scrape
         .lines()
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+        .unwrap_or_else(|| panic!("series {name_and_labels} missing from the scrape:\n{scrape}"));
+    let value = line.rsplit(' ').next().unwrap_or_default();
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("series {name_and_labels} has no number: {line:?}"))
 }
 
-/// Polls `check` until it holds, for at most `within`; says whether it did. Tests wait on the
-/// condition they need, never on a fixed margin that a loaded machine can stretch.
-pub async fn wait_until<F, Fut>(within: Duration, mut check: F) -> bool
+/// Moves tokio's clock `by` forward at once, then lets it run on: what the code under test
+/// measures with `tokio::time::Instant` (rate-limit windows, refresh intervals) sees the time
+/// pass without the test sleeping. Needs the default current-thread test runtime.
+pub async fn skip_ahead(by: Duration) {
+    tokio::time::pause();
+    tokio::time::advance(by).await;
+    tokio::time::resume();
+}
+
+/// How long a test waits for something that should happen at once on an idle machine.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A labelled counter's value, 0 while the series does not exist yet (it appears on first
+/// use). Only for a value before the requests under test, or one that must have stayed 0; read
+/// what the requests should have counted with `sample`, which fails on a missing series.
+pub fn count_or_zero(scrape: &str, name_and_labels: &str) -> f64 {
+    let present = scrape
+        .lines()
+        .any(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '));
+    if present {
+        sample(scrape, name_and_labels)
+    } else {
+        0.0
+    }
+}
+
+/// Polls `condition` until it holds, for at most `within`; says whether it did. The one way a
+/// test waits: on the condition it needs, never on a fixed margin that a loaded 2-core machine
+/// can stretch. Sync conditions are written `|| async { cond }`.
+#[must_use = "assert on the result: a condition that never held is a failure"]
+pub async fn eventually<F, Fut>(within: Duration, mut condition: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if check().await {
+        if condition().await {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {

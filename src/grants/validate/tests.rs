@@ -1,7 +1,7 @@
 use super::validate;
 use crate::grants::snapshot::parse;
 
-/// DESIGN.md's example document, extended with a second authority and a contractor user.
+/// docs/model.md's example document, extended with a second authority and a contractor user.
 pub(crate) const GOOD: &str = r#"{
   "version": 1842,
   "generated_at": "2026-11-23T07:00:00Z",

@@ -19,6 +19,7 @@ use crate::authn::integrator;
 use crate::authn::{AuthSetupError, Authenticator};
 use crate::authz::rule::{Access, Allow, ValueSource};
 use crate::authz::{self, Decision};
+use crate::cli::progress::Progress;
 use crate::config::raw::{Model, RawClaimNames, RawTokenSource};
 use crate::config::{Config, ConfigError};
 use crate::fetch::{FetchError, Fetched, Fetcher};
@@ -26,7 +27,6 @@ use crate::grants::codes::SwaCode;
 use crate::grants::overlay::{CreatedWorks, Works};
 use crate::grants::snapshot::{Snapshot, SnapshotError};
 use crate::normalize;
-use crate::progress::Progress;
 use crate::proxy::{self, unix_now};
 use crate::reason::Reason;
 use crate::route::Route;
@@ -156,6 +156,19 @@ pub async fn load_snapshot(
     result.map_err(|e| SnapshotLoadError::Invalid {
         from: source.to_owned(),
         source: e,
+    })
+}
+
+/// The `explain` command: prints the explanation; exit 0 for allow, 1 for deny.
+pub async fn run(req: &ExplainRequest) -> Result<std::process::ExitCode, ExplainError> {
+    let explanation = explain(req, &Progress::stderr()).await?;
+    for line in &explanation.lines {
+        println!("{line}");
+    }
+    Ok(if explanation.allowed {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
     })
 }
 

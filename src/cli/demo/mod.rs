@@ -14,8 +14,8 @@ use crate::proxy::unix_now;
 use crate::telemetry::metrics::Metrics;
 use keys::DemoKeys;
 
-const CONFIG: &str = include_str!("../../config/demo.yaml");
-const GRANTS: &str = include_str!("../../config/demo-grants.json");
+const CONFIG: &str = include_str!("../../../config/demo.yaml");
+const GRANTS: &str = include_str!("../../../config/demo-grants.json");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {

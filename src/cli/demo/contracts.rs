@@ -4,8 +4,8 @@
 use super::keys::{DemoKeys, ISSUER};
 use super::{DemoError, Step};
 
-const CONFIG: &str = include_str!("../../config/contracts.yaml");
-pub(super) const GRANTS: &str = include_str!("../../config/demo-contracts-grants.json");
+const CONFIG: &str = include_str!("../../../config/contracts.yaml");
+pub(super) const GRANTS: &str = include_str!("../../../config/demo-contracts-grants.json");
 
 /// The shipped config pointed at the demo's ports, keys, snapshot file and sample API.
 pub(super) fn config(

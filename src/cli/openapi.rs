@@ -34,6 +34,38 @@ pub enum OpenApiError {
     DuplicateId(String),
 }
 
+/// Why `routes import-openapi` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {}: {error}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        error: std::io::Error,
+    },
+    #[error("cannot import {}: {error}", path.display())]
+    Import {
+        path: std::path::PathBuf,
+        error: OpenApiError,
+    },
+}
+
+/// The `routes import-openapi` command: prints the route stubs of the spec at `path`.
+pub fn run(path: &std::path::Path, prefix: &str) -> Result<(), ImportError> {
+    let text = std::fs::read_to_string(path).map_err(|error| ImportError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    let label = format!("importing {} ({} kB)", path.display(), text.len() / 1000);
+    let stubs = super::progress::Progress::stderr()
+        .run(&label, || import(&text, prefix))
+        .map_err(|error| ImportError::Import {
+            path: path.to_owned(),
+            error,
+        })?;
+    print!("{stubs}");
+    Ok(())
+}
+
 /// Route stubs (YAML) for every operation of `spec` (JSON or YAML text), with ids qualified by
 /// `prefix` (`/party` + `GetUser` → `party.GetUser`) so ids stay unique across APIs.
 pub fn import(spec: &str, prefix: &str) -> Result<String, OpenApiError> {

@@ -1,6 +1,9 @@
 //! Progress for long-running CLI work: a spinner with elapsed time while a step runs, and a
 //! check mark with its duration when it ends. Only on a terminal: piped or redirected stderr
 //! (scripts, CI) gets nothing, so output stays machine-readable.
+//!
+//! Kept over indicatif: one spinner and a check mark need a hundred lines, not a terminal
+//! library and its dependencies in a security sidecar's binary.
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
