@@ -210,6 +210,12 @@ pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     }
     unchanged(
         &mut problems,
+        "runtime.workers",
+        &old.runtime.workers,
+        &new.runtime.workers,
+    );
+    unchanged(
+        &mut problems,
         "shutdown.drain",
         &old.shutdown.drain,
         &new.shutdown.drain,

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub config_reload: IntCounterVec,
     /// route, outcome: kept | dropped.
     pub filtered_rows: IntCounterVec,
+    /// worker: main-listener connections accepted by each worker thread.
+    pub worker_connections: IntCounterVec,
 }
 
 impl Metrics {
@@ -112,9 +114,17 @@ impl Metrics {
                 &["route", "outcome"],
             )
             .expect("valid metric"),
+            worker_connections: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_worker_connections_total",
+                    "Client connections accepted, per worker thread.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
             Box::new(m.decisions.clone()),
             Box::new(m.decision_duration.clone()),
             Box::new(m.upstream_duration.clone()),
@@ -126,6 +136,7 @@ impl Metrics {
             Box::new(m.token_cache.clone()),
             Box::new(m.config_reload.clone()),
             Box::new(m.filtered_rows.clone()),
+            Box::new(m.worker_connections.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
