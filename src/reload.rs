@@ -338,6 +338,7 @@ auth:
   issuer: other
   audience: a
 shutdown: {drain: 1s}
+runtime: {workers: 3}
 apis:
   - name: work
     upstream: http://127.0.0.1:1
@@ -355,6 +356,7 @@ apis:
                 "listen.max_headers",
                 "admin.addr",
                 "auth",
+                "runtime.workers",
                 "shutdown.drain"
             ]
         );
