@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::grants::spawn_source;
 use crate::grants::store::GrantsStore;
+use crate::listener::workers::{self, Worker, WorkersError};
 use crate::listener::{self, Limits, tls::TlsError};
 use crate::proxy::{Gateway, Runtime};
 use crate::ratelimit;
@@ -34,6 +35,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    #[error(transparent)]
+    Workers(#[from] WorkersError),
 }
 
 /// A started sidecar.
@@ -41,13 +44,15 @@ pub struct Running {
     /// Where the main listener actually bound (port 0 resolved).
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// Worker threads serving the main listener.
+    pub workers: usize,
     pub gateway: Arc<Gateway>,
     /// Reloads the config file the sidecar was started from (SIGHUP, `watch: true`, tests).
     pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     /// The admin listener outlives the drain, so `/readyz` can answer 503 during it.
     admin_shutdown: watch::Sender<bool>,
-    main: JoinHandle<()>,
+    main: Vec<Worker>,
     admin: JoinHandle<()>,
 }
 
@@ -65,6 +70,7 @@ pub async fn start_with_clock(
     let admin_addr = config.admin.addr;
     let drain = config.shutdown.drain;
     let source = config.source.clone();
+    let worker_count = workers::count(config.runtime.workers)?;
     let tls = match &listen.tls {
         Some(t) => Some(listener::tls::server_config(&t.cert, &t.key)?),
         None => None,
@@ -73,14 +79,13 @@ pub async fn start_with_clock(
     let (shutdown, shutdown_rx) = watch::channel(false);
     auth.spawn_refresh(shutdown_rx.clone());
 
-    let main_listener = bind(listen.addr).await?;
-    let admin_listener = bind(admin_addr).await?;
-    let addr = main_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
+    let main_listener =
+        workers::bind(listen.addr, worker_count, true).map_err(|source| StartError::Bind {
             addr: listen.addr,
             source,
         })?;
+    let admin_listener = bind(admin_addr).await?;
+    let addr = main_listener.addr;
     let admin_addr = admin_listener
         .local_addr()
         .map_err(|source| StartError::Bind {
@@ -104,28 +109,46 @@ pub async fn start_with_clock(
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
     spawn_evict(gateway.clone(), shutdown_rx.clone());
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
-    let main = tokio::spawn(listener::serve(
-        main_listener,
-        tls,
-        gateway.clone(),
-        limits,
-        shutdown_rx.clone(),
-        drain,
-    ));
+    if let Some((shared, senders)) = main_listener.shared {
+        tracing::warn!("SO_REUSEPORT unavailable: one listener hands connections to the workers");
+        workers::spawn_handoff(shared, senders, shutdown_rx.clone())
+            .map_err(|source| StartError::Bind { addr, source })?;
+    }
+    let mut main = Vec::with_capacity(worker_count);
+    for (index, source) in main_listener.sources.into_iter().enumerate() {
+        let (tls, gateway, shutdown) = (tls.clone(), gateway.clone(), shutdown_rx.clone());
+        let accepted = gateway
+            .metrics
+            .worker_connections
+            .with_label_values(&[&index.to_string()]);
+        main.push(workers::spawn(index, source, move |connections| {
+            listener::serve(
+                connections,
+                tls,
+                gateway,
+                limits,
+                shutdown,
+                drain,
+                Some(accepted),
+            )
+        })?);
+    }
     // The admin port gets the main listener's limits and timeouts, never TLS, and no drain:
     // it is stopped after the main listener has drained.
     let admin = tokio::spawn(listener::serve(
-        admin_listener,
+        workers::Connections::Listener(admin_listener),
         Arc::new(ArcSwapOption::empty()),
         Arc::new(Admin(gateway.clone())),
         limits,
         admin_shutdown_rx,
         Duration::ZERO,
+        None,
     ));
-    tracing::info!(%addr, %admin_addr, "streetgate listening");
+    tracing::info!(%addr, %admin_addr, workers = worker_count, "streetgate listening");
     Ok(Running {
         addr,
         admin_addr,
+        workers: worker_count,
         gateway,
         reloader,
         shutdown,
@@ -168,7 +191,9 @@ impl Running {
     pub async fn shutdown(self) {
         self.gateway.start_draining();
         let _ = self.shutdown.send(true);
-        let _ = self.main.await;
+        for worker in self.main {
+            worker.join().await;
+        }
         let _ = self.admin_shutdown.send(true);
         let _ = self.admin.await;
     }

@@ -20,7 +20,7 @@ pub enum ProxyError {
     Upstream {
         api: String,
         #[source]
-        source: hyper_util::client::legacy::Error,
+        source: crate::forward::pool::SendError,
     },
     #[error("upstream {api} gave no response head within {timeout:?}")]
     UpstreamTimeout { api: String, timeout: Duration },

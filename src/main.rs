@@ -264,6 +264,7 @@ fn init_logging(command: &Command) -> std::io::Result<Option<FlushGuard>> {
         return Ok(None);
     }
     let (writer, guard) = LogBuffer::start()?;
+    streetgate::telemetry::decision_log::install(writer.clone());
     fmt.with_writer(writer).init();
     Ok(Some(guard))
 }

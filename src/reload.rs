@@ -223,6 +223,12 @@ pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     }
     unchanged(
         &mut problems,
+        "runtime.workers",
+        &old.runtime.workers,
+        &new.runtime.workers,
+    );
+    unchanged(
+        &mut problems,
         "shutdown.drain",
         &old.shutdown.drain,
         &new.shutdown.drain,
@@ -346,6 +352,7 @@ auth:
   issuer: other
   audience: a
 shutdown: {drain: 1s}
+runtime: {workers: 3}
 apis:
   - name: work
     upstream: http://127.0.0.1:1
@@ -363,6 +370,7 @@ apis:
                 "listen.max_headers",
                 "admin.addr",
                 "auth",
+                "runtime.workers",
                 "shutdown.drain"
             ]
         );

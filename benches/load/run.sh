@@ -4,17 +4,23 @@
 #
 #   benches/load/run.sh [compare|swap|rss|all]     (default: all)
 #
-# compare  one fixed upstream (nginx, small JSON body); in turns, repeated ROUNDS times so drift
-#          shows: direct to the upstream, nginx pass-through, haproxy pass-through, haproxy
-#          verifying the RS256 JWT (jwt_verify + alg/iss/aud/exp), streetgate with the Street
-#          Manager routing config, a token-cached RS256 token and a realistic snapshot, on a
-#          route that needs a workstream grant. Every response must be a 200.
+# compare  one fixed upstream (nginx, 1 worker, small JSON body); for each worker count in PAIRS
+#          (fair pairings: nginx worker_processes P, haproxy nbthread P, streetgate
+#          runtime.workers P, the bare ceiling proxy with P threads), in turns, repeated ROUNDS
+#          times so drift shows: direct to the upstream, nginx pass-through, haproxy
+#          pass-through, haproxy verifying the RS256 JWT (jwt_verify + alg/iss/aud/exp), the
+#          bare hyper ceiling proxy (../shared/perf-ceiling, tpc + conn), streetgate with the
+#          Street Manager routing config, a token-cached RS256 token and a realistic snapshot,
+#          on a route that needs a workstream grant, every decision logged. Every response must
+#          be a 200. CPU µs per request (user + system, from /proc/<pid>/stat of the proxy and
+#          its children) is printed for every proxy: it is the figure other load disturbs least.
 # swap     streetgate's latency with a 1M-work snapshot, without swaps and while a new version
 #          of it is written every second (file source, short poll interval), in turns.
 # rss      streetgate's resident memory at idle (demo config if `streetgate demo` runs, else
 #          the load config without a grants snapshot).
 #
-# Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=2 WORKERS=$(nproc)
+# Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=2 PAIRS="1 2" WORKERS=$(nproc) (swap)
+# CEILING_SRC=../shared/perf-ceiling
 # WORKS=100000 USERS=10000 SWAP_WORKS=1000000 SKIP_BUILD=1 SHIPPED_CONFIG=1|0 KEEP=1.
 # Needs wrk, nginx, haproxy (installed with apt-get when missing and running as root), cargo.
 set -euo pipefail
@@ -27,6 +33,10 @@ CONNS=${CONNS:-32}
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-2}
 WORKERS=${WORKERS:-$(nproc)}
+PAIRS=${PAIRS:-1 2}
+CLK_TCK=$(getconf CLK_TCK)
+CEILING_SRC=${CEILING_SRC:-$ROOT/../shared/perf-ceiling}
+CEILING_BIN=$ROOT/target/ceiling/release/ceiling
 ORGS=${ORGS:-200}
 WORKS=${WORKS:-100000}
 USERS=${USERS:-10000}
@@ -150,8 +160,9 @@ PY
     "$BIN" check-config "$out" >&2
 }
 
-start_streetgate() { # CONFIG ADMIN_PORT: waits until ready
-    start streetgate env RUST_LOG="${SG_LOG:-info}" "$BIN" serve -c "$1"
+start_streetgate() { # CONFIG ADMIN_PORT: waits until ready (STREETGATE_WORKERS passes through)
+    start streetgate env RUST_LOG="${SG_LOG:-info}" STREETGATE_WORKERS="${STREETGATE_WORKERS:-$WORKERS}" \
+        "$BIN" serve -c "$1"
     SG_PID=$LAST_PID
     wait_http "http://127.0.0.1:$2/readyz" 120
 }
@@ -161,11 +172,25 @@ token() {
         --issuer "$ISSUER" --audience "$AUDIENCE"
 }
 
-# bench NAME URL: one wrk turn; prints "NAME rps p50 p99" and fails on any non-200 answer.
+# cpu_ticks PID: user + system clock ticks of PID and its children (nginx and haproxy workers).
+cpu_ticks() {
+    local total=0 p t
+    for p in "$1" $(pgrep -P "$1" || true); do
+        # Fields after the command name (which may hold spaces): utime and stime are 12th, 13th.
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}') || continue
+        total=$((total + ${t:-0}))
+    done
+    echo "$total"
+}
+
+# bench NAME URL [PID]: one wrk turn; prints "NAME rps p50 p99 cpu_us_per_request" (cpu "-"
+# without a PID) and fails on any non-200 answer.
 bench() {
-    local name=$1 url=$2 out
+    local name=$1 url=$2 pid=${3:-} out before=0 after=0
+    [[ -n $pid ]] && before=$(cpu_ticks "$pid")
     out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s \
         -H "Authorization: Bearer $TOKEN" -s "$HERE/report.lua" "$url")
+    [[ -n $pid ]] && after=$(cpu_ticks "$pid")
     echo "$out" >>"$DIR/wrk.log"
     local line
     line=$(grep '^RESULT' <<<"$out")
@@ -175,7 +200,11 @@ bench() {
         echo "FAIL $name"
         return 1
     fi
-    echo "$name $w_rps $w_p50 $w_p99"
+    local cpu=-
+    if [[ -n $pid ]]; then
+        cpu=$(python3 -c "print(f'{($after - $before) * 1e6 / $CLK_TCK / max($w_requests, 1):.1f}')")
+    fi
+    echo "$name $w_rps $w_p50 $w_p99 $cpu"
 }
 
 check_200() { # NAME URL
@@ -187,25 +216,32 @@ check_200() { # NAME URL
     fi
 }
 
-compare() {
-    start_upstream
-    local nginx_port haproxy_port jwt_port sg_port sg_admin
+build_ceiling() {
+    [[ -f $CEILING_SRC/Cargo.toml ]] || { log "no ceiling proxy at $CEILING_SRC: skipped"; return 1; }
+    [[ -n ${SKIP_BUILD:-} && -x $CEILING_BIN ]] && return 0
+    log "building the ceiling proxy (release)"
+    cargo build --release --quiet --manifest-path "$CEILING_SRC/Cargo.toml" \
+        --target-dir "$ROOT/target/ceiling"
+}
+
+# One pairing: every proxy with P workers (nginx worker_processes, haproxy nbthread,
+# streetgate runtime.workers, the ceiling's threads), measured in turns.
+compare_pairing() { # P RESULTS
+    local p=$1 results=$2 pids=()
+    local nginx_port haproxy_port jwt_port sg_port sg_admin ceiling_port
     nginx_port=$(free_port) haproxy_port=$(free_port) jwt_port=$(free_port)
-    sg_port=$(free_port) sg_admin=$(free_port)
-    fill "$HERE/proxy.nginx.conf" "$DIR/nginx.conf" WORKERS="$WORKERS" DIR="$DIR" PORT="$nginx_port" \
+    sg_port=$(free_port) sg_admin=$(free_port) ceiling_port=$(free_port)
+    fill "$HERE/proxy.nginx.conf" "$DIR/nginx.conf" WORKERS="$p" DIR="$DIR" PORT="$nginx_port" \
         UPSTREAM_PORT="$UPSTREAM_PORT"
     start nginx nginx -c "$DIR/nginx.conf" -e "$DIR/nginx.error.log"
-    fill "$HERE/haproxy.cfg" "$DIR/haproxy.cfg" WORKERS="$WORKERS" PORT="$haproxy_port" \
+    local nginx_pid=$LAST_PID
+    fill "$HERE/haproxy.cfg" "$DIR/haproxy.cfg" WORKERS="$p" PORT="$haproxy_port" \
         JWT_PORT="$jwt_port" UPSTREAM_PORT="$UPSTREAM_PORT" PUBKEY="$KEYS/rsa1.pub.pem" \
         ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
     start haproxy haproxy -W -db -f "$DIR/haproxy.cfg"
-
-    log "snapshot: $WORKS works, $USERS users, $ORGS organisations"
-    "$FIXTURE" snapshot "$DIR/grants.json" --orgs "$ORGS" --users "$USERS" --works "$WORKS"
+    local haproxy_pid=$LAST_PID
     streetgate_config "$DIR/streetgate.yaml" "$sg_port" "$sg_admin" "$DIR/grants.json" 10s
-    start_streetgate "$DIR/streetgate.yaml" "$sg_admin"
-    TOKEN=$(token)
-
+    STREETGATE_WORKERS=$p start_streetgate "$DIR/streetgate.yaml" "$sg_admin"
     local -A url=(
         [direct]="http://127.0.0.1:$UPSTREAM_PORT$PATH_ALLOWED"
         [nginx]="http://127.0.0.1:$nginx_port$PATH_ALLOWED"
@@ -213,7 +249,15 @@ compare() {
         [haproxy_jwt]="http://127.0.0.1:$jwt_port$PATH_ALLOWED"
         [streetgate]="http://127.0.0.1:$sg_port$PATH_ALLOWED"
     )
+    local -A pid=([direct]="" [nginx]=$nginx_pid [haproxy]=$haproxy_pid [haproxy_jwt]=$haproxy_pid
+        [streetgate]=$SG_PID)
     local order=(direct nginx haproxy haproxy_jwt streetgate)
+    if [[ -n $HAVE_CEILING ]]; then
+        start ceiling "$CEILING_BIN" "127.0.0.1:$ceiling_port" "127.0.0.1:$UPSTREAM_PORT" tpc conn "$p"
+        url[ceiling]="http://127.0.0.1:$ceiling_port$PATH_ALLOWED"
+        pid[ceiling]=$LAST_PID
+        order=(direct nginx haproxy haproxy_jwt ceiling streetgate)
+    fi
     for name in "${order[@]}"; do
         local port=${url[$name]#http://127.0.0.1:}
         wait_port "${port%%/*}"
@@ -230,51 +274,74 @@ compare() {
         [[ $code == 401 ]] || { log "$name let a forged token through ($code)"; return 1; }
     done
 
-    log "warm-up"
+    log "$p worker(s): warm-up"
     for name in "${order[@]}"; do
         wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "${url[$name]}" >/dev/null
     done
-
-    log "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, proxies with $WORKERS workers"
-    local results=$DIR/compare.txt
-    : >"$results"
+    log "$p worker(s): wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds"
     for ((round = 1; round <= ROUNDS; round++)); do
         for name in "${order[@]}"; do
             local r
-            r=$(bench "$name" "${url[$name]}") || return 1
-            echo "$round $r" | tee -a "$results" >&2
+            r=$(bench "$name" "${url[$name]}" "${pid[$name]}") || return 1
+            echo "$p $round $r" | tee -a "$results" >&2
         done
     done
     local rss
     rss=$(awk '/VmRSS/ {print $2}' "/proc/$SG_PID/status")
-    summarise "$results"
-    echo "streetgate RSS after the run: $((rss / 1024)) MiB"
+    echo "streetgate ($p workers) RSS after the run: $((rss / 1024)) MiB"
+    for name in nginx haproxy streetgate ceiling; do
+        [[ -n ${pid[$name]:-} ]] && kill "${pid[$name]}" 2>/dev/null || true
+    done
+    wait "${pid[nginx]}" "${pid[haproxy]}" "${pid[streetgate]}" ${pid[ceiling]:-} 2>/dev/null || true
 }
 
-summarise() { # FILE of "round name rps p50 p99"
+compare() {
+    start_upstream
+    HAVE_CEILING=
+    build_ceiling && HAVE_CEILING=1
+    log "snapshot: $WORKS works, $USERS users, $ORGS organisations"
+    "$FIXTURE" snapshot "$DIR/grants.json" --orgs "$ORGS" --users "$USERS" --works "$WORKS"
+    TOKEN=$(token)
+    local results=$DIR/compare.txt
+    : >"$results"
+    for p in $PAIRS; do
+        compare_pairing "$p" "$results" || return 1
+    done
+    summarise "$results"
+}
+
+summarise() { # FILE of "workers round name rps p50 p99 cpu_us"
     python3 - "$1" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
-names = list(dict.fromkeys(r[1] for r in rows))
-rounds = sorted({int(r[0]) for r in rows})
-get = {(int(r[0]), r[1]): (float(r[2]), int(r[3]), int(r[4])) for r in rows}
-print()
-print(f"{'round':>5} {'target':<12} {'req/s':>8} {'p50 µs':>7} {'p99 µs':>7}")
-for r in rounds:
+pairs = list(dict.fromkeys(r[0] for r in rows))
+names = list(dict.fromkeys(r[2] for r in rows))
+num = lambda v: None if v == "-" else float(v)
+get = {(r[0], int(r[1]), r[2]): (float(r[3]), int(r[4]), int(r[5]), num(r[6])) for r in rows}
+fmt = lambda v, f: "-" if v is None else format(v, f)
+for p in pairs:
+    rounds = sorted({int(r[1]) for r in rows if r[0] == p})
+    print()
+    print(f"== {p} worker(s) each: CPU µs per request is the primary figure (least disturbed by other load)")
+    print(f"{'round':>5} {'target':<12} {'CPU µs/req':>10} {'req/s':>8} {'p50 µs':>7} {'p99 µs':>7}")
+    for r in rounds:
+        for n in names:
+            if (p, r, n) not in get:
+                continue
+            rps, p50, p99, cpu = get[(p, r, n)]
+            print(f"{r:>5} {n:<12} {fmt(cpu, '>10.1f'):>10} {rps:>8.0f} {p50:>7} {p99:>7}")
+    print(f"streetgate / target, mean of per-round ratios (CPU <1, req/s >1, p99 <1 favour streetgate)")
+    print(f"{'vs':<12} {'CPU/req':>8} {'req/s':>8} {'p99':>8}   per round req/s")
     for n in names:
-        rps, p50, p99 = get[(r, n)]
-        print(f"{r:>5} {n:<12} {rps:>8.0f} {p50:>7} {p99:>7}")
-print()
-print("streetgate relative to each (per round; throughput ratio >1 and p99 ratio <1 favour streetgate)")
-print(f"{'vs':<12} " + " ".join(f"{'r'+str(r)+' req/s':>10} {'r'+str(r)+' p99':>8}" for r in rounds)
-      + f" {'mean req/s':>10} {'mean p99':>8}")
-for n in names:
-    if n == "streetgate":
-        continue
-    tput = [get[(r, "streetgate")][0] / get[(r, n)][0] for r in rounds]
-    p99 = [get[(r, "streetgate")][2] / get[(r, n)][2] for r in rounds]
-    cells = " ".join(f"{t:>9.2f}x {p:>7.2f}x" for t, p in zip(tput, p99))
-    print(f"{n:<12} {cells} {st.mean(tput):>9.2f}x {st.mean(p99):>7.2f}x")
+        if n == "streetgate" or (p, rounds[0], n) not in get:
+            continue
+        tput = [get[(p, r, "streetgate")][0] / get[(p, r, n)][0] for r in rounds]
+        p99 = [get[(p, r, "streetgate")][2] / get[(p, r, n)][2] for r in rounds]
+        cpus = [get[(p, r, "streetgate")][3] / get[(p, r, n)][3] for r in rounds
+                if get[(p, r, n)][3]]
+        cpu = f"{st.mean(cpus):.2f}x" if cpus else "-"
+        per = " ".join(f"{t:.2f}x" for t in tput)
+        print(f"{n:<12} {cpu:>8} {st.mean(tput):>7.2f}x {st.mean(p99):>7.2f}x   {per}")
 PY
 }
 

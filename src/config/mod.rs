@@ -12,7 +12,9 @@ use std::time::Duration;
 use http::Uri;
 
 pub use problems::{Problem, Problems};
-use raw::{RawAdmin, RawAuth, RawDecisionLog, RawGrants, RawListen, RawRateLimit, RawShutdown};
+use raw::{
+    RawAdmin, RawAuth, RawDecisionLog, RawGrants, RawListen, RawRateLimit, RawRuntime, RawShutdown,
+};
 
 use crate::route::Router;
 
@@ -29,6 +31,7 @@ pub struct Config {
     pub shadow: bool,
     pub rate_limit: Option<RawRateLimit>,
     pub shutdown: RawShutdown,
+    pub runtime: RawRuntime,
     pub watch: bool,
     pub apis: Vec<Api>,
     pub router: Router,

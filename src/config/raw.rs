@@ -35,6 +35,8 @@ pub struct RawConfig {
     pub rate_limit: Option<RawRateLimit>,
     #[serde(default)]
     pub shutdown: RawShutdown,
+    #[serde(default)]
+    pub runtime: RawRuntime,
     /// Watch the config file and reload on change (SIGHUP always reloads).
     #[serde(default)]
     pub watch: bool,
@@ -286,6 +288,17 @@ impl Default for RawShutdown {
             drain: defaults::drain(),
         }
     }
+}
+
+/// How the data path is threaded (start-up only).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    /// Worker threads serving the main listener, each with its own runtime, listener and
+    /// upstream connections. Default: the CPUs this process may use (cgroup quota and
+    /// affinity included); the `STREETGATE_WORKERS` environment variable overrides it.
+    #[serde(default)]
+    pub workers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -83,6 +83,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         shadow: raw.shadow,
         rate_limit: raw.rate_limit,
         shutdown: raw.shutdown,
+        runtime: raw.runtime,
         watch: raw.watch,
         apis,
         router,
@@ -139,6 +140,17 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
     }
     if !(0.0..=1.0).contains(&raw.decision_log.allow_sample_rate) {
         problems.push("decision_log.allow_sample_rate", "must be between 0 and 1");
+    }
+    if let Some(workers) = raw.runtime.workers
+        && !(1..=crate::listener::workers::MAX).contains(&workers)
+    {
+        problems.push(
+            "runtime.workers",
+            format!(
+                "must be between 1 and {} (leave it out for one per available CPU)",
+                crate::listener::workers::MAX
+            ),
+        );
     }
     if let Some(rl) = &raw.rate_limit {
         for (field, rate) in [("per_ip", rl.per_ip), ("per_user", rl.per_user)] {

@@ -1,8 +1,9 @@
-//! Forwarding to the upstream API: one pooled client per API, connect and response-head
+//! Forwarding to the upstream API: per-worker connection pools per API (`pool`), connect and response-head
 //! timeouts, bodies streamed both ways.
 
 pub mod body_timeout;
 pub mod headers;
+pub mod pool;
 
 use std::time::Duration;
 
@@ -10,11 +11,9 @@ use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use self::body_timeout::TimedBody;
+use self::pool::Pool;
 use crate::config::Api;
 use crate::error::ProxyError;
 
@@ -25,33 +24,17 @@ pub type RequestBody = Either<TimedBody<Limited<Incoming>>, Full<Bytes>>;
 /// The upstream's response body, failing when it stalls for `body_timeout`.
 pub type UpstreamBody = TimedBody<Incoming>;
 
-type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-
 pub struct Upstream {
     name: String,
     scheme_authority: String,
     prefix_len: usize,
     timeout: Duration,
     body_timeout: Duration,
-    client: Client<Connector, RequestBody>,
+    pool: Pool,
 }
 
 impl Upstream {
     pub fn new(api: &Api) -> Upstream {
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(api.connect_timeout));
-        http.set_nodelay(true);
-        http.enforce_http(false);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         let scheme = api.upstream.scheme_str().unwrap_or("http");
         let authority = api
             .upstream
@@ -68,7 +51,7 @@ impl Upstream {
             },
             timeout: api.request_timeout,
             body_timeout: api.body_timeout,
-            client,
+            pool: Pool::new(&api.upstream, api.connect_timeout),
         }
     }
 
@@ -106,7 +89,7 @@ impl Upstream {
         &self,
         request: Request<RequestBody>,
     ) -> Result<Response<UpstreamBody>, ProxyError> {
-        match tokio::time::timeout(self.timeout, self.client.request(request)).await {
+        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
             Ok(Ok(response)) => Ok(response.map(|b| TimedBody::new(b, self.body_timeout))),
             Ok(Err(source)) => Err(ProxyError::Upstream {
                 api: self.name.clone(),

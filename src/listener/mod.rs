@@ -5,6 +5,7 @@
 mod activity;
 pub mod framing;
 pub mod tls;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -29,6 +29,7 @@ use crate::reason::Reason;
 
 use self::activity::{ActiveBody, Activity};
 use self::framing::{FramingIo, Verdicts};
+use self::workers::Connections;
 
 /// Limits applied to every client connection.
 #[derive(Debug, Clone, Copy)]
@@ -98,13 +99,15 @@ impl Handler for Gateway {
 /// Accepts until `shutdown` flips, then lets in-flight requests finish for up to `drain`.
 /// The TLS config sits behind an `ArcSwapOption` so certificates reload without re-binding;
 /// empty means plaintext.
+/// `accepted` counts this listener's connections (the per-worker spread).
 pub async fn serve<H: Handler>(
-    listener: TcpListener,
+    mut listener: Connections,
     tls: Arc<ArcSwapOption<rustls::ServerConfig>>,
     handler: Arc<H>,
     limits: Limits,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    accepted: Option<prometheus::IntCounter>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -127,9 +130,11 @@ pub async fn serve<H: Handler>(
 
     loop {
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
+            next = listener.accept() => match next {
+                Some(Ok(pair)) => pair,
+                // The hand-off acceptor stopped: shutdown.
+                None => break,
+                Some(Err(e)) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -138,6 +143,9 @@ pub async fn serve<H: Handler>(
             },
             _ = shutdown.changed() => break,
         };
+        if let Some(counter) = &accepted {
+            counter.inc();
+        }
         let accepted = Instant::now();
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();

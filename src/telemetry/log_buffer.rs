@@ -87,7 +87,8 @@ impl LogBuffer {
         Ok((buffer, guard))
     }
 
-    fn to(out: Box<dyn Write + Send>) -> LogBuffer {
+    /// A buffer over any writer, flushed only by `flush` (tests read the lines back).
+    pub fn to(out: Box<dyn Write + Send>) -> LogBuffer {
         LogBuffer {
             shared: Arc::new(Shared {
                 waiting: Mutex::new(Vec::with_capacity(WAKE_AT)),
@@ -101,6 +102,11 @@ impl LogBuffer {
     /// Writes everything waiting, in order.
     pub fn flush(&self) {
         self.shared.flush();
+    }
+
+    /// Queues whole lines (a batch of them) for the writer.
+    pub fn append(&self, lines: &[u8]) {
+        self.shared.append(lines);
     }
 }
 

@@ -32,6 +32,8 @@ pub struct Metrics {
     /// Decisions on tokens acting through a third-party integrator, by integrator (a label the
     /// snapshot names, capped; others are `other`) and decision.
     pub integrator_decisions: IntCounterVec,
+    /// worker: main-listener connections accepted by each worker thread.
+    pub worker_connections: IntCounterVec,
 }
 
 impl Metrics {
@@ -128,9 +130,17 @@ impl Metrics {
                 &["integrator", "decision"],
             )
             .expect("valid metric"),
+            worker_connections: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_worker_connections_total",
+                    "Client connections accepted, per worker thread.",
+                ),
+                &["worker"],
+            )
+            .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(m.integrator_decisions.clone()),
             Box::new(m.decisions.clone()),
             Box::new(m.decision_duration.clone()),
@@ -143,6 +153,7 @@ impl Metrics {
             Box::new(m.token_cache.clone()),
             Box::new(m.config_reload.clone()),
             Box::new(m.filtered_rows.clone()),
+            Box::new(m.worker_connections.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");

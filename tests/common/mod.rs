@@ -52,6 +52,8 @@ pub type Responder = Arc<dyn Fn(&Seen) -> Response<Full<Bytes>> + Send + Sync>;
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// Connections accepted.
+    connections: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -73,11 +75,14 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let log = log.clone();
                 let responder = responder.clone();
                 tokio::spawn(async move {
@@ -111,7 +116,16 @@ impl Upstream {
                 });
             }
         });
-        Upstream { addr, seen }
+        Upstream {
+            addr,
+            seen,
+            connections,
+        }
+    }
+
+    /// Connections the upstream has accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn url(&self) -> String {

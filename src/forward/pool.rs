@@ -1,0 +1,274 @@
+//! Upstream connections, pooled per worker (`listener::workers`): a request is sent on a
+//! connection its own worker opened, so a connection's task, its sender and the request that
+//! uses it stay on one thread. HTTP/1.1, or HTTP/2 when a TLS upstream picks `h2` by ALPN; one
+//! HTTP/2 connection per worker carries every request to that upstream.
+//!
+//! The connector is built once per upstream and borrowed per request: nothing of it is cloned
+//! on the request path.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::RequestBody;
+use crate::listener::workers;
+
+/// A pooled HTTP/1 connection unused for this long is closed rather than reused (its upstream
+/// may have dropped it without a word).
+const IDLE: Duration = Duration::from_secs(60);
+/// Connections kept per worker and upstream; past it a finished connection is closed.
+const MAX_PER_SLOT: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("cannot connect to {authority}")]
+    Connect {
+        authority: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("connecting to {authority} took over {timeout:?}")]
+    ConnectTimeout {
+        authority: String,
+        timeout: Duration,
+    },
+    #[error("TLS with {authority} failed")]
+    Tls {
+        authority: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("HTTP exchange with the upstream failed")]
+    Http(#[source] hyper::Error),
+}
+
+pub struct Pool {
+    host: String,
+    port: u16,
+    authority: String,
+    /// For `https` upstreams.
+    tls: Option<TlsConnector>,
+    connect_timeout: Duration,
+    slots: Box<[Mutex<Slot>]>,
+}
+
+#[derive(Default)]
+struct Slot {
+    h1: Vec<Idle>,
+    h2: Option<http2::SendRequest<RequestBody>>,
+}
+
+struct Idle {
+    sender: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+enum Sender {
+    H1(http1::SendRequest<RequestBody>),
+    H2(http2::SendRequest<RequestBody>),
+}
+
+impl Pool {
+    /// `upstream` is `scheme://authority` (validated by the config).
+    pub fn new(upstream: &Uri, connect_timeout: Duration) -> Pool {
+        let https = upstream.scheme_str() == Some("https");
+        let host = upstream.host().unwrap_or_default();
+        // `[::1]` in a URI is `::1` to the resolver and to TLS.
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = upstream.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = https.then(|| TlsConnector::from(client_tls()));
+        Pool {
+            authority: format!("{host}:{port}"),
+            host,
+            port,
+            tls,
+            connect_timeout,
+            slots: (0..workers::slots())
+                .map(|_| Mutex::new(Slot::default()))
+                .collect(),
+        }
+    }
+
+    /// Sends on a pooled connection of this worker, or a new one. A pooled HTTP/1 connection
+    /// that turns out closed before the request went out is replaced once.
+    pub async fn send(
+        &self,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let slot = &self.slots[workers::current().unwrap_or(0) % self.slots.len()];
+        let pooled = checkout(&mut lock(slot));
+        if let Some(sender) = pooled {
+            match self.exchange(slot, sender, request).await {
+                Ok(response) => return Ok(response),
+                Err((Some(back), _)) => request = back,
+                Err((None, e)) => return Err(e),
+            }
+        }
+        let sender = self.connect(slot).await?;
+        self.exchange(slot, sender, request)
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    async fn exchange(
+        &self,
+        slot: &Mutex<Slot>,
+        sender: Sender,
+        mut request: Request<RequestBody>,
+    ) -> Result<Response<Incoming>, (Option<Request<RequestBody>>, SendError)> {
+        match sender {
+            Sender::H1(mut sender) => {
+                // HTTP/1 wants the origin form; the Host header is already set.
+                if let Some(pq) = request.uri().path_and_query().cloned() {
+                    *request.uri_mut() = Uri::from(pq);
+                }
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        // Reused once it is ready again: when this response has been read.
+                        let mut slot = lock(slot);
+                        if slot.h1.len() < MAX_PER_SLOT {
+                            slot.h1.push(Idle {
+                                sender,
+                                since: Instant::now(),
+                            });
+                        }
+                        Ok(response)
+                    }
+                    Err(mut e) => {
+                        let unsent = e.take_message();
+                        Err((unsent, SendError::Http(e.into_error())))
+                    }
+                }
+            }
+            Sender::H2(mut sender) => match sender.try_send_request(request).await {
+                Ok(response) => Ok(response),
+                Err(mut e) => {
+                    let unsent = e.take_message();
+                    Err((unsent, SendError::Http(e.into_error())))
+                }
+            },
+        }
+    }
+
+    async fn connect(&self, slot: &Mutex<Slot>) -> Result<Sender, SendError> {
+        let tcp = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| self.timed_out())?
+        .map_err(|source| SendError::Connect {
+            authority: self.authority.clone(),
+            source,
+        })?;
+        let _ = tcp.set_nodelay(true);
+        let Some(connector) = &self.tls else {
+            return h1(TokioIo::new(tcp)).await;
+        };
+        let name = ServerName::try_from(self.host.clone()).map_err(|e| SendError::Tls {
+            authority: self.authority.clone(),
+            source: io::Error::new(io::ErrorKind::InvalidInput, e),
+        })?;
+        let stream = tokio::time::timeout(self.connect_timeout, connector.connect(name, tcp))
+            .await
+            .map_err(|_| self.timed_out())?
+            .map_err(|source| SendError::Tls {
+                authority: self.authority.clone(),
+                source,
+            })?;
+        if stream.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return h1(TokioIo::new(stream)).await;
+        }
+        let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(SendError::Http)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        lock(slot).h2 = Some(sender.clone());
+        Ok(Sender::H2(sender))
+    }
+
+    fn timed_out(&self) -> SendError {
+        SendError::ConnectTimeout {
+            authority: self.authority.clone(),
+            timeout: self.connect_timeout,
+        }
+    }
+}
+
+/// A connection ready for a request: the worker's HTTP/2 connection, else an HTTP/1 one that
+/// has finished its last exchange. Closed and stale ones are dropped on the way.
+fn checkout(slot: &mut Slot) -> Option<Sender> {
+    if let Some(h2) = &slot.h2 {
+        if !h2.is_closed() {
+            return Some(Sender::H2(h2.clone()));
+        }
+        slot.h2 = None;
+    }
+    let mut i = slot.h1.len();
+    while i > 0 {
+        i -= 1;
+        let idle = &slot.h1[i];
+        if idle.sender.is_closed() || idle.since.elapsed() > IDLE {
+            slot.h1.swap_remove(i);
+        } else if idle.sender.is_ready() {
+            return Some(Sender::H1(slot.h1.swap_remove(i).sender));
+        }
+    }
+    None
+}
+
+async fn h1<I>(io: TokioIo<I>) -> Result<Sender, SendError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::handshake(io).await.map_err(SendError::Http)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "upstream connection ended");
+        }
+    });
+    Ok(Sender::H1(sender))
+}
+
+/// One TLS client config for every upstream: the webpki roots, ALPN h2 then http/1.1.
+fn client_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+            #[allow(clippy::expect_used)] // built at start-up; aws-lc-rs supports its defaults
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("aws-lc-rs supports the default TLS versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(config)
+        })
+        .clone()
+}
+
+fn lock(slot: &Mutex<Slot>) -> MutexGuard<'_, Slot> {
+    // A slot holds senders only; a panic elsewhere cannot leave it inconsistent.
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
+}
