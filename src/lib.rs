@@ -28,6 +28,7 @@ pub mod normalize;
 pub mod openapi;
 pub mod progress;
 pub mod proxy;
+pub mod publish;
 pub mod ratelimit;
 pub mod reason;
 pub mod reload;
