@@ -15,6 +15,7 @@ use crate::authn::{AuthSetupError, Authenticator};
 use crate::config::Config;
 use crate::grants::spawn_source;
 use crate::grants::store::GrantsStore;
+use crate::guard::Guard;
 use crate::listener::{self, Limits, tls::TlsError};
 use crate::proxy::{Gateway, Runtime};
 use crate::ratelimit;
@@ -33,6 +34,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    #[error(transparent)]
+    AcceptToken(#[from] crate::guard::AcceptTokenError),
 }
 
 /// A started sidecar.
@@ -78,17 +81,22 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
             source,
         })?;
 
+    let guard = match &config.grants {
+        Some(g) => Guard::from_config(g, &metrics)?.map(Arc::new),
+        None => None,
+    };
     let grants = config.grants.as_ref().map(|g| {
-        let store = Arc::new(GrantsStore::new(g.max_age, g.on_stale, metrics.clone()));
+        let mut store = GrantsStore::new(g.max_age, g.on_stale, metrics.clone());
+        if let Some(guard) = &guard {
+            store = store.with_admission(guard.clone());
+        }
+        let store = Arc::new(store);
         spawn_source(store.clone(), g.source.clone(), shutdown_rx.clone());
         store
     });
-    let gateway = Arc::new(Gateway::new(
-        Runtime::new(config, &metrics),
-        auth,
-        grants,
-        metrics,
-    ));
+    let gateway = Arc::new(
+        Gateway::new(Runtime::new(config, &metrics), auth, grants, metrics).with_guard(guard),
+    );
     let tls = Arc::new(ArcSwapOption::new(tls));
     let limits = Limits::from(&listen);
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));

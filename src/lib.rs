@@ -8,6 +8,7 @@
 //! `proxy` strings the phases together; `error` is the one place rejections become responses.
 
 pub mod admin;
+mod admin_accept;
 pub mod app;
 pub mod authn;
 pub mod authz;
@@ -22,6 +23,7 @@ pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grants;
+pub mod guard;
 mod json_str;
 pub mod listener;
 pub mod normalize;

@@ -89,6 +89,8 @@ pub struct Gateway {
     ids: DecisionIds,
     /// Set when shutdown begins: readiness fails so traffic moves elsewhere during the drain.
     draining: AtomicBool,
+    /// Records decided requests for the snapshot guard; None without grants.
+    pub guard: Option<Arc<crate::guard::Guard>>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -115,7 +117,13 @@ impl Gateway {
             metrics,
             ids: DecisionIds::new(),
             draining: AtomicBool::new(false),
+            guard: None,
         }
+    }
+
+    pub fn with_guard(mut self, guard: Option<Arc<crate::guard::Guard>>) -> Gateway {
+        self.guard = guard;
+        self
     }
 
     pub fn start_draining(&self) {
@@ -256,13 +264,14 @@ impl Gateway {
             )
         };
         let request_json = request_body.as_ref().map(|b| &b.json);
-        let decision = facts::decide(
+        let decision = facts::decide_and_sample(
             &matched,
-            identity.as_deref(),
+            identity.as_ref(),
             works,
             &target,
             request_json,
             now,
+            self.guard.as_deref(),
         )?;
         self.record(runtime, route, log, &decision, shadow);
         if !decision.allowed() && !shadow {
