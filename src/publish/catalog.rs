@@ -67,7 +67,7 @@ pub enum Since {
     /// V is the latest: nothing newer.
     Current,
     /// The answer for V → latest (a delta, or the full document when that is smaller).
-    Answer(Arc<Encoded>, bool),
+    Answer(Arc<Encoded>),
     /// V is not retained (too old, or never published).
     Gone,
 }
@@ -175,9 +175,9 @@ impl Catalog {
             // The contract lets a source answer a full document instead; it does when that is
             // smaller (a change touching most entries).
             Some(d) if d.identity_len() > version.full.identity_len() => {
-                Since::Answer(Arc::clone(&version.full), false)
+                Since::Answer(Arc::clone(&version.full))
             }
-            Some(d) => Since::Answer(Arc::clone(d), true),
+            Some(d) => Since::Answer(Arc::clone(d)),
             None => Since::Gone,
         }
     }

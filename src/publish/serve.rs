@@ -209,8 +209,8 @@ impl Publisher {
                         );
                     }
                     Since::Current => None,
-                    Since::Answer(doc, _) if if_none_match == Some(&doc.etag) => None,
-                    Since::Answer(doc, _) => Some(doc),
+                    Since::Answer(doc) if if_none_match == Some(&doc.etag) => None,
+                    Since::Answer(doc) => Some(doc),
                 },
                 None => match self.catalog.latest() {
                     None => {
