@@ -106,6 +106,7 @@ expect_fail "tls.secretName" --set tls.enabled=true
 expect_fail "mode" --set mode=sidecar
 expect_fail "additional properties 'autoscalling'" --set autoscalling.enabled=true
 expect_fail "/replicaCount" --set replicaCount=two
+expect_fail "/publisher/retain" --set publisher.enabled=true --set publisher.retain=1
 
 log "validate manifests (Kubernetes schemas, references, config keys, metric names)"
 "${VALIDATE[@]}" --extra "$CHART/files/alerts.yaml" --extra "$CHART/files/dashboard.json" \

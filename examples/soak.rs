@@ -5,6 +5,9 @@
 //!
 //! - rewrites a 1M-work grants snapshot with a growing version every `--swap-every` (file source
 //!   polled every second, so each version is swapped in);
+//! - once (`--emptied-at`, default half-way) drops an emptied snapshot (organisations only, no
+//!   users or works), as a buggy publisher would; the snapshot guard
+//!   (`grants.max_revocation_ratio: 0.3`) must refuse it, and the next version must replace it;
 //! - sends SIGHUP every `--hup-every`, after rewriting the config with a different (harmless)
 //!   `decision_log.allow_sample_rate`, so every SIGHUP is a real reload;
 //! - rotates the JWKS every `--jwks-every`: a new key is published, tokens are re-minted with it
@@ -22,7 +25,8 @@
 //! body or a client timeout), never "wrong". Anything else that differs from the expected
 //! answer is WRONG. At the end it prints a report and exits non-zero if any answer was wrong,
 //! if RSS or open fds did not stay flat within `--flat-tolerance` after the warm-up, or if the
-//! stressors did not actually happen (no swaps applied, no reloads, no rotation).
+//! stressors did not actually happen (no swaps applied, no reloads, no rotation, the emptied
+//! snapshot not refused).
 //!
 //! Every child is killed on exit: SIGTERM and a wait at the normal end; `kill_on_drop` on error,
 //! panic, Ctrl-C or SIGTERM to this driver.
@@ -100,6 +104,9 @@ struct Args {
     swap_every: Duration,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
     hup_every: Duration,
+    /// When to drop an emptied snapshot the guard must refuse (default: half-way; 0s: never).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    emptied_at: Option<Duration>,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
     jwks_every: Duration,
     /// After publishing a new key, clients switch to tokens signed with it this much later.
@@ -1389,6 +1396,7 @@ grants:
     file:
       path: {grants}
       poll_interval: 1s
+  max_revocation_ratio: 0.3
 decision_log:
   allow_sample_rate: {sample_rate}
 shutdown:
@@ -1550,6 +1558,9 @@ struct Row {
 struct Timeline {
     rows: Vec<Row>,
     swaps_written: u64,
+    /// The emptied snapshot's version, once written, and whether the guard refused it.
+    emptied: Option<u64>,
+    emptied_refused: bool,
     hups_sent: u64,
     rotations: u64,
     /// Peaks and floors since the last row (floors: `None` before the first sample).
@@ -1871,6 +1882,11 @@ async fn swapper(
 ) {
     let args = &shared.args;
     let sample = sample_every(args).as_millis().max(1);
+    let emptied_at = args.emptied_at.unwrap_or(args.duration / 2);
+    let emptied_rest = synthetic_document_version(0, args.orgs, 0, 0)
+        .strip_prefix(br#"{"version":0"#)
+        .map(<[u8]>::to_vec)
+        .map(Arc::new);
     for k in 1u64.. {
         let at = args.swap_every * u32::try_from(k).unwrap_or(u32::MAX);
         if at >= args.duration {
@@ -1880,7 +1896,17 @@ async fn swapper(
         if at.as_millis().is_multiple_of(sample) {
             take_row(&timeline, pid, admin, at, Some(k)).await;
         }
-        let (grants, rest) = (grants.clone(), Arc::clone(&rest));
+        let emptied =
+            !emptied_at.is_zero() && at >= emptied_at && timeline.lock().unwrap().emptied.is_none();
+        let rest = match (&emptied_rest, emptied) {
+            (Some(empty), true) => {
+                timeline.lock().unwrap().emptied = Some(k + 1);
+                tokio::spawn(watch_refusal(Arc::clone(&timeline), admin, k + 1));
+                Arc::clone(empty)
+            }
+            _ => Arc::clone(&rest),
+        };
+        let grants = grants.clone();
         let version = format!(r#"{{"version":{}"#, k + 1);
         let written = tokio::task::spawn_blocking(move || {
             write_atomic(&grants, &[version.as_bytes(), &rest])
@@ -1890,6 +1916,23 @@ async fn swapper(
             Ok(Ok(())) => timeline.lock().unwrap().swaps_written += 1,
             other => eprintln!("soak: snapshot write failed: {other:?}"),
         }
+    }
+}
+
+/// Watches the admin metrics until the guard reports `version` refused (at most 30 s: the
+/// sidecar polls the file every second and the next version replaces it a swap later).
+async fn watch_refusal(timeline: Arc<Mutex<Timeline>>, admin: u16, version: u64) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        let scraped = scrape(admin).await;
+        if metric(&scraped, "streetgate_grants_guard_refused_version") == version as f64 {
+            timeline.lock().unwrap().emptied_refused = true;
+            println!(
+                "guard: emptied snapshot version {version} refused; the previous stays in force"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -2151,6 +2194,17 @@ fn report(
         ),
     );
     println!(
+        "  guard: emptied snapshot {}, refused {}; allow→deny flips counted {}",
+        timeline
+            .emptied
+            .map_or("not written".to_owned(), |v| format!("version {v}")),
+        timeline.emptied_refused,
+        metric(
+            scraped,
+            r#"streetgate_grants_guard_flips_total{direction="allow_to_deny"}"#
+        ),
+    );
+    println!(
         "  SIGHUP: {} sent, reloads ok {reloads_ok}, rejected {reloads_bad}",
         timeline.hups_sent
     );
@@ -2333,6 +2387,9 @@ fn report(
     }
     if version_end < 2.0 {
         failures.push("no snapshot swap was applied".to_owned());
+    }
+    if timeline.emptied.is_some() && !timeline.emptied_refused {
+        failures.push("the emptied snapshot was not refused by the guard".to_owned());
     }
     if timeline.hups_sent > 0 && reloads_ok < 1.0 {
         failures.push("no SIGHUP reload was applied".to_owned());

@@ -1,5 +1,6 @@
 //! The admin listener, on its own port: `/healthz` (the process answers), `/readyz` (keys and
-//! grants are loaded and fresh), `/metrics` (Prometheus text).
+//! grants are loaded and fresh), `/metrics` (Prometheus text), and `POST /grants/accept` (an
+//! operator puts a snapshot the guard refused in force; `admin_accept.rs`).
 
 use std::sync::Arc;
 
@@ -29,6 +30,9 @@ impl Handler for Admin {
 }
 
 fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.uri().path() == "/grants/accept" {
+        return crate::admin_accept::accept(gateway, req);
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
     }
@@ -57,7 +61,7 @@ fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::grants::spawn_source;
 use crate::grants::store::GrantsStore;
 use crate::listener::workers::{self, Worker, WorkersError};
+use crate::guard::Guard;
 use crate::listener::{self, Limits, tls::TlsError};
 use crate::proxy::{Gateway, Runtime};
 use crate::ratelimit;
@@ -37,6 +38,8 @@ pub enum StartError {
     Auth(#[from] AuthSetupError),
     #[error(transparent)]
     Workers(#[from] WorkersError),
+    #[error(transparent)]
+    AcceptToken(#[from] crate::guard::AcceptTokenError),
 }
 
 /// A started sidecar.
@@ -93,15 +96,24 @@ pub async fn start_with_clock(
             source,
         })?;
 
+    let guard = match &config.grants {
+        Some(g) => Guard::from_config(g, &metrics)?.map(Arc::new),
+        None => None,
+    };
     let grants = config.grants.as_ref().map(|g| {
-        let store = Arc::new(
-            GrantsStore::new(g.max_age, g.on_stale, metrics.clone()).with_clock(clock.clone()),
-        );
+        let mut store =
+            GrantsStore::new(g.max_age, g.on_stale, metrics.clone()).with_clock(clock.clone());
+        if let Some(guard) = &guard {
+            store = store.with_admission(guard.clone());
+        }
+        let store = Arc::new(store);
         spawn_source(store.clone(), g.source.clone(), shutdown_rx.clone());
         store
     });
     let gateway = Arc::new(
-        Gateway::new(Runtime::new(config, &metrics), auth, grants, metrics).with_clock(clock),
+        Gateway::new(Runtime::new(config, &metrics), auth, grants, metrics)
+            .with_clock(clock)
+            .with_guard(guard),
     );
     let tls = Arc::new(ArcSwapOption::new(tls));
     let limits = Limits::from(&listen);

@@ -8,6 +8,7 @@
 //! `proxy` strings the phases together; `error` is the one place rejections become responses.
 
 pub mod admin;
+mod admin_accept;
 pub mod app;
 pub mod authn;
 pub mod authz;
@@ -23,10 +24,12 @@ pub mod forward;
 #[cfg(any(test, feature = "testing"))]
 pub mod fuzzing;
 pub mod grants;
+pub mod guard;
 mod json_str;
 pub mod listener;
 pub mod normalize;
 pub mod proxy;
+pub mod publish;
 pub mod ratelimit;
 pub mod reason;
 pub mod reload;

@@ -55,6 +55,9 @@ enum Command {
         /// Path or http(s) URL of the grants document.
         source: String,
     },
+    /// Serve grants snapshots dropped into a directory to a fleet of sidecars: ETags,
+    /// gzip/zstd, deltas, long-poll, immutable per-version URLs (docs/publish.md).
+    Publish(streetgate::publish::PublishArgs),
     /// Work with route definitions.
     Routes {
         #[command(subcommand)]
@@ -138,6 +141,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Explain(args) => runtime()?.block_on(explain(args)),
+        Command::Publish(args) => {
+            runtime()?.block_on(publish(args))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckSnapshot { source } => {
             Ok(runtime()?.block_on(check::check_snapshot(&source))?)
         }
@@ -192,6 +199,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining in-flight requests");
     running.shutdown().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+async fn publish(args: streetgate::publish::PublishArgs) -> anyhow::Result<()> {
+    let mut signals = Signals::new().context("installing signal handlers")?;
+    let running = streetgate::publish::start(args).await?;
+    // SIGHUP has nothing to reload: the directory is watched.
+    while signals.next().await == Signal::Reload {}
+    running.shutdown().await;
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The soak of issue 11: builds streetgate and the soak driver (release), then runs the driver,
 # which generates the 1M-work snapshot, starts `streetgate serve` on loopback and drives it for
-# a bounded time under snapshot swaps, SIGHUPs, JWKS rotations and a faulty upstream.
+# a bounded time under snapshot swaps, SIGHUPs, JWKS rotations and a faulty upstream; half-way
+# it drops an emptied snapshot that the snapshot guard must refuse (--emptied-at to move it).
 #
 #   benches/soak/run.sh                      # 10 minutes (about 11 with the build and setup)
 #   benches/soak/run.sh --duration 60s       # a quick run

@@ -218,6 +218,16 @@ pub struct RawGrants {
     pub max_age: Duration,
     #[serde(default)]
     pub on_stale: OnStale,
+    /// Refuse a snapshot that would deny more than this share of recently allowed requests
+    /// (the snapshot guard); absent: flips are counted and logged, never refused.
+    #[serde(default)]
+    pub max_revocation_ratio: Option<f64>,
+    /// Decided requests the guard keeps to replay against each new snapshot; 0: no guard.
+    #[serde(default = "defaults::guard_window")]
+    pub guard_window: usize,
+    /// File holding the bearer token for the admin `POST /grants/accept`; absent: off.
+    #[serde(default)]
+    pub accept_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -564,6 +574,10 @@ pub mod defaults {
     pub fn claim_organisation() -> String {
         "org".into()
     }
+    pub fn guard_window() -> usize {
+        1024
+    }
+
     pub fn grants_max_age() -> Duration {
         Duration::from_secs(300)
     }

@@ -25,6 +25,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     check_listen(&raw, &mut problems);
     check_auth(&raw, &mut problems);
     let user_types = super::model::user_types(&raw, &mut problems);
+    if let Some(g) = &raw.grants {
+        check_guard(g, &mut problems);
+    }
 
     let mut apis = Vec::with_capacity(raw.apis.len());
     let mut router = Router::default();
@@ -88,6 +91,37 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         apis,
         router,
     })
+}
+
+/// The snapshot guard's keys (`crate::guard`).
+fn check_guard(g: &super::raw::RawGrants, problems: &mut Problems) {
+    if let Some(r) = g.max_revocation_ratio
+        && !(r > 0.0 && r <= 1.0)
+    {
+        problems.push(
+            "grants.max_revocation_ratio",
+            format!("{r} is not a share above 0 and at most 1"),
+        );
+    }
+    if g.max_revocation_ratio.is_some() && g.guard_window == 0 {
+        problems.push(
+            "grants.guard_window",
+            "0 turns the guard off, so max_revocation_ratio could never apply",
+        );
+    }
+    if let Some(path) = &g.accept_token_file {
+        match std::fs::read_to_string(path) {
+            Ok(t) if t.trim().len() >= 16 => {}
+            Ok(_) => problems.push(
+                "grants.accept_token_file",
+                "the token must be at least 16 characters",
+            ),
+            Err(_) => problems.push(
+                "grants.accept_token_file",
+                format!("{} is not a readable file", path.display()),
+            ),
+        }
+    }
 }
 
 fn check_listen(raw: &RawConfig, problems: &mut Problems) {

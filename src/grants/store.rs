@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
+use super::admission::{Admission, Refusal};
 use super::overlay::CreatedWorks;
 use super::snapshot::{Snapshot, SnapshotError, parse};
 use crate::clock::Clock;
@@ -32,6 +33,10 @@ pub struct GrantsStore {
     /// take it.
     applying: Mutex<()>,
     clock: Clock,
+    /// The snapshot guard (`crate::guard`), consulted before a snapshot replaces another.
+    admission: Option<Arc<dyn Admission>>,
+    /// A candidate the guard refused, until a later one goes into force or it is accepted.
+    pending: Mutex<Option<Arc<Snapshot>>>,
 }
 
 /// Why `apply` left the snapshot in force unchanged.
@@ -41,6 +46,32 @@ pub enum ApplyError {
     Rejected(#[from] SnapshotError),
     #[error("grants store lock poisoned by a panic in an earlier apply")]
     Poisoned,
+    #[error("snapshot version {version} refused by the guard: {refusal}")]
+    Refused {
+        version: u64,
+        #[source]
+        refusal: Refusal,
+    },
+    #[error("snapshot version {0} was refused by the guard and awaits acceptance")]
+    StillPending(u64),
+}
+
+/// Why `accept` put nothing in force.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("no refused snapshot of version {asked} is pending (pending: {pending:?})")]
+    NotPending { asked: u64, pending: Option<u64> },
+    #[error("grants store lock poisoned by a panic in an earlier apply")]
+    Poisoned,
+}
+
+/// What a fetched document turned out to be.
+enum Candidate {
+    /// The version in force again.
+    Unchanged,
+    /// The version the guard already refused: not built or judged again.
+    Refused(u64),
+    New(Box<Snapshot>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,8 +102,17 @@ impl GrantsStore {
             metrics,
             applying: Mutex::new(()),
             clock: Clock::system(),
+            admission: None,
+            pending: Mutex::new(None),
         }
     }
+
+    /// Puts `admission` in the way of every snapshot after the first.
+    pub fn with_admission(mut self, admission: Arc<dyn Admission>) -> GrantsStore {
+        self.admission = Some(admission);
+        self
+    }
+
 
     /// The same store judging freshness by `clock` (shared with the gateway).
     pub fn with_clock(mut self, clock: Clock) -> GrantsStore {
@@ -120,37 +160,42 @@ impl GrantsStore {
     pub fn apply(&self, bytes: &[u8], now: SystemTime) -> Result<u64, ApplyError> {
         let _guard = self.applying.lock().map_err(|_| ApplyError::Poisoned)?;
         let in_force = self.version();
+        let pending = self.pending_version();
         let result = parse(bytes).and_then(|doc| {
             if in_force == Some(doc.version) {
-                return Ok(None);
+                return Ok(Candidate::Unchanged);
             }
-            Snapshot::from_document(&doc, in_force).map(Some)
+            if pending == Some(doc.version) {
+                return Ok(Candidate::Refused(doc.version));
+            }
+            Snapshot::from_document(&doc, in_force).map(|s| Candidate::New(Box::new(s)))
         });
         match result {
-            Ok(None) => {
+            Ok(Candidate::Unchanged) => {
                 self.fetched(now, SnapshotFetch::NotModified);
                 Ok(in_force.unwrap_or_default())
             }
-            Ok(Some(snapshot)) => {
+            Ok(Candidate::Refused(version)) => {
+                // The source answered; the operator has been told (gauge, alert, log).
+                self.fetched(now, SnapshotFetch::Refused);
+                Err(ApplyError::StillPending(version))
+            }
+            Ok(Candidate::New(snapshot)) => {
                 let version = snapshot.version;
-                let snapshot = Arc::new(snapshot);
-                // Swap first, then prune: a work leaves the overlay only once readers can
-                // already find it in the snapshot.
-                let previous = self.snapshot.swap(Some(Arc::clone(&snapshot)));
-                self.created.prune(&snapshot);
-                self.metrics
-                    .snapshot_version
-                    .set(i64::try_from(version).unwrap_or(i64::MAX));
-                self.fetched(now, SnapshotFetch::Ok);
-                tracing::info!(
-                    version,
-                    works = snapshot.work_count(),
-                    users = snapshot.user_count(),
-                    "grants snapshot in force"
-                );
-                if let Some(previous) = previous {
-                    release_when_unused(previous);
+                if let (Some(admission), Some(old)) = (&self.admission, self.snapshot.load_full())
+                    && let Err(refusal) = admission.admit(&old, &snapshot)
+                {
+                    tracing::error!(
+                        in_force = old.version,
+                        refused = version,
+                        reason = %refusal,
+                        "grants snapshot refused by the guard; the one in force stays (accept with POST /grants/accept?version={version})"
+                    );
+                    self.set_pending(Some(Arc::from(snapshot)));
+                    self.fetched(now, SnapshotFetch::Refused);
+                    return Err(ApplyError::Refused { version, refusal });
                 }
+                self.put_in_force(&Arc::from(snapshot), now);
                 Ok(version)
             }
             Err(e) => {
@@ -169,6 +214,65 @@ impl GrantsStore {
                 }
                 Err(e.into())
             }
+        }
+    }
+
+    /// Puts the refused candidate of `version` in force (the operator's accept).
+    pub fn accept(&self, version: u64, now: SystemTime) -> Result<u64, AcceptError> {
+        let _guard = self.applying.lock().map_err(|_| AcceptError::Poisoned)?;
+        let pending = self
+            .pending
+            .lock()
+            .map_err(|_| AcceptError::Poisoned)?
+            .clone();
+        match pending {
+            Some(snapshot) if snapshot.version == version => {
+                tracing::warn!(version, "refused grants snapshot accepted by an operator");
+                self.put_in_force(&snapshot, now);
+                Ok(version)
+            }
+            other => Err(AcceptError::NotPending {
+                asked: version,
+                pending: other.map(|s| s.version),
+            }),
+        }
+    }
+
+    /// The version of the candidate the guard refused, if one is pending.
+    pub fn pending_version(&self) -> Option<u64> {
+        self.pending.lock().ok()?.as_ref().map(|s| s.version)
+    }
+
+    fn set_pending(&self, snapshot: Option<Arc<Snapshot>>) {
+        let version = snapshot.as_ref().map_or(0, |s| s.version);
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = snapshot;
+        }
+        self.metrics
+            .guard_refused_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
+    /// The one place a snapshot goes into force.
+    fn put_in_force(&self, snapshot: &Arc<Snapshot>, now: SystemTime) {
+        let version = snapshot.version;
+        // Swap first, then prune: a work leaves the overlay only once readers can already
+        // find it in the snapshot.
+        let previous = self.snapshot.swap(Some(Arc::clone(snapshot)));
+        self.created.prune(snapshot);
+        self.set_pending(None);
+        self.metrics
+            .snapshot_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.fetched(now, SnapshotFetch::Ok);
+        tracing::info!(
+            version,
+            works = snapshot.work_count(),
+            users = snapshot.user_count(),
+            "grants snapshot in force"
+        );
+        if let Some(previous) = previous {
+            release_when_unused(previous);
         }
     }
 

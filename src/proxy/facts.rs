@@ -31,6 +31,25 @@ pub fn decide(
     })
 }
 
+/// `decide`, also handing the decision's inputs to the snapshot guard's ring.
+pub(super) fn decide_and_sample(
+    matched: &RouteMatch<'_, '_>,
+    identity: Option<&std::sync::Arc<Identity>>,
+    works: Option<Works<'_>>,
+    target: &Target<'_>,
+    body: Option<&serde_json::Value>,
+    now: u64,
+    guard: Option<&crate::guard::Guard>,
+) -> Result<Decision, ProxyError> {
+    let route = matched.route;
+    with_facts(matched, target, body, |facts| {
+        if let Some(guard) = guard {
+            guard.record(route, identity, facts, now);
+        }
+        authz::decide(&route.rule, identity.map(|i| &**i), works, facts, now)
+    })
+}
+
 /// The decision on everything the body is not needed for (`authz::decide_before_body`): a
 /// denial is final and the body is never read.
 pub(super) fn decide_before_body(

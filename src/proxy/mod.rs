@@ -93,6 +93,8 @@ pub struct Gateway {
     draining: AtomicBool,
     /// What rate limits, token times and snapshot freshness are judged at.
     pub clock: Clock,
+    /// Records decided requests for the snapshot guard; None without grants.
+    pub guard: Option<Arc<crate::guard::Guard>>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -120,12 +122,18 @@ impl Gateway {
             ids: DecisionIds::new(),
             draining: AtomicBool::new(false),
             clock: Clock::system(),
+            guard: None,
         }
     }
 
     /// The same gateway judging time by `clock` (give its grants store the same one).
     pub fn with_clock(mut self, clock: Clock) -> Gateway {
         self.clock = clock;
+        self
+    }
+
+    pub fn with_guard(mut self, guard: Option<Arc<crate::guard::Guard>>) -> Gateway {
+        self.guard = guard;
         self
     }
 
@@ -267,13 +275,14 @@ impl Gateway {
             )
         };
         let request_json = request_body.as_ref().map(|b| &b.json);
-        let decision = facts::decide(
+        let decision = facts::decide_and_sample(
             &matched,
-            identity.as_deref(),
+            identity.as_ref(),
             works,
             &target,
             request_json,
             now,
+            self.guard.as_deref(),
         )?;
         self.record(runtime, route, log, &decision, shadow);
         if !decision.allowed() && !shadow {

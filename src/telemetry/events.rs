@@ -29,6 +29,7 @@ label_enum! {
         NotModified => "not_modified",
         Error => "error",
         Invalid => "invalid",
+        Refused => "refused",
     }
 }
 

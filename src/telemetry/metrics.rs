@@ -19,7 +19,7 @@ pub struct Metrics {
     pub requests_in_flight: IntGauge,
     pub snapshot_version: IntGauge,
     pub snapshot_age_seconds: Gauge,
-    /// result: ok | not_modified | error | invalid.
+    /// result: ok | not_modified | error | invalid | refused (by the snapshot guard).
     pub snapshot_fetch: IntCounterVec,
     /// result: ok | error | invalid | rate_limited.
     pub jwks_refresh: IntCounterVec,
@@ -34,6 +34,10 @@ pub struct Metrics {
     pub integrator_decisions: IntCounterVec,
     /// worker: main-listener connections accepted by each worker thread.
     pub worker_connections: IntCounterVec,
+    /// direction: allow_to_deny | deny_to_allow (snapshot guard replays).
+    pub guard_flips: IntCounterVec,
+    /// Version of a candidate snapshot the guard refused and that awaits acceptance; 0: none.
+    pub guard_refused_version: IntGauge,
 }
 
 impl Metrics {
@@ -138,6 +142,19 @@ impl Metrics {
                 &["worker"],
             )
             .expect("valid metric"),
+            guard_flips: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_grants_guard_flips_total",
+                    "Recent decisions that a new grants snapshot would flip, by direction.",
+                ),
+                &["direction"],
+            )
+            .expect("valid metric"),
+            guard_refused_version: IntGauge::new(
+                "streetgate_grants_guard_refused_version",
+                "Version of a grants snapshot the guard refused, pending acceptance; 0 when none.",
+            )
+            .expect("valid metric"),
             registry,
         };
         let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
@@ -157,6 +174,15 @@ impl Metrics {
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
+        }
+        for c in [
+            Box::new(m.guard_flips.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(m.guard_refused_version.clone()),
+        ] {
+            m.registry.register(c).expect("metric names are unique");
+        }
+        for direction in ["allow_to_deny", "deny_to_allow"] {
+            m.guard_flips.with_label_values(&[direction]);
         }
         // Process-wide, like the stdout they describe (see `log_buffer`).
         for c in [
