@@ -29,6 +29,98 @@ pub struct GrantsDocument<'a> {
     pub works: Vec<WorkDoc<'a>>,
 }
 
+/// A delta: the changes from version `since` to `version`. Upserts are whole v1 entries that
+/// replace any entry with the same key; deletes name keys.
+#[derive(Debug, Clone)]
+pub struct DeltaDocument<'a> {
+    pub version: u64,
+    pub since: u64,
+    pub generated_at: String,
+    pub upsert: Upserts<'a>,
+    pub delete: Deletes,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upserts<'a> {
+    #[serde(default)]
+    pub organisations: Vec<OrganisationDoc>,
+    #[serde(default, borrow)]
+    pub users: Vec<UserDoc<'a>>,
+    #[serde(default, borrow)]
+    pub works: Vec<WorkDoc<'a>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deletes {
+    #[serde(default)]
+    pub organisations: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub works: Vec<String>,
+}
+
+/// What a source may answer: a full document, or a delta (told apart by `since`).
+#[derive(Debug, Clone)]
+pub enum Update<'a> {
+    Full(GrantsDocument<'a>),
+    Delta(DeltaDocument<'a>),
+}
+
+/// Either kind of document, as read, before it is told which it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AnyDocument<'a> {
+    pub version: u64,
+    pub generated_at: String,
+    #[serde(default)]
+    pub since: Option<u64>,
+    #[serde(default)]
+    pub organisations: Option<Vec<OrganisationDoc>>,
+    #[serde(default, borrow)]
+    pub users: Option<Vec<UserDoc<'a>>>,
+    #[serde(default, borrow)]
+    pub works: Option<Vec<WorkDoc<'a>>>,
+    #[serde(default, borrow)]
+    pub upsert: Option<Upserts<'a>>,
+    #[serde(default)]
+    pub delete: Option<Deletes>,
+}
+
+impl<'a> AnyDocument<'a> {
+    /// Which document this is; `Err` names the members that do not belong together.
+    pub(crate) fn into_update(self) -> Result<Update<'a>, &'static str> {
+        match self.since {
+            Some(since) => {
+                if self.organisations.is_some() || self.users.is_some() || self.works.is_some() {
+                    return Err("a delta carries its entries in `upsert` and `delete`");
+                }
+                Ok(Update::Delta(DeltaDocument {
+                    version: self.version,
+                    since,
+                    generated_at: self.generated_at,
+                    upsert: self.upsert.unwrap_or_default(),
+                    delete: self.delete.unwrap_or_default(),
+                }))
+            }
+            None => {
+                if self.upsert.is_some() || self.delete.is_some() {
+                    return Err("`upsert` and `delete` need `since`");
+                }
+                Ok(Update::Full(GrantsDocument {
+                    version: self.version,
+                    generated_at: self.generated_at,
+                    organisations: self.organisations.unwrap_or_default(),
+                    users: self.users.unwrap_or_default(),
+                    works: self.works.unwrap_or_default(),
+                }))
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrganisationDoc {

@@ -2,8 +2,11 @@
 //! it, and the sources that fetch it.
 
 pub mod codes;
+mod delta;
 pub mod format;
 pub mod overlay;
+mod remote;
+mod shards;
 pub mod snapshot;
 mod source;
 pub mod store;
@@ -15,4 +18,4 @@ pub(crate) mod works;
 
 pub use snapshot::{Snapshot, SnapshotError};
 pub use source::spawn_source;
-pub use store::{ApplyError, GrantsStore, LoadError, load_file};
+pub use store::{Applied, ApplyError, GrantsStore, LoadError, load_file};

@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 
 use super::codes::{SwaCode, Workstream};
-use super::format::{AccessLevel, GrantsDocument, OrgKind, OrgStatus};
+use super::format::{
+    AccessLevel, AnyDocument, DeltaDocument, GrantsDocument, OrgKind, OrgStatus, OrganisationDoc, UserDoc,
+    Update, WorkDoc,
+};
+use super::shards::ShardedMap;
 use super::timestamp::parse_rfc3339;
 use super::validate::validate;
 use super::works::{TooLarge, WorkIndex};
@@ -38,13 +42,15 @@ pub struct WorkInfo {
     pub workstream: Workstream,
 }
 
-#[derive(Debug, Default)]
+/// Cloning is cheap: the indexes are shards behind `Arc`s, and a delta applied to the clone
+/// copies only the shards it changes.
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub version: u64,
     /// Seconds since the epoch, from the document.
     pub generated_at: u64,
-    pub(crate) organisations: HashMap<SwaCode, Organisation>,
-    pub(crate) users: HashMap<Box<str>, User>,
+    pub(crate) organisations: ShardedMap<SwaCode, Organisation>,
+    pub(crate) users: ShardedMap<Box<str>, User>,
     pub(crate) works: WorkIndex,
 }
 
@@ -59,6 +65,10 @@ pub enum SnapshotError {
     Trailing(#[source] serde_json::Error),
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
+    #[error("a document has either `since` (a delta) or top-level lists (a full document): {0}")]
+    Mixed(&'static str),
+    #[error("delta since version {since} does not apply to the version in force ({in_force:?})")]
+    DeltaBase { since: u64, in_force: Option<u64> },
 }
 
 impl Snapshot {
@@ -79,6 +89,12 @@ impl Snapshot {
             return Err(SnapshotError::Invalid(problems));
         }
         Ok(build(doc)?)
+    }
+
+    /// The snapshot `delta` turns this one into, validated as strictly as a full document;
+    /// only the shards the delta touches are copied.
+    pub fn apply_delta(&self, delta: &DeltaDocument<'_>) -> Result<Snapshot, SnapshotError> {
+        super::delta::apply(self, delta)
     }
 
     pub fn organisation(&self, swa: SwaCode) -> Option<&Organisation> {
@@ -130,56 +146,29 @@ pub fn parse(bytes: &[u8]) -> Result<GrantsDocument<'_>, SnapshotError> {
     Ok(doc)
 }
 
+/// Parses what a source answered: a full document or a delta.
+pub fn parse_update(bytes: &[u8]) -> Result<Update<'_>, SnapshotError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let doc: AnyDocument<'_> =
+        serde_path_to_error::deserialize(&mut de).map_err(SnapshotError::Json)?;
+    de.end().map_err(SnapshotError::Trailing)?;
+    doc.into_update().map_err(SnapshotError::Mixed)
+}
+
 /// Builds the indexes of a validated document. Anything validation would have rejected is
 /// skipped rather than trusted, so this never panics on a document that bypassed it.
 fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
-    let organisations = doc
-        .organisations
-        .iter()
-        .filter_map(|o| {
-            let swa = SwaCode::parse(&o.swa_code)?;
-            Some((
-                swa,
-                Organisation {
-                    swa_code: swa,
-                    name: o.name.as_str().into(),
-                    kind: o.kind,
-                    status: o.status,
-                    workstreams: o
-                        .workstreams
-                        .iter()
-                        .filter_map(|w| Workstream::parse(w))
-                        .collect(),
-                    contractors: o
-                        .contractors
-                        .iter()
-                        .filter_map(|c| SwaCode::parse(c))
-                        .collect(),
-                },
-            ))
-        })
-        .collect();
-    let mut users = HashMap::with_capacity(doc.users.len());
-    for u in &doc.users {
-        // Parsed one user at a time, so the parse's allocations are reused, not accumulated.
-        let map = u.grants().unwrap_or_default();
-        let grants = map
-            .0
-            .iter()
-            .filter_map(|g| Some((SwaCode::parse(&g.organisation)?, &g.workstreams)))
-            .flat_map(|(org, ws)| {
-                ws.iter().filter_map(move |(w, level)| {
-                    Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
-                })
-            })
-            .collect();
-        let user = User {
-            organisation: SwaCode::parse(&u.organisation),
-            tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),
-            grants,
-        };
-        users.insert(Box::<str>::from(&*u.sub), user);
+    let mut organisations = ShardedMap::default();
+    for o in &doc.organisations {
+        if let Some((swa, org)) = organisation_from(o) {
+            organisations.insert(swa, org);
+        }
     }
+    let mut users = ShardedMap::default();
+    for u in &doc.users {
+        users.insert(Box::<str>::from(&*u.sub), user_from(u));
+    }
+    users.shrink_to_fit();
     let ref_bytes = doc
         .works
         .iter()
@@ -187,14 +176,9 @@ fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
         .sum();
     let works = WorkIndex::build(
         ref_bytes,
-        doc.works.iter().filter_map(|w| {
-            let info = WorkInfo {
-                promoter: SwaCode::parse(&w.promoter)?,
-                highway_authority: SwaCode::parse(&w.highway_authority)?,
-                workstream: Workstream::parse(&w.workstream)?,
-            };
-            Some((&*w.work_reference_number, info))
-        }),
+        doc.works
+            .iter()
+            .filter_map(|w| Some((&*w.work_reference_number, work_from(w)?))),
     )?;
     Ok(Snapshot {
         version: doc.version,
@@ -202,6 +186,55 @@ fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
         organisations,
         users,
         works,
+    })
+}
+
+pub(super) fn organisation_from(o: &OrganisationDoc) -> Option<(SwaCode, Organisation)> {
+    let swa = SwaCode::parse(&o.swa_code)?;
+    let org = Organisation {
+        swa_code: swa,
+        name: o.name.as_str().into(),
+        kind: o.kind,
+        status: o.status,
+        workstreams: o
+            .workstreams
+            .iter()
+            .filter_map(|w| Workstream::parse(w))
+            .collect(),
+        contractors: o
+            .contractors
+            .iter()
+            .filter_map(|c| SwaCode::parse(c))
+            .collect(),
+    };
+    Some((swa, org))
+}
+
+pub(super) fn user_from(u: &UserDoc<'_>) -> User {
+    // Parsed one user at a time, so the parse's allocations are reused, not accumulated.
+    let map = u.grants().unwrap_or_default();
+    let grants = map
+        .0
+        .iter()
+        .filter_map(|g| Some((SwaCode::parse(&g.organisation)?, &g.workstreams)))
+        .flat_map(|(org, ws)| {
+            ws.iter().filter_map(move |(w, level)| {
+                Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
+            })
+        })
+        .collect::<HashMap<_, _>>();
+    User {
+        organisation: SwaCode::parse(&u.organisation),
+        tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),
+        grants,
+    }
+}
+
+pub(super) fn work_from(w: &WorkDoc<'_>) -> Option<WorkInfo> {
+    Some(WorkInfo {
+        promoter: SwaCode::parse(&w.promoter)?,
+        highway_authority: SwaCode::parse(&w.highway_authority)?,
+        workstream: Workstream::parse(&w.workstream)?,
     })
 }
 

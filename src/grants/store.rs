@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 use super::overlay::CreatedWorks;
-use super::snapshot::{Snapshot, SnapshotError, parse};
+use super::format::Update;
+use super::snapshot::{Snapshot, SnapshotError, parse_update};
 use crate::config::raw::OnStale;
 use crate::reason::Reason;
 use crate::telemetry::metrics::Metrics;
@@ -31,11 +32,21 @@ pub struct GrantsStore {
     applying: Mutex<()>,
 }
 
+/// The version in force after `apply_update`, and whether a delta brought it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub version: u64,
+    pub delta: bool,
+}
+
 /// Why `apply` left the snapshot in force unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error(transparent)]
     Rejected(#[from] SnapshotError),
+    /// A delta was refused: a full document should be fetched.
+    #[error("delta refused: {0}")]
+    Delta(#[source] SnapshotError),
     #[error("grants store lock poisoned by a panic in an earlier apply")]
     Poisoned,
 }
@@ -98,66 +109,124 @@ impl GrantsStore {
         self.snapshot.load().as_ref().map(|s| s.version)
     }
 
-    /// Validates and builds `bytes` and swaps the result in; on failure the old snapshot stays.
-    /// A document with the version already in force is ignored (counted as not modified: the
-    /// source answered, nothing changed). Returns the version in force afterwards. CPU-heavy
-    /// for big documents: call it off the async runtime's worker threads.
+    /// Validates and builds `bytes` (a full document or a delta) and swaps the result in; on
+    /// failure the old snapshot stays. A full document with the version already in force is
+    /// ignored (counted as not modified: the source answered, nothing changed). Returns the
+    /// version in force afterwards. CPU-heavy for big documents: call it off the async
+    /// runtime's worker threads.
     pub fn apply(&self, bytes: &[u8], now: SystemTime) -> Result<u64, ApplyError> {
+        self.apply_update(bytes, now).map(|a| a.version)
+    }
+
+    /// `apply`, also saying whether the document was a delta.
+    pub fn apply_update(&self, bytes: &[u8], now: SystemTime) -> Result<Applied, ApplyError> {
         let _guard = self.applying.lock().map_err(|_| ApplyError::Poisoned)?;
         let in_force = self.version();
-        let result = parse(bytes).and_then(|doc| {
-            if in_force == Some(doc.version) {
-                return Ok(None);
-            }
-            Snapshot::from_document(&doc, in_force).map(Some)
-        });
-        match result {
-            Ok(None) => {
+        let update = match parse_update(bytes) {
+            Ok(update) => update,
+            Err(e) => return Err(self.rejected(e, in_force)),
+        };
+        match update {
+            Update::Full(doc) if in_force == Some(doc.version) => {
                 self.fetched(now, "not_modified");
-                Ok(in_force.unwrap_or_default())
+                Ok(Applied {
+                    version: doc.version,
+                    delta: false,
+                })
             }
-            Ok(Some(snapshot)) => {
-                let version = snapshot.version;
-                let snapshot = Arc::new(snapshot);
-                // Swap first, then prune: a work leaves the overlay only once readers can
-                // already find it in the snapshot.
-                let previous = self.snapshot.swap(Some(Arc::clone(&snapshot)));
-                self.created.prune(&snapshot);
-                self.metrics
-                    .snapshot_version
-                    .set(i64::try_from(version).unwrap_or(i64::MAX));
-                self.fetched(now, "ok");
-                tracing::info!(
-                    version,
-                    works = snapshot.work_count(),
-                    users = snapshot.user_count(),
-                    "grants snapshot in force"
-                );
-                if let Some(previous) = previous {
-                    release_when_unused(previous);
+            Update::Full(doc) => match Snapshot::from_document(&doc, in_force) {
+                Ok(snapshot) => Ok(Applied {
+                    version: self.swap_in(snapshot, now),
+                    delta: false,
+                }),
+                Err(e) => Err(self.rejected(e, in_force)),
+            },
+            Update::Delta(delta) => {
+                let Some(current) = self.snapshot.load_full() else {
+                    return Err(self.delta_refused(SnapshotError::DeltaBase {
+                        since: delta.since,
+                        in_force,
+                    }));
+                };
+                match current.apply_delta(&delta) {
+                    Ok(snapshot) => {
+                        self.metrics
+                            .snapshot_delta
+                            .with_label_values(&["applied"])
+                            .inc();
+                        Ok(Applied {
+                            version: self.swap_in(snapshot, now),
+                            delta: true,
+                        })
+                    }
+                    Err(e) => Err(self.delta_refused(e)),
                 }
-                Ok(version)
-            }
-            Err(e) => {
-                self.metrics
-                    .snapshot_fetch
-                    .with_label_values(&["invalid"])
-                    .inc();
-                match &e {
-                    SnapshotError::Invalid(problems) => tracing::warn!(
-                        in_force = ?in_force,
-                        problems = %problems,
-                        "grants document rejected; previous snapshot stays"
-                    ),
-                    other => tracing::warn!(
-                        in_force = ?in_force,
-                        error = %other,
-                        "grants document rejected; previous snapshot stays"
-                    ),
-                }
-                Err(e.into())
             }
         }
+    }
+
+    fn swap_in(&self, snapshot: Snapshot, now: SystemTime) -> u64 {
+        let version = snapshot.version;
+        let snapshot = Arc::new(snapshot);
+        // Swap first, then prune: a work leaves the overlay only once readers can already
+        // find it in the snapshot.
+        let previous = self.snapshot.swap(Some(Arc::clone(&snapshot)));
+        self.created.prune(&snapshot);
+        self.metrics
+            .snapshot_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        self.fetched(now, "ok");
+        tracing::info!(
+            version,
+            works = snapshot.work_count(),
+            users = snapshot.user_count(),
+            "grants snapshot in force"
+        );
+        if let Some(previous) = previous {
+            release_when_unused(previous);
+        }
+        version
+    }
+
+    fn rejected(&self, e: SnapshotError, in_force: Option<u64>) -> ApplyError {
+        self.metrics
+            .snapshot_fetch
+            .with_label_values(&["invalid"])
+            .inc();
+        match &e {
+            SnapshotError::Invalid(problems) => tracing::warn!(
+                in_force = ?in_force,
+                problems = %problems,
+                "grants document rejected; previous snapshot stays"
+            ),
+            other => tracing::warn!(
+                in_force = ?in_force,
+                error = %other,
+                "grants document rejected; previous snapshot stays"
+            ),
+        }
+        e.into()
+    }
+
+    /// A delta that does not apply (wrong base) or fails validation; the caller fetches a
+    /// full document next.
+    fn delta_refused(&self, e: SnapshotError) -> ApplyError {
+        let result = match &e {
+            SnapshotError::DeltaBase { .. } => "mismatched",
+            _ => "refused",
+        };
+        self.metrics
+            .snapshot_delta
+            .with_label_values(&[result])
+            .inc();
+        if result == "refused" {
+            self.metrics
+                .snapshot_fetch
+                .with_label_values(&["invalid"])
+                .inc();
+        }
+        tracing::warn!(error = %e, problems = ?problems_of(&e), "grants delta refused; previous snapshot stays");
+        ApplyError::Delta(e)
     }
 
     /// The source answered "unchanged" (HTTP 304, or a file that did not change).
@@ -218,6 +287,13 @@ fn release_when_unused(mut old: Arc<Snapshot>) {
             }
             Err(_) => return,
         }
+    }
+}
+
+fn problems_of(e: &SnapshotError) -> Option<String> {
+    match e {
+        SnapshotError::Invalid(problems) => Some(problems.to_string()),
+        _ => None,
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub snapshot_age_seconds: Gauge,
     /// result: ok | not_modified | error | invalid.
     pub snapshot_fetch: IntCounterVec,
+    /// result: applied | refused | mismatched.
+    pub snapshot_delta: IntCounterVec,
     /// result: ok | error | invalid | rate_limited.
     pub jwks_refresh: IntCounterVec,
     /// result: hit | miss.
@@ -86,6 +88,14 @@ impl Metrics {
                 &["result"],
             )
             .expect("valid metric"),
+            snapshot_delta: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_snapshot_delta_total",
+                    "Grants deltas received, by what became of them.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
             jwks_refresh: IntCounterVec::new(
                 Opts::new("streetgate_jwks_refresh_total", "JWKS refreshes."),
                 &["result"],
@@ -114,7 +124,7 @@ impl Metrics {
             .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
             Box::new(m.decisions.clone()),
             Box::new(m.decision_duration.clone()),
             Box::new(m.upstream_duration.clone()),
@@ -122,6 +132,7 @@ impl Metrics {
             Box::new(m.snapshot_version.clone()),
             Box::new(m.snapshot_age_seconds.clone()),
             Box::new(m.snapshot_fetch.clone()),
+            Box::new(m.snapshot_delta.clone()),
             Box::new(m.jwks_refresh.clone()),
             Box::new(m.token_cache.clone()),
             Box::new(m.config_reload.clone()),
