@@ -13,8 +13,8 @@ use super::snapshot::{
 };
 use super::timestamp::parse_rfc3339;
 use super::validate::{
-    OrgFacts, Orgs, Report, check_contractors, check_generated_at, check_organisation,
-    check_user, check_work, no_workstream, not_authority, not_promoter, unknown_org,
+    OrgFacts, Orgs, Report, check_contractors, check_generated_at, check_organisation, check_user,
+    check_work, no_workstream, not_authority, not_promoter, unknown_org,
 };
 use super::works::TooLarge;
 
@@ -101,11 +101,17 @@ fn organisations(
     for (j, code) in delta.delete.organisations.iter().enumerate() {
         let at = format!("delete.organisations[{j}]");
         let Some(swa) = SwaCode::parse(code) else {
-            r.push(at, format!("{code:?} is not a SWA code (4 letters or digits)"));
+            r.push(
+                at,
+                format!("{code:?} is not a SWA code (4 letters or digits)"),
+            );
             continue;
         };
         if upserted.contains(&swa) {
-            r.push(at, format!("organisation {swa} is both upserted and deleted"));
+            r.push(
+                at,
+                format!("organisation {swa} is both upserted and deleted"),
+            );
         } else if !deleted.insert(swa) {
             r.push(at, format!("duplicate organisation {swa}"));
         } else if next.organisations.remove(&swa).is_none() {
@@ -132,7 +138,10 @@ fn users(
     for (j, user) in delta.upsert.users.iter().enumerate() {
         let at = format!("upsert.users[{j}]");
         if !user.sub.is_empty() && !upserted.insert(&*user.sub) {
-            r.push(format!("{at}.sub"), format!("duplicate user {:?}", user.sub));
+            r.push(
+                format!("{at}.sub"),
+                format!("duplicate user {:?}", user.sub),
+            );
         }
         check_user(&at, user, orgs, r);
         next.users.insert(Box::from(&*user.sub), user_from(user));

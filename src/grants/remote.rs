@@ -180,7 +180,10 @@ mod tests {
             (gzip(&data), Encoding::Gzip),
             (zstd, Encoding::Zstd),
         ] {
-            assert_eq!(&decode(body, enc, data.len() as u64).unwrap()[..], &data[..]);
+            assert_eq!(
+                &decode(body, enc, data.len() as u64).unwrap()[..],
+                &data[..]
+            );
         }
     }
 

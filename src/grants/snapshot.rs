@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::codes::{SwaCode, Workstream};
 use super::format::{
-    AccessLevel, AnyDocument, DeltaDocument, GrantsDocument, OrgKind, OrgStatus, OrganisationDoc, UserDoc,
-    Update, WorkDoc,
+    AccessLevel, AnyDocument, DeltaDocument, GrantsDocument, OrgKind, OrgStatus, OrganisationDoc,
+    Update, UserDoc, WorkDoc,
 };
 use super::shards::ShardedMap;
 use super::timestamp::parse_rfc3339;

@@ -15,7 +15,6 @@ use super::remote::{Answer, Encoding, Remote, decode};
 use super::store::{Applied, ApplyError, GrantsStore};
 use crate::config::raw::RawGrantsSource;
 
-
 /// Polls the configured source until `shutdown` turns true (or its sender is dropped).
 pub fn spawn_source(
     store: Arc<GrantsStore>,
@@ -118,7 +117,11 @@ async fn poll_url(store: &Arc<GrantsStore>, url: UrlSource, mut shutdown: watch:
                 Next::Poll { held: held && wait }
             }
             Ok(Answer::Gone) => {
-                tracing::info!(url = url.url, since, "delta not offered; fetching the full document");
+                tracing::info!(
+                    url = url.url,
+                    since,
+                    "delta not offered; fetching the full document"
+                );
                 full_next = true;
                 Next::Now
             }
@@ -159,7 +162,11 @@ async fn poll_url(store: &Arc<GrantsStore>, url: UrlSource, mut shutdown: watch:
         let pause = match next {
             Next::Now | Next::Poll { held: true } => Duration::ZERO,
             Next::Poll { held: false } => url.poll_interval,
-            Next::Failed => backoff(url.poll_interval, url.max_backoff, failures.saturating_add(1)),
+            Next::Failed => backoff(
+                url.poll_interval,
+                url.max_backoff,
+                failures.saturating_add(1),
+            ),
         };
         failures = match next {
             Next::Failed => failures.saturating_add(1),
@@ -207,12 +214,7 @@ async fn apply_file(store: &Arc<GrantsStore>, bytes: Bytes) -> bool {
 }
 
 /// Decodes and applies a fetched body (see `run_apply`).
-async fn apply(
-    store: &Arc<GrantsStore>,
-    body: Bytes,
-    encoding: Encoding,
-    limit: u64,
-) -> Outcome {
+async fn apply(store: &Arc<GrantsStore>, body: Bytes, encoding: Encoding, limit: u64) -> Outcome {
     let store = Arc::clone(store);
     let outcome = run_apply(move || {
         let bytes = match decode(body, encoding, limit) {

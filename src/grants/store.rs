@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
-use super::overlay::CreatedWorks;
 use super::format::Update;
+use super::overlay::CreatedWorks;
 use super::snapshot::{Snapshot, SnapshotError, parse_update};
 use crate::config::raw::OnStale;
 use crate::reason::Reason;

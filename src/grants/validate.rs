@@ -211,12 +211,7 @@ fn works(doc: &GrantsDocument<'_>, orgs: &Orgs, r: &mut Report) {
 
 /// Everything about one work but whether its reference repeats; `at` is formatted only for
 /// a problem, so a clean million-work document costs no allocation per check.
-pub(super) fn check_work(
-    at: impl Fn() -> String,
-    work: &WorkDoc<'_>,
-    orgs: &Orgs,
-    r: &mut Report,
-) {
+pub(super) fn check_work(at: impl Fn() -> String, work: &WorkDoc<'_>, orgs: &Orgs, r: &mut Report) {
     if work.work_reference_number.is_empty() {
         r.push_with(|| {
             (
@@ -228,12 +223,9 @@ pub(super) fn check_work(
     let promoter = lookup(orgs, &work.promoter);
     match promoter {
         None => r.push_with(|| (format!("{}.promoter", at()), org_problem(&work.promoter))),
-        Some(f) if f.kind == OrgKind::Contractor => r.push_with(|| {
-            (
-                format!("{}.promoter", at()),
-                not_promoter(&work.promoter),
-            )
-        }),
+        Some(f) if f.kind == OrgKind::Contractor => {
+            r.push_with(|| (format!("{}.promoter", at()), not_promoter(&work.promoter)))
+        }
         Some(_) => {}
     }
     match lookup(orgs, &work.highway_authority) {

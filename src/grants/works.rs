@@ -328,7 +328,10 @@ mod tests {
         assert!(!b.remove(&refs[1]));
         assert!(!b.remove("ABSENT"));
         assert_eq!((a.len(), b.len()), (20_000, 20_000));
-        assert_eq!((a.get(&refs[0]), b.get(&refs[0])), (Some(info(1)), Some(info(2))));
+        assert_eq!(
+            (a.get(&refs[0]), b.get(&refs[0])),
+            (Some(info(1)), Some(info(2)))
+        );
         assert_eq!((a.get(&refs[1]), b.get(&refs[1])), (Some(info(1)), None));
         assert_eq!((a.get("NEW1"), b.get("NEW1")), (None, Some(info(3))));
         let shared = a
@@ -358,6 +361,10 @@ mod tests {
         assert_eq!(index.get(&refs[100]), None);
         index.upsert(&refs[100], info(4)).unwrap();
         assert_eq!(index.get(&refs[100]), Some(info(4)));
-        assert!(index.heap_bytes() < before, "{} >= {before}", index.heap_bytes());
+        assert!(
+            index.heap_bytes() < before,
+            "{} >= {before}",
+            index.heap_bytes()
+        );
     }
 }

@@ -58,7 +58,10 @@ fn upserts_and_deletes_land_and_the_base_is_untouched() {
 #[test]
 fn an_empty_delta_only_moves_the_version() {
     let next = apply(&base(), &delta(r#""upsert": {}"#)).unwrap();
-    assert_eq!((next.version, next.work_count(), next.user_count()), (1843, 2, 2));
+    assert_eq!(
+        (next.version, next.work_count(), next.user_count()),
+        (1843, 2, 2)
+    );
 }
 
 #[test]
@@ -66,7 +69,10 @@ fn a_delta_on_another_version_does_not_apply() {
     let json = r#"{"version": 1850, "since": 1841, "generated_at": "2026-11-23T08:00:00Z"}"#;
     assert!(matches!(
         apply(&base(), json),
-        Err(SnapshotError::DeltaBase { since: 1841, in_force: Some(1842) })
+        Err(SnapshotError::DeltaBase {
+            since: 1841,
+            in_force: Some(1842)
+        })
     ));
 }
 
@@ -201,11 +207,10 @@ fn a_document_is_either_full_or_a_delta() {
         );
     }
     assert!(matches!(
-        parse_update(br#"{"version": 2, "since": 1, "generated_at": "x", "upsert": {"bogus": []}}"#),
+        parse_update(
+            br#"{"version": 2, "since": 1, "generated_at": "x", "upsert": {"bogus": []}}"#
+        ),
         Err(SnapshotError::Json(_))
     ));
-    assert!(matches!(
-        parse_update(GOOD.as_bytes()),
-        Ok(Update::Full(_))
-    ));
+    assert!(matches!(parse_update(GOOD.as_bytes()), Ok(Update::Full(_))));
 }
