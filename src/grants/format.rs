@@ -62,65 +62,6 @@ pub struct Deletes {
     pub works: Vec<String>,
 }
 
-/// What a source may answer: a full document, or a delta (told apart by `since`).
-#[derive(Debug, Clone)]
-pub enum Update<'a> {
-    Full(GrantsDocument<'a>),
-    Delta(DeltaDocument<'a>),
-}
-
-/// Either kind of document, as read, before it is told which it is.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AnyDocument<'a> {
-    pub version: u64,
-    pub generated_at: String,
-    #[serde(default)]
-    pub since: Option<u64>,
-    #[serde(default)]
-    pub organisations: Option<Vec<OrganisationDoc>>,
-    #[serde(default, borrow)]
-    pub users: Option<Vec<UserDoc<'a>>>,
-    #[serde(default, borrow)]
-    pub works: Option<Vec<WorkDoc<'a>>>,
-    #[serde(default, borrow)]
-    pub upsert: Option<Upserts<'a>>,
-    #[serde(default)]
-    pub delete: Option<Deletes>,
-}
-
-impl<'a> AnyDocument<'a> {
-    /// Which document this is; `Err` names the members that do not belong together.
-    pub(crate) fn into_update(self) -> Result<Update<'a>, &'static str> {
-        match self.since {
-            Some(since) => {
-                if self.organisations.is_some() || self.users.is_some() || self.works.is_some() {
-                    return Err("a delta carries its entries in `upsert` and `delete`");
-                }
-                Ok(Update::Delta(DeltaDocument {
-                    version: self.version,
-                    since,
-                    generated_at: self.generated_at,
-                    upsert: self.upsert.unwrap_or_default(),
-                    delete: self.delete.unwrap_or_default(),
-                }))
-            }
-            None => {
-                if self.upsert.is_some() || self.delete.is_some() {
-                    return Err("`upsert` and `delete` need `since`");
-                }
-                Ok(Update::Full(GrantsDocument {
-                    version: self.version,
-                    generated_at: self.generated_at,
-                    organisations: self.organisations.unwrap_or_default(),
-                    users: self.users.unwrap_or_default(),
-                    works: self.works.unwrap_or_default(),
-                }))
-            }
-        }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrganisationDoc {
@@ -159,8 +100,9 @@ pub struct UserDoc<'a> {
     #[serde(default, borrow)]
     pub tokens_valid_after: Option<Cow<'a, str>>,
     /// Organisation the grants are for → workstream prefix → access level; read with `grants`.
-    #[serde(default, borrow)]
-    pub workstreams: Option<&'a RawValue>,
+    /// Boxed, not borrowed, so a user can also be read from a stream.
+    #[serde(default)]
+    pub workstreams: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -213,10 +155,45 @@ impl AccessLevel {
 
 // === impl UserDoc ===
 
-impl<'a> UserDoc<'a> {
+impl Upserts<'_> {
+    /// The same entries, borrowing nothing.
+    pub fn into_owned(self) -> Upserts<'static> {
+        Upserts {
+            organisations: self.organisations,
+            users: self.users.into_iter().map(UserDoc::into_owned).collect(),
+            works: self.works.into_iter().map(WorkDoc::into_owned).collect(),
+        }
+    }
+}
+
+fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+impl WorkDoc<'_> {
+    pub fn into_owned(self) -> WorkDoc<'static> {
+        WorkDoc {
+            work_reference_number: owned(self.work_reference_number),
+            promoter: owned(self.promoter),
+            highway_authority: owned(self.highway_authority),
+            workstream: owned(self.workstream),
+        }
+    }
+}
+
+impl UserDoc<'_> {
+    pub fn into_owned(self) -> UserDoc<'static> {
+        UserDoc {
+            sub: owned(self.sub),
+            organisation: owned(self.organisation),
+            tokens_valid_after: self.tokens_valid_after.map(owned),
+            workstreams: self.workstreams,
+        }
+    }
+
     /// The user's grants, parsed from their raw JSON.
-    pub fn grants(&self) -> Result<GrantMap<'a>, serde_json::Error> {
-        match self.workstreams {
+    pub fn grants(&self) -> Result<GrantMap<'_>, serde_json::Error> {
+        match &self.workstreams {
             None => Ok(GrantMap::default()),
             Some(raw) => serde_json::from_str(raw.get()),
         }

@@ -4,6 +4,7 @@
 pub mod codes;
 mod delta;
 pub mod format;
+mod load;
 pub mod overlay;
 mod remote;
 mod shards;

@@ -135,29 +135,73 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, RemoteError> {
     }
 }
 
-/// Decodes `body` as a stream, refusing it once more than `limit` bytes come out.
-pub(super) fn decode(body: Bytes, encoding: Encoding, limit: u64) -> Result<Bytes, DecodeError> {
+/// A reader of `body` decoded as a stream, which fails once more than `limit` bytes come out.
+pub(super) fn decoder(
+    body: &[u8],
+    encoding: Encoding,
+    limit: u64,
+) -> Result<Limited<Box<dyn Read + '_>>, DecodeError> {
     let corrupt = |source| DecodeError::Corrupt { encoding, source };
-    let reader: Box<dyn Read + '_> = match encoding {
-        Encoding::Identity => {
-            return if body.len() as u64 > limit {
-                Err(DecodeError::TooLarge(limit))
-            } else {
-                Ok(body)
-            };
+    let inner: Box<dyn Read + '_> = match encoding {
+        Encoding::Identity if body.len() as u64 > limit => {
+            return Err(DecodeError::TooLarge(limit));
         }
-        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
-        Encoding::Zstd => Box::new(zstd::stream::read::Decoder::new(&body[..]).map_err(corrupt)?),
+        Encoding::Identity => Box::new(body),
+        Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(body)),
+        Encoding::Zstd => Box::new(zstd::stream::read::Decoder::new(body).map_err(corrupt)?),
     };
-    let mut out = Vec::new();
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(corrupt)?;
-    if out.len() as u64 > limit {
-        return Err(DecodeError::TooLarge(limit));
+    Ok(Limited {
+        inner,
+        left: limit,
+        exceeded: false,
+    })
+}
+
+/// Passes at most `left` bytes, then fails every read (and remembers that it did).
+pub(super) struct Limited<R> {
+    inner: R,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<R> Limited<R> {
+    pub(super) fn exceeded(&self) -> bool {
+        self.exceeded
     }
-    Ok(Bytes::from(out))
+}
+
+impl<R: Read> Read for Limited<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One byte more decides between "exactly at the limit" and "over it".
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded = true;
+            return Err(std::io::Error::other(
+                "document over the size limit once decoded",
+            ));
+        }
+        let max = usize::try_from(self.left)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Decodes `body` whole (for tests), under the same limit.
+#[cfg(test)]
+fn decode(body: &[u8], encoding: Encoding, limit: u64) -> Result<Vec<u8>, DecodeError> {
+    let mut reader = decoder(body, encoding, limit)?;
+    let mut out = Vec::new();
+    match reader.read_to_end(&mut out) {
+        Ok(_) => Ok(out),
+        Err(_) if reader.exceeded() => Err(DecodeError::TooLarge(limit)),
+        Err(source) => Err(DecodeError::Corrupt { encoding, source }),
+    }
 }
 
 #[cfg(test)]
@@ -181,7 +225,7 @@ mod tests {
             (zstd, Encoding::Zstd),
         ] {
             assert_eq!(
-                &decode(body, enc, data.len() as u64).unwrap()[..],
+                &decode(&body, enc, data.len() as u64).unwrap()[..],
                 &data[..]
             );
         }
@@ -198,7 +242,7 @@ mod tests {
         ] {
             assert!(body.len() < 10_000 || enc == Encoding::Identity);
             assert!(
-                matches!(decode(body, enc, 9_999), Err(DecodeError::TooLarge(9_999))),
+                matches!(decode(&body, enc, 9_999), Err(DecodeError::TooLarge(9_999))),
                 "{enc:?}"
             );
         }
@@ -208,7 +252,7 @@ mod tests {
     fn a_corrupt_body_is_an_error() {
         for enc in [Encoding::Gzip, Encoding::Zstd] {
             assert!(matches!(
-                decode(Bytes::from_static(b"not compressed"), enc, 1000),
+                decode(b"not compressed", enc, 1000),
                 Err(DecodeError::Corrupt { .. })
             ));
         }

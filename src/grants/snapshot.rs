@@ -2,15 +2,15 @@
 //! validated `GrantsDocument`, then swapped in whole.
 
 use std::collections::HashMap;
+use std::io::Read;
 
 use super::codes::{SwaCode, Workstream};
 use super::format::{
-    AccessLevel, AnyDocument, DeltaDocument, GrantsDocument, OrgKind, OrgStatus, OrganisationDoc,
-    Update, UserDoc, WorkDoc,
+    AccessLevel, DeltaDocument, OrgKind, OrgStatus, OrganisationDoc, UserDoc, WorkDoc,
 };
+use super::load::{Loaded, load};
 use super::shards::ShardedMap;
 use super::timestamp::parse_rfc3339;
-use super::validate::validate;
 use super::works::{TooLarge, WorkIndex};
 use crate::config::Problems;
 
@@ -72,23 +72,22 @@ pub enum SnapshotError {
 }
 
 impl Snapshot {
-    /// Parses, validates and builds a snapshot from a format v1 document. `in_force` is the
+    /// Reads, validates and builds a snapshot from a format v1 document. `in_force` is the
     /// version currently in use, which the document's must exceed.
     pub fn from_json(bytes: &[u8], in_force: Option<u64>) -> Result<Snapshot, SnapshotError> {
-        let doc = parse(bytes)?;
-        Snapshot::from_document(&doc, in_force)
+        Snapshot::from_reader(bytes, in_force)
     }
 
-    /// Validates the whole document, then builds its indexes.
-    pub fn from_document(
-        doc: &GrantsDocument<'_>,
+    /// `from_json` from a stream (a file, a decoder), never holding the whole document.
+    pub fn from_reader(
+        reader: impl Read,
         in_force: Option<u64>,
     ) -> Result<Snapshot, SnapshotError> {
-        let problems = validate(doc, in_force);
-        if !problems.is_empty() {
-            return Err(SnapshotError::Invalid(problems));
+        match load(reader, in_force)? {
+            Loaded::Full(snapshot) => Ok(snapshot),
+            Loaded::Delta(_) => Err(SnapshotError::Mixed("a delta is not a full document")),
+            Loaded::Unchanged(_) => Err(SnapshotError::Mixed("unreachable: no version to skip")),
         }
-        Ok(build(doc)?)
     }
 
     /// The snapshot `delta` turns this one into, validated as strictly as a full document;
@@ -135,58 +134,6 @@ impl Snapshot {
     pub fn work_index_bytes(&self) -> usize {
         self.works.heap_bytes()
     }
-}
-
-/// Parses a document, naming the path of the first syntax or type error.
-pub fn parse(bytes: &[u8]) -> Result<GrantsDocument<'_>, SnapshotError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let doc = serde_path_to_error::deserialize(&mut de).map_err(SnapshotError::Json)?;
-    // Trailing bytes after the document are as corrupt as a broken one.
-    de.end().map_err(SnapshotError::Trailing)?;
-    Ok(doc)
-}
-
-/// Parses what a source answered: a full document or a delta.
-pub fn parse_update(bytes: &[u8]) -> Result<Update<'_>, SnapshotError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let doc: AnyDocument<'_> =
-        serde_path_to_error::deserialize(&mut de).map_err(SnapshotError::Json)?;
-    de.end().map_err(SnapshotError::Trailing)?;
-    doc.into_update().map_err(SnapshotError::Mixed)
-}
-
-/// Builds the indexes of a validated document. Anything validation would have rejected is
-/// skipped rather than trusted, so this never panics on a document that bypassed it.
-fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
-    let mut organisations = ShardedMap::default();
-    for o in &doc.organisations {
-        if let Some((swa, org)) = organisation_from(o) {
-            organisations.insert(swa, org);
-        }
-    }
-    let mut users = ShardedMap::default();
-    for u in &doc.users {
-        users.insert(Box::<str>::from(&*u.sub), user_from(u));
-    }
-    users.shrink_to_fit();
-    let ref_bytes = doc
-        .works
-        .iter()
-        .map(|w| w.work_reference_number.len())
-        .sum();
-    let works = WorkIndex::build(
-        ref_bytes,
-        doc.works
-            .iter()
-            .filter_map(|w| Some((&*w.work_reference_number, work_from(w)?))),
-    )?;
-    Ok(Snapshot {
-        version: doc.version,
-        generated_at: parse_rfc3339(&doc.generated_at).unwrap_or_default(),
-        organisations,
-        users,
-        works,
-    })
 }
 
 pub(super) fn organisation_from(o: &OrganisationDoc) -> Option<(SwaCode, Organisation)> {

@@ -11,7 +11,7 @@ use http::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::remote::{Answer, Encoding, Remote, decode};
+use super::remote::{Answer, Encoding, Remote, decoder};
 use super::store::{Applied, ApplyError, GrantsStore};
 use crate::config::raw::RawGrantsSource;
 
@@ -64,11 +64,11 @@ async fn poll_file(
     loop {
         match read_if_changed(&path, seen).await {
             Ok(None) => store.not_modified(SystemTime::now()),
-            Ok(Some((stamp, bytes))) => {
+            Ok(Some((stamp, file))) => {
                 // Remember the stamp even if the document is rejected: re-reading an unchanged
                 // bad file would only log the same problems again.
                 seen = Some(stamp);
-                apply_file(store, bytes).await;
+                apply_file(store, file).await;
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "grants file unreadable");
@@ -81,10 +81,11 @@ async fn poll_file(
     }
 }
 
+/// The file, opened, if its stamp changed since `seen`.
 async fn read_if_changed(
     path: &Path,
     seen: Option<Stamp>,
-) -> std::io::Result<Option<(Stamp, Bytes)>> {
+) -> std::io::Result<Option<(Stamp, std::fs::File)>> {
     let meta = tokio::fs::metadata(path).await?;
     let stamp = Stamp {
         modified: meta.modified().ok(),
@@ -93,8 +94,8 @@ async fn read_if_changed(
     if seen == Some(stamp) {
         return Ok(None);
     }
-    let bytes = tokio::fs::read(path).await?;
-    Ok(Some((stamp, Bytes::from(bytes))))
+    let file = tokio::fs::File::open(path).await?.into_std().await;
+    Ok(Some((stamp, file)))
 }
 
 async fn poll_url(store: &Arc<GrantsStore>, url: UrlSource, mut shutdown: watch::Receiver<bool>) {
@@ -206,9 +207,10 @@ struct UrlSource {
 }
 
 /// Validates and builds a file's document (see `run_apply`).
-async fn apply_file(store: &Arc<GrantsStore>, bytes: Bytes) -> bool {
+async fn apply_file(store: &Arc<GrantsStore>, file: std::fs::File) -> bool {
     let store = Arc::clone(store);
-    run_apply(move || store.apply(&bytes, SystemTime::now()).is_ok())
+    // Read as a stream: the document is never held whole.
+    run_apply(move || store.apply_update(file, SystemTime::now()).is_ok())
         .await
         .unwrap_or(false)
 }
@@ -217,16 +219,24 @@ async fn apply_file(store: &Arc<GrantsStore>, bytes: Bytes) -> bool {
 async fn apply(store: &Arc<GrantsStore>, body: Bytes, encoding: Encoding, limit: u64) -> Outcome {
     let store = Arc::clone(store);
     let outcome = run_apply(move || {
-        let bytes = match decode(body, encoding, limit) {
-            Ok(bytes) => bytes,
+        let mut reader = match decoder(&body, encoding, limit) {
+            Ok(reader) => reader,
             Err(e) => {
                 tracing::warn!(error = %e, "grants document refused");
                 store.fetch_failed(SystemTime::now());
                 return Outcome::Rejected;
             }
         };
-        match store.apply_update(&bytes, SystemTime::now()) {
+        match store.apply_update(&mut reader, SystemTime::now()) {
             Ok(applied) => Outcome::Applied(applied),
+            Err(_) if reader.exceeded() => {
+                tracing::warn!(
+                    limit,
+                    "grants document over max_document_bytes once decoded"
+                );
+                store.fetch_failed(SystemTime::now());
+                Outcome::Rejected
+            }
             Err(ApplyError::Delta(_)) => Outcome::DeltaRefused,
             Err(_) => Outcome::Rejected,
         }

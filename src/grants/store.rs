@@ -2,6 +2,7 @@
 //! successful fetch, and the created-works overlay. Requests only `load` (never wait); a new
 //! document is validated and built by the caller of `apply`, off the request path.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -9,9 +10,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwapOption;
 
-use super::format::Update;
+use super::load::{Loaded, load_update};
 use super::overlay::CreatedWorks;
-use super::snapshot::{Snapshot, SnapshotError, parse_update};
+use super::snapshot::{Snapshot, SnapshotError};
 use crate::config::raw::OnStale;
 use crate::reason::Reason;
 use crate::telemetry::metrics::Metrics;
@@ -118,30 +119,28 @@ impl GrantsStore {
         self.apply_update(bytes, now).map(|a| a.version)
     }
 
-    /// `apply`, also saying whether the document was a delta.
-    pub fn apply_update(&self, bytes: &[u8], now: SystemTime) -> Result<Applied, ApplyError> {
+    /// `apply` from a stream (a file, a decoder), also saying whether the document was a
+    /// delta. The document is read straight into the indexes, never held whole.
+    pub fn apply_update(&self, reader: impl Read, now: SystemTime) -> Result<Applied, ApplyError> {
         let _guard = self.applying.lock().map_err(|_| ApplyError::Poisoned)?;
         let in_force = self.version();
-        let update = match parse_update(bytes) {
-            Ok(update) => update,
+        let loaded = match load_update(reader, in_force) {
+            Ok(loaded) => loaded,
             Err(e) => return Err(self.rejected(e, in_force)),
         };
-        match update {
-            Update::Full(doc) if in_force == Some(doc.version) => {
+        match loaded {
+            Loaded::Unchanged(version) => {
                 self.fetched(now, "not_modified");
                 Ok(Applied {
-                    version: doc.version,
+                    version,
                     delta: false,
                 })
             }
-            Update::Full(doc) => match Snapshot::from_document(&doc, in_force) {
-                Ok(snapshot) => Ok(Applied {
-                    version: self.swap_in(snapshot, now),
-                    delta: false,
-                }),
-                Err(e) => Err(self.rejected(e, in_force)),
-            },
-            Update::Delta(delta) => {
+            Loaded::Full(snapshot) => Ok(Applied {
+                version: self.swap_in(snapshot, now),
+                delta: false,
+            }),
+            Loaded::Delta(delta) => {
                 let Some(current) = self.snapshot.load_full() else {
                     return Err(self.delta_refused(SnapshotError::DeltaBase {
                         since: delta.since,
@@ -305,11 +304,11 @@ fn millis(t: SystemTime) -> u64 {
 
 /// Loads a snapshot file once (for `streetgate explain` and tests).
 pub fn load_file(path: &Path) -> Result<Snapshot, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+    let file = std::fs::File::open(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
         source,
     })?;
-    Snapshot::from_json(&bytes, None).map_err(|source| LoadError::Snapshot {
+    Snapshot::from_reader(file, None).map_err(|source| LoadError::Snapshot {
         path: path.to_owned(),
         source,
     })

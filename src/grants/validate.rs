@@ -1,11 +1,12 @@
-//! Whole-document validation of a grants snapshot before anything is built from it. Every
-//! problem is reported with its location (`users[3].workstreams.7001.009`), not just the first,
-//! so a publisher can fix a bad document in one go.
+//! The checks of a grants document and its entries, shared by the streaming loader (a full
+//! document) and deltas. Every problem is reported with its location
+//! (`users[3].workstreams.7001.009`), not just the first, so a publisher can fix a bad
+//! document in one go.
 
 use std::collections::{HashMap, HashSet};
 
 use super::codes::{SwaCode, Workstream};
-use super::format::{AccessLevel, GrantsDocument, OrgKind, OrganisationDoc, UserDoc, WorkDoc};
+use super::format::{AccessLevel, OrgKind, OrganisationDoc, UserDoc, WorkDoc};
 use super::timestamp::parse_rfc3339;
 use crate::config::Problems;
 
@@ -26,26 +27,15 @@ pub(super) struct Report {
     unreported: usize,
 }
 
-/// Checks `doc` as a whole; `in_force` is the version of the snapshot currently in use, which
-/// the document's must exceed.
-pub fn validate(doc: &GrantsDocument<'_>, in_force: Option<u64>) -> Problems {
-    let mut r = Report::new();
+pub(super) fn check_version(version: u64, in_force: Option<u64>, r: &mut Report) {
     if let Some(current) = in_force
-        && doc.version <= current
+        && version <= current
     {
         r.push(
             "version",
-            format!(
-                "{} is not above the version in force ({current})",
-                doc.version
-            ),
+            format!("{version} is not above the version in force ({current})"),
         );
     }
-    check_generated_at(&doc.generated_at, &mut r);
-    let orgs = organisations(doc, &mut r);
-    users(doc, &orgs, &mut r);
-    works(doc, &orgs, &mut r);
-    r.finish()
 }
 
 pub(super) fn check_generated_at(generated_at: &str, r: &mut Report) {
@@ -54,9 +44,9 @@ pub(super) fn check_generated_at(generated_at: &str, r: &mut Report) {
     }
 }
 
-fn organisations(doc: &GrantsDocument<'_>, r: &mut Report) -> Orgs {
-    let mut orgs = HashMap::with_capacity(doc.organisations.len());
-    for (i, org) in doc.organisations.iter().enumerate() {
+pub(super) fn organisations(docs: &[OrganisationDoc], r: &mut Report) -> Orgs {
+    let mut orgs = HashMap::with_capacity(docs.len());
+    for (i, org) in docs.iter().enumerate() {
         let at = format!("organisations[{i}]");
         let Some((swa, facts)) = check_organisation(&at, org, r) else {
             continue;
@@ -69,7 +59,7 @@ fn organisations(doc: &GrantsDocument<'_>, r: &mut Report) -> Orgs {
         }
     }
     // Contractor lists refer to other organisations, so they are checked once all are known.
-    for (i, org) in doc.organisations.iter().enumerate() {
+    for (i, org) in docs.iter().enumerate() {
         check_contractors(&format!("organisations[{i}]"), &org.contractors, &orgs, r);
     }
     orgs
@@ -128,20 +118,6 @@ pub(super) fn check_contractors(at: &str, contractors: &[String], orgs: &Orgs, r
     }
 }
 
-fn users(doc: &GrantsDocument<'_>, orgs: &Orgs, r: &mut Report) {
-    let mut subs = HashSet::with_capacity(doc.users.len());
-    for (i, user) in doc.users.iter().enumerate() {
-        let at = format!("users[{i}]");
-        if !user.sub.is_empty() && !subs.insert(&*user.sub) {
-            r.push(
-                format!("{at}.sub"),
-                format!("duplicate user {:?}", user.sub),
-            );
-        }
-        check_user(&at, user, orgs, r);
-    }
-}
-
 /// Everything about one user but whether its subject repeats.
 pub(super) fn check_user(at: &str, user: &UserDoc<'_>, orgs: &Orgs, r: &mut Report) {
     if user.sub.is_empty() {
@@ -190,22 +166,6 @@ pub(super) fn check_user(at: &str, user: &UserDoc<'_>, orgs: &Orgs, r: &mut Repo
                 }
             }
         }
-    }
-}
-
-fn works(doc: &GrantsDocument<'_>, orgs: &Orgs, r: &mut Report) {
-    let mut refs = HashSet::with_capacity(doc.works.len());
-    for (i, work) in doc.works.iter().enumerate() {
-        let wrn = &*work.work_reference_number;
-        if !wrn.is_empty() && !refs.insert(wrn) {
-            r.push_with(|| {
-                (
-                    format!("works[{i}].work_reference_number"),
-                    format!("duplicate work {wrn:?}"),
-                )
-            });
-        }
-        check_work(|| format!("works[{i}]"), work, orgs, r);
     }
 }
 
@@ -317,6 +277,15 @@ impl Report {
             problems: Problems::default(),
             unreported: 0,
         }
+    }
+
+    /// `first`'s problems, then these.
+    pub(super) fn after(self, mut first: Report) -> Report {
+        for p in self.problems.iter() {
+            first.push(p.location.clone(), p.message.clone());
+        }
+        first.unreported += self.unreported;
+        first
     }
 
     /// The problems, with a count of those past `MAX_REPORTED`.

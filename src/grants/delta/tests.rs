@@ -1,8 +1,8 @@
 use crate::grants::Snapshot;
 use crate::grants::SnapshotError;
 use crate::grants::codes::SwaCode;
-use crate::grants::format::{AccessLevel, Update};
-use crate::grants::snapshot::parse_update;
+use crate::grants::format::AccessLevel;
+use crate::grants::load::{Loaded, load};
 use crate::grants::validate::tests::GOOD;
 
 fn base() -> Snapshot {
@@ -14,9 +14,9 @@ fn delta(body: &str) -> String {
 }
 
 fn apply(base: &Snapshot, json: &str) -> Result<Snapshot, SnapshotError> {
-    match parse_update(json.as_bytes())? {
-        Update::Delta(d) => base.apply_delta(&d),
-        Update::Full(_) => panic!("not a delta: {json}"),
+    match load(json.as_bytes(), Some(base.version))? {
+        Loaded::Delta(d) => base.apply_delta(&d),
+        _ => panic!("not a delta: {json}"),
     }
 }
 
@@ -199,18 +199,25 @@ fn narrowing_an_organisation_rechecks_what_refers_to_it() {
 fn a_document_is_either_full_or_a_delta() {
     for json in [
         r#"{"version": 2, "since": 1, "generated_at": "2026-11-23T08:00:00Z", "works": []}"#,
+        r#"{"works": [], "version": 2, "since": 1, "generated_at": "2026-11-23T08:00:00Z"}"#,
         r#"{"version": 2, "generated_at": "2026-11-23T08:00:00Z", "upsert": {}}"#,
     ] {
         assert!(
-            matches!(parse_update(json.as_bytes()), Err(SnapshotError::Mixed(_))),
+            matches!(load(json.as_bytes(), None), Err(SnapshotError::Mixed(_))),
             "{json}"
         );
     }
-    assert!(matches!(
-        parse_update(
-            br#"{"version": 2, "since": 1, "generated_at": "x", "upsert": {"bogus": []}}"#
-        ),
-        Err(SnapshotError::Json(_))
-    ));
-    assert!(matches!(parse_update(GOOD.as_bytes()), Ok(Update::Full(_))));
+    for json in [
+        r#"{"version": 2, "since": 1, "generated_at": "x", "upsert": {"bogus": []}}"#,
+        r#"{"version": 2, "since": 1, "since": 1, "generated_at": "x"}"#,
+        r#"{"version": 2, "generated_at": "x", "works": [], "works": []}"#,
+        r#"{"version": 2, "generated_at": "x", "extra": 1}"#,
+        r#"{"generated_at": "x"}"#,
+    ] {
+        assert!(
+            matches!(load(json.as_bytes(), None), Err(SnapshotError::Json(_))),
+            "{json}"
+        );
+    }
+    assert!(matches!(load(GOOD.as_bytes(), None), Ok(Loaded::Full(_))));
 }
