@@ -47,6 +47,14 @@ pub fn load(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, Snapshot
     read(reader, in_force, false)
 }
 
+/// Reads a delta document (for benchmarks and tools; sources go through `load_update`).
+pub fn load_delta(reader: impl Read) -> Result<DeltaDocument<'static>, SnapshotError> {
+    match read(reader, None, false)? {
+        Loaded::Delta(delta) => Ok(delta),
+        _ => Err(SnapshotError::Mixed("a full document is not a delta")),
+    }
+}
+
 /// `load` for what a source answered: a document with the version in force is `Unchanged`,
 /// and reading stops as soon as that is known.
 pub fn load_update(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {

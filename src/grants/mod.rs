@@ -17,6 +17,7 @@ mod timestamp;
 mod validate;
 pub(crate) mod works;
 
+pub use load::load_delta;
 pub use snapshot::{Snapshot, SnapshotError};
 pub use source::spawn_source;
 pub use store::{Applied, ApplyError, GrantsStore, LoadError, load_file};
