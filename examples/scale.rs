@@ -42,6 +42,17 @@ fn memory() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU seconds (user + system) this process has used, from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 11 and 12 after the name; 100 ticks/s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
@@ -56,9 +67,10 @@ fn main() -> anyhow::Result<()> {
     let (rss1, hwm1) = memory();
     let steady = rss1.saturating_sub(rss0);
     println!(
-        "load: {} works, {} users ready {ready:.2?} after process start",
+        "load: {} works, {} users ready {ready:.2?} after process start ({:.2} CPU s)",
         first.work_count(),
-        first.user_count()
+        first.user_count(),
+        cpu_seconds()
     );
     println!(
         "resident: {:.1} MiB above start = {:.1} B/work; peak while loading {:.1} MiB above start = {:.2}x steady",
@@ -71,11 +83,13 @@ fn main() -> anyhow::Result<()> {
     // A swap: the next version built while this one is in force.
     let file = std::fs::File::open(&cli.file).context("snapshot file")?;
     let t = Instant::now();
+    let cpu = cpu_seconds();
     let second = Snapshot::from_reader(file, None).context("load again")?;
     let (rss2, hwm2) = memory();
     println!(
-        "swap: second snapshot built in {:.2?}; both alive {:.1} MiB, peak {:.1} MiB above start = {:.2}x one snapshot",
+        "swap: second snapshot built in {:.2?} ({:.2} CPU s); both alive {:.1} MiB, peak {:.1} MiB above start = {:.2}x one snapshot",
         t.elapsed(),
+        cpu_seconds() - cpu,
         mib(rss2.saturating_sub(rss0)),
         mib(hwm2.saturating_sub(rss0)),
         hwm2.saturating_sub(rss0) as f64 / steady as f64
