@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, StatusCode, Uri, header};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,6 +32,15 @@ pub enum Fetched {
         body: Bytes,
         etag: Option<HeaderValue>,
     },
+}
+
+/// A response as `Fetcher::request` read it: the head, and the body (as sent, still encoded)
+/// only for a 2xx.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,5 +122,63 @@ impl Fetcher {
         tokio::time::timeout(self.timeout, work)
             .await
             .map_err(|_| FetchError::Timeout(self.timeout))?
+    }
+
+    /// GET `url` with `headers`, allowing `timeout` for the whole exchange (a long-poll needs
+    /// more than `get`'s). Any status but a redirect is an answer; the body is read only for
+    /// a 2xx, under the size cap.
+    pub async fn request(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        timeout: Duration,
+    ) -> Result<Answer, FetchError> {
+        let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
+        let mut req = Request::get(uri)
+            .body(Empty::new())
+            .map_err(|_| FetchError::Url(url.to_owned()))?;
+        *req.headers_mut() = headers;
+        let work = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(FetchError::Request)?;
+            let status = resp.status();
+            if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
+                return Err(FetchError::Redirect(status));
+            }
+            let headers = resp.headers().clone();
+            if !status.is_success() {
+                return Ok(Answer {
+                    status,
+                    headers,
+                    body: Bytes::new(),
+                });
+            }
+            let declared = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(declared) = declared.filter(|&n| n > self.max_body as u64) {
+                return Err(FetchError::TooLarge {
+                    declared,
+                    limit: self.max_body,
+                });
+            }
+            let body = Limited::new(resp.into_body(), self.max_body)
+                .collect()
+                .await
+                .map_err(|_| FetchError::Body(self.max_body))?
+                .to_bytes();
+            Ok(Answer {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| FetchError::Timeout(timeout))?
     }
 }

@@ -147,6 +147,8 @@ fn url_source(url: String) -> RawGrantsSource {
         url,
         poll_interval: POLL,
         max_backoff: Duration::from_millis(100),
+        long_poll: None,
+        max_document_bytes: 1 << 30,
     }
 }
 
@@ -543,6 +545,8 @@ async fn source_stops_on_shutdown_even_mid_backoff() {
         url: format!("http://{addr}/"),
         poll_interval: Duration::from_secs(30),
         max_backoff: Duration::from_secs(600),
+        long_poll: None,
+        max_document_bytes: 1 << 30,
     };
     let task = spawn_source(store, source, rx);
     assert!(

@@ -244,6 +244,13 @@ pub enum RawGrantsSource {
         poll_interval: Duration,
         #[serde(default = "defaults::grants_backoff_max", with = "humantime_serde")]
         max_backoff: Duration,
+        /// Ask the source to hold each request this long until something changes
+        /// (`Prefer: wait=N`); off unless set.
+        #[serde(default, with = "humantime_serde")]
+        long_poll: Option<Duration>,
+        /// Largest document accepted, counted after decompression.
+        #[serde(default = "defaults::grants_max_document_bytes")]
+        max_document_bytes: u64,
     },
 }
 
@@ -586,6 +593,9 @@ pub mod defaults {
     }
     pub fn grants_backoff_max() -> Duration {
         Duration::from_secs(60)
+    }
+    pub fn grants_max_document_bytes() -> u64 {
+        1 << 30
     }
     pub fn allow_sample_rate() -> f64 {
         1.0

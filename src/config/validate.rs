@@ -35,6 +35,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     if raw.apis.is_empty() {
         problems.push("apis", "at least one API is required");
     }
+    if let Some(grants) = &raw.grants {
+        check_grants_source(&grants.source, &mut problems);
+    }
     for (ai, api) in raw.apis.iter().enumerate() {
         let at = format!("apis[{ai}]");
         let prefix = check_prefix(api, &at, &mut problems);
@@ -592,4 +595,29 @@ fn template_params(template: &str) -> Vec<&str> {
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|p| p.trim_start_matches('*'))
         .collect()
+}
+
+/// Longest long-poll wait accepted: longer holds outlast the idle timeouts of most proxies.
+const MAX_LONG_POLL: std::time::Duration = std::time::Duration::from_secs(300);
+
+fn check_grants_source(source: &super::raw::RawGrantsSource, problems: &mut Problems) {
+    let super::raw::RawGrantsSource::Url {
+        long_poll,
+        max_document_bytes,
+        ..
+    } = source
+    else {
+        return;
+    };
+    if let Some(wait) = long_poll
+        && (*wait < std::time::Duration::from_secs(1) || *wait > MAX_LONG_POLL)
+    {
+        problems.push(
+            "grants.source.url.long_poll",
+            format!("must be between 1s and {}s", MAX_LONG_POLL.as_secs()),
+        );
+    }
+    if *max_document_bytes == 0 {
+        problems.push("grants.source.url.max_document_bytes", "must be above 0");
+    }
 }

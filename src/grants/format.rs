@@ -32,6 +32,39 @@ pub struct GrantsDocument<'a> {
     pub contracts: Option<crate::contracts::snapshot::ContractsDoc>,
 }
 
+/// A delta: the changes from version `since` to `version`. Upserts are whole v1 entries that
+/// replace any entry with the same key; deletes name keys.
+#[derive(Debug, Clone)]
+pub struct DeltaDocument<'a> {
+    pub version: u64,
+    pub since: u64,
+    pub generated_at: String,
+    pub upsert: Upserts<'a>,
+    pub delete: Deletes,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upserts<'a> {
+    #[serde(default)]
+    pub organisations: Vec<OrganisationDoc>,
+    #[serde(default, borrow)]
+    pub users: Vec<UserDoc<'a>>,
+    #[serde(default, borrow)]
+    pub works: Vec<WorkDoc<'a>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deletes {
+    #[serde(default)]
+    pub organisations: Vec<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub works: Vec<String>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OrganisationDoc {
@@ -73,8 +106,9 @@ pub struct UserDoc<'a> {
     #[serde(default, borrow)]
     pub tokens_valid_after: Option<Cow<'a, str>>,
     /// Organisation the grants are for → workstream prefix → access level; read with `grants`.
-    #[serde(default, borrow)]
-    pub workstreams: Option<&'a RawValue>,
+    /// Boxed, not borrowed, so a user can also be read from a stream.
+    #[serde(default)]
+    pub workstreams: Option<Box<RawValue>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,10 +161,45 @@ impl AccessLevel {
 
 // === impl UserDoc ===
 
-impl<'a> UserDoc<'a> {
+impl Upserts<'_> {
+    /// The same entries, borrowing nothing.
+    pub fn into_owned(self) -> Upserts<'static> {
+        Upserts {
+            organisations: self.organisations,
+            users: self.users.into_iter().map(UserDoc::into_owned).collect(),
+            works: self.works.into_iter().map(WorkDoc::into_owned).collect(),
+        }
+    }
+}
+
+fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+impl WorkDoc<'_> {
+    pub fn into_owned(self) -> WorkDoc<'static> {
+        WorkDoc {
+            work_reference_number: owned(self.work_reference_number),
+            promoter: owned(self.promoter),
+            highway_authority: owned(self.highway_authority),
+            workstream: owned(self.workstream),
+        }
+    }
+}
+
+impl UserDoc<'_> {
+    pub fn into_owned(self) -> UserDoc<'static> {
+        UserDoc {
+            sub: owned(self.sub),
+            organisation: owned(self.organisation),
+            tokens_valid_after: self.tokens_valid_after.map(owned),
+            workstreams: self.workstreams,
+        }
+    }
+
     /// The user's grants, parsed from their raw JSON.
-    pub fn grants(&self) -> Result<GrantMap<'a>, serde_json::Error> {
-        match self.workstreams {
+    pub fn grants(&self) -> Result<GrantMap<'_>, serde_json::Error> {
+        match &self.workstreams {
             None => Ok(GrantMap::default()),
             Some(raw) => serde_json::from_str(raw.get()),
         }

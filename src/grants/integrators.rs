@@ -7,7 +7,6 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde::Deserialize;
 
-use super::format::GrantsDocument;
 
 /// Past this many distinct integrators in one snapshot, the rest share the metric label
 /// `other`: labels stay bounded whatever a publisher sends.
@@ -80,13 +79,14 @@ impl KnownIntegrators {
     }
 }
 
-/// Every problem with the documents' `integrators` fields, with its location.
-pub fn problems(doc: &GrantsDocument<'_>) -> Vec<(String, String)> {
+/// Every problem with one organisation's `integrators` field (the organisation at `org_at`),
+/// with its location.
+pub fn problems(org_at: &str, integrators: &[IntegratorDoc]) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (i, org) in doc.organisations.iter().enumerate() {
+    {
         let mut ids = HashSet::new();
-        for (j, agreement) in org.integrators.iter().enumerate() {
-            let at = format!("organisations[{i}].integrators[{j}]");
+        for (j, agreement) in integrators.iter().enumerate() {
+            let at = format!("{org_at}.integrators[{j}]");
             let id = &agreement.id;
             let header_safe = id.bytes().all(|b| (0x21..0x7f).contains(&b));
             if id.is_empty() || id.len() > MAX_ID_BYTES || !header_safe {

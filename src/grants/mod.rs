@@ -3,9 +3,13 @@
 
 pub mod admission;
 pub mod codes;
+mod delta;
 pub mod format;
 pub mod integrators;
+mod load;
 pub mod overlay;
+mod remote;
+mod shards;
 pub mod snapshot;
 mod source;
 pub mod store;
@@ -15,6 +19,7 @@ mod timestamp;
 mod validate;
 pub(crate) mod works;
 
+pub use load::load_delta;
 pub use snapshot::{Snapshot, SnapshotError};
 pub use source::spawn_source;
-pub use store::{ApplyError, GrantsStore, LoadError, load_file};
+pub use store::{Applied, ApplyError, GrantsStore, LoadError, load_file};

@@ -2,12 +2,16 @@
 //! validated `GrantsDocument`, then swapped in whole.
 
 use std::collections::HashMap;
+use std::io::Read;
 
 use super::codes::{SwaCode, Workstream};
-use super::format::{AccessLevel, GrantsDocument, OrgKind, OrgStatus};
+use super::format::{
+    AccessLevel, DeltaDocument, OrgKind, OrgStatus, OrganisationDoc, UserDoc, WorkDoc,
+};
 use super::integrators::{Agreements, KnownIntegrators};
+use super::load::{Loaded, load};
+use super::shards::ShardedMap;
 use super::timestamp::parse_rfc3339;
-use super::validate::validate;
 use super::works::{TooLarge, WorkIndex};
 use crate::config::Problems;
 
@@ -41,18 +45,21 @@ pub struct WorkInfo {
     pub workstream: Workstream,
 }
 
-#[derive(Debug, Default)]
+/// Cloning is cheap: the indexes are shards behind `Arc`s, and a delta applied to the clone
+/// copies only the shards it changes.
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     pub version: u64,
     /// Seconds since the epoch, from the document.
     pub generated_at: u64,
-    pub(crate) organisations: HashMap<SwaCode, Organisation>,
-    pub(crate) users: HashMap<Box<str>, User>,
+    pub(crate) organisations: ShardedMap<SwaCode, Organisation>,
+    pub(crate) users: ShardedMap<Box<str>, User>,
     pub(crate) works: WorkIndex,
-    /// Integrators with their own metric label.
+    /// Integrators with their own metric label (recomputed when organisations change).
     pub(crate) known_integrators: KnownIntegrators,
-    /// The contract-platform model's section, when the document has one.
-    pub contracts: Option<crate::contracts::snapshot::ContractsSnapshot>,
+    /// The contract-platform model's section, when the document has one. Deltas do not
+    /// change it, so it is shared between a snapshot and the ones deltas make of it.
+    pub contracts: Option<std::sync::Arc<crate::contracts::snapshot::ContractsSnapshot>>,
 }
 
 /// Why a grants document did not become a snapshot.
@@ -66,26 +73,35 @@ pub enum SnapshotError {
     Trailing(#[source] serde_json::Error),
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
+    #[error("a document has either `since` (a delta) or top-level lists (a full document): {0}")]
+    Mixed(&'static str),
+    #[error("delta since version {since} does not apply to the version in force ({in_force:?})")]
+    DeltaBase { since: u64, in_force: Option<u64> },
 }
 
 impl Snapshot {
-    /// Parses, validates and builds a snapshot from a format v1 document. `in_force` is the
+    /// Reads, validates and builds a snapshot from a format v1 document. `in_force` is the
     /// version currently in use, which the document's must exceed.
     pub fn from_json(bytes: &[u8], in_force: Option<u64>) -> Result<Snapshot, SnapshotError> {
-        let doc = parse(bytes)?;
-        Snapshot::from_document(&doc, in_force)
+        Snapshot::from_reader(bytes, in_force)
     }
 
-    /// Validates the whole document, then builds its indexes.
-    pub fn from_document(
-        doc: &GrantsDocument<'_>,
+    /// `from_json` from a stream (a file, a decoder), never holding the whole document.
+    pub fn from_reader(
+        reader: impl Read,
         in_force: Option<u64>,
     ) -> Result<Snapshot, SnapshotError> {
-        let problems = validate(doc, in_force);
-        if !problems.is_empty() {
-            return Err(SnapshotError::Invalid(problems));
+        match load(reader, in_force)? {
+            Loaded::Full(snapshot) => Ok(snapshot),
+            Loaded::Delta(_) => Err(SnapshotError::Mixed("a delta is not a full document")),
+            Loaded::Unchanged(_) => Err(SnapshotError::Mixed("unreachable: no version to skip")),
         }
-        Ok(build(doc)?)
+    }
+
+    /// The snapshot `delta` turns this one into, validated as strictly as a full document;
+    /// only the shards the delta touches are copied.
+    pub fn apply_delta(&self, delta: &DeltaDocument<'_>) -> Result<Snapshot, SnapshotError> {
+        super::delta::apply(self, delta)
     }
 
     pub fn organisation(&self, swa: SwaCode) -> Option<&Organisation> {
@@ -118,6 +134,15 @@ impl Snapshot {
         self.known_integrators.label(integrator)
     }
 
+    /// Recomputes the integrators named by the organisations (after a load or a delta).
+    pub(super) fn index_integrators(&mut self) {
+        self.known_integrators = KnownIntegrators::build(
+            self.organisations
+                .iter()
+                .flat_map(|(_, o)| o.integrators.ids()),
+        );
+    }
+
     pub fn work_count(&self) -> usize {
         self.works.len()
     }
@@ -133,98 +158,53 @@ impl Snapshot {
     }
 }
 
-/// Parses a document, naming the path of the first syntax or type error.
-pub fn parse(bytes: &[u8]) -> Result<GrantsDocument<'_>, SnapshotError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let doc = serde_path_to_error::deserialize(&mut de).map_err(SnapshotError::Json)?;
-    // Trailing bytes after the document are as corrupt as a broken one.
-    de.end().map_err(SnapshotError::Trailing)?;
-    Ok(doc)
+pub(super) fn organisation_from(o: &OrganisationDoc) -> Option<(SwaCode, Organisation)> {
+    let swa = SwaCode::parse(&o.swa_code)?;
+    let org = Organisation {
+        swa_code: swa,
+        name: o.name.as_str().into(),
+        kind: o.kind,
+        status: o.status,
+        workstreams: o
+            .workstreams
+            .iter()
+            .filter_map(|w| Workstream::parse(w))
+            .collect(),
+        contractors: o
+            .contractors
+            .iter()
+            .filter_map(|c| SwaCode::parse(c))
+            .collect(),
+        integrators: Agreements::build(&o.integrators),
+    };
+    Some((swa, org))
 }
 
-/// Builds the indexes of a validated document. Anything validation would have rejected is
-/// skipped rather than trusted, so this never panics on a document that bypassed it.
-fn build(doc: &GrantsDocument<'_>) -> Result<Snapshot, TooLarge> {
-    let organisations = doc
-        .organisations
+pub(super) fn user_from(u: &UserDoc<'_>) -> User {
+    // Parsed one user at a time, so the parse's allocations are reused, not accumulated.
+    let map = u.grants().unwrap_or_default();
+    let grants = map
+        .0
         .iter()
-        .filter_map(|o| {
-            let swa = SwaCode::parse(&o.swa_code)?;
-            Some((
-                swa,
-                Organisation {
-                    swa_code: swa,
-                    name: o.name.as_str().into(),
-                    kind: o.kind,
-                    status: o.status,
-                    workstreams: o
-                        .workstreams
-                        .iter()
-                        .filter_map(|w| Workstream::parse(w))
-                        .collect(),
-                    contractors: o
-                        .contractors
-                        .iter()
-                        .filter_map(|c| SwaCode::parse(c))
-                        .collect(),
-                    integrators: Agreements::build(&o.integrators),
-                },
-            ))
-        })
-        .collect();
-    let mut users = HashMap::with_capacity(doc.users.len());
-    for u in &doc.users {
-        // Parsed one user at a time, so the parse's allocations are reused, not accumulated.
-        let map = u.grants().unwrap_or_default();
-        let grants = map
-            .0
-            .iter()
-            .filter_map(|g| Some((SwaCode::parse(&g.organisation)?, &g.workstreams)))
-            .flat_map(|(org, ws)| {
-                ws.iter().filter_map(move |(w, level)| {
-                    Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
-                })
+        .filter_map(|g| Some((SwaCode::parse(&g.organisation)?, &g.workstreams)))
+        .flat_map(|(org, ws)| {
+            ws.iter().filter_map(move |(w, level)| {
+                Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
             })
-            .collect();
-        let user = User {
-            organisation: SwaCode::parse(&u.organisation),
-            tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),
-            grants,
-        };
-        users.insert(Box::<str>::from(&*u.sub), user);
+        })
+        .collect::<HashMap<_, _>>();
+    User {
+        organisation: SwaCode::parse(&u.organisation),
+        tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),
+        grants,
     }
-    let ref_bytes = doc
-        .works
-        .iter()
-        .map(|w| w.work_reference_number.len())
-        .sum();
-    let works = WorkIndex::build(
-        ref_bytes,
-        doc.works.iter().filter_map(|w| {
-            let info = WorkInfo {
-                promoter: SwaCode::parse(&w.promoter)?,
-                highway_authority: SwaCode::parse(&w.highway_authority)?,
-                workstream: Workstream::parse(&w.workstream)?,
-            };
-            Some((&*w.work_reference_number, info))
-        }),
-    )?;
-    let known_integrators = KnownIntegrators::build(
-        doc.organisations
-            .iter()
-            .flat_map(|o| o.integrators.iter().map(|i| i.id.as_str())),
-    );
-    Ok(Snapshot {
-        known_integrators,
-        contracts: doc
-            .contracts
-            .as_ref()
-            .map(crate::contracts::snapshot::ContractsSnapshot::build),
-        version: doc.version,
-        generated_at: parse_rfc3339(&doc.generated_at).unwrap_or_default(),
-        organisations,
-        users,
-        works,
+}
+
+pub(super) fn work_from(w: &WorkDoc<'_>) -> Option<WorkInfo> {
+    Some(WorkInfo {
+        promoter: SwaCode::parse(&w.promoter)?,
+        highway_authority: SwaCode::parse(&w.highway_authority)?,
+        workstream: Workstream::parse(&w.workstream)?,
     })
 }
 

@@ -1,5 +1,6 @@
 //! Keeps the grants store fed: polls a file (re-read when its mtime or size changes) or a URL
-//! (conditional GET with the last ETag), backing off exponentially with jitter on failure.
+//! (deltas since the version in force, conditional GET with the last ETag, long-poll when
+//! configured), backing off exponentially with jitter on failure.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,14 +11,9 @@ use http::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::store::GrantsStore;
+use super::remote::{Answer, Encoding, Remote, decoder};
+use super::store::{Applied, ApplyError, GrantsStore};
 use crate::config::raw::RawGrantsSource;
-use crate::fetch::{Fetched, Fetcher};
-
-/// A grants fetch that takes longer than this has failed.
-const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest grants document accepted: a million works is about 120 MB of JSON.
-const MAX_DOCUMENT_BYTES: usize = 1 << 30;
 
 /// Polls the configured source until `shutdown` turns true (or its sender is dropped).
 pub fn spawn_source(
@@ -35,7 +31,18 @@ pub fn spawn_source(
                 url,
                 poll_interval,
                 max_backoff,
-            } => poll_url(&store, &url, poll_interval, max_backoff, shutdown).await,
+                long_poll,
+                max_document_bytes,
+            } => {
+                let url = UrlSource {
+                    url,
+                    poll_interval,
+                    max_backoff,
+                    long_poll,
+                    max_document_bytes,
+                };
+                poll_url(&store, url, shutdown).await
+            }
         }
     })
 }
@@ -57,11 +64,11 @@ async fn poll_file(
     loop {
         match read_if_changed(&path, seen).await {
             Ok(None) => store.not_modified(store.clock().now()),
-            Ok(Some((stamp, bytes))) => {
+            Ok(Some((stamp, file))) => {
                 // Remember the stamp even if the document is rejected: re-reading an unchanged
                 // bad file would only log the same problems again.
                 seen = Some(stamp);
-                apply(store, bytes).await;
+                apply_file(store, file).await;
             }
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "grants file unreadable");
@@ -74,10 +81,11 @@ async fn poll_file(
     }
 }
 
+/// The file, opened, if its stamp changed since `seen`.
 async fn read_if_changed(
     path: &Path,
     seen: Option<Stamp>,
-) -> std::io::Result<Option<(Stamp, Bytes)>> {
+) -> std::io::Result<Option<(Stamp, std::fs::File)>> {
     let meta = tokio::fs::metadata(path).await?;
     let stamp = Stamp {
         modified: meta.modified().ok(),
@@ -86,77 +94,178 @@ async fn read_if_changed(
     if seen == Some(stamp) {
         return Ok(None);
     }
-    let bytes = tokio::fs::read(path).await?;
-    Ok(Some((stamp, Bytes::from(bytes))))
+    let file = tokio::fs::File::open(path).await?.into_std().await;
+    Ok(Some((stamp, file)))
 }
 
-async fn poll_url(
-    store: &Arc<GrantsStore>,
-    url: &str,
-    every: Duration,
-    max_backoff: Duration,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let fetcher = Fetcher::new(FETCH_TIMEOUT, MAX_DOCUMENT_BYTES);
+async fn poll_url(store: &Arc<GrantsStore>, url: UrlSource, mut shutdown: watch::Receiver<bool>) {
+    let remote = Remote::new(url.url.clone(), url.long_poll, url.max_document_bytes);
     let mut etag: Option<HeaderValue> = None;
+    let mut full_next = false;
     let mut failures: u32 = 0;
     loop {
+        let since = if full_next { None } else { store.version() };
+        full_next = false;
+        // Long-poll only while the source answers well; after a failure, poll as usual.
+        let wait = url.long_poll.is_some() && failures == 0;
         let fetched = tokio::select! {
-            r = fetcher.get(url, etag.as_ref()) => r,
+            r = remote.fetch(since, etag.as_ref(), wait) => r,
             _ = shutdown.changed() => return,
         };
-        let ok = match fetched {
-            Ok(Fetched::NotModified) => {
+        let next = match fetched {
+            Ok(Answer::NotModified { held }) => {
                 store.not_modified(store.clock().now());
-                true
+                Next::Poll { held: held && wait }
             }
-            Ok(Fetched::Body { body, etag: tag }) => {
-                let ok = apply(store, body).await;
+            Ok(Answer::Gone) => {
+                tracing::info!(
+                    url = url.url,
+                    since,
+                    "delta not offered; fetching the full document"
+                );
+                full_next = true;
+                Next::Now
+            }
+            Ok(Answer::Document {
+                body,
+                encoding,
+                etag: tag,
+                held,
+            }) => match apply(store, body, encoding, url.max_document_bytes).await {
+                Outcome::Applied(applied) => {
+                    // After a delta the snapshot is exactly the source's version N, whose full
+                    // document has `ETag: "N"` by the contract.
+                    etag = if applied.delta {
+                        HeaderValue::from_str(&format!("\"{}\"", applied.version)).ok()
+                    } else {
+                        tag
+                    };
+                    Next::Poll { held: held && wait }
+                }
+                Outcome::DeltaRefused => {
+                    etag = None;
+                    full_next = true;
+                    Next::Now
+                }
                 // A rejected document's ETag is forgotten, so it is fetched (and rejected)
                 // again rather than answered by 304s that would look like freshness.
-                etag = if ok { tag } else { None };
-                ok
-            }
+                Outcome::Rejected => {
+                    etag = None;
+                    Next::Failed
+                }
+            },
             Err(e) => {
-                tracing::warn!(url, error = %e, "grants fetch failed");
+                tracing::warn!(url = url.url, error = %e, "grants fetch failed");
                 store.fetch_failed(store.clock().now());
-                false
+                Next::Failed
             }
         };
-        failures = if ok { 0 } else { failures.saturating_add(1) };
-        let wait = if ok {
-            every
-        } else {
-            backoff(every, max_backoff, failures)
+        let pause = match next {
+            Next::Now | Next::Poll { held: true } => Duration::ZERO,
+            Next::Poll { held: false } => url.poll_interval,
+            Next::Failed => backoff(
+                url.poll_interval,
+                url.max_backoff,
+                failures.saturating_add(1),
+            ),
         };
-        if sleep_or_shutdown(wait, &mut shutdown).await {
+        failures = match next {
+            Next::Failed => failures.saturating_add(1),
+            _ => 0,
+        };
+        if sleep_or_shutdown(pause, &mut shutdown).await {
             return;
         }
     }
 }
 
-/// Validates and builds on a thread of its own at a lower CPU priority: a big document takes
-/// a second or more of CPU, and on a busy node requests should not queue behind it (a swap
-/// under full load otherwise doubled the p99). The thread is not the blocking pool's, so the
-/// pool's other work (DNS, file reads) keeps normal priority.
-async fn apply(store: &Arc<GrantsStore>, bytes: Bytes) -> bool {
+/// What the URL loop does after an answer.
+#[derive(Clone, Copy)]
+enum Next {
+    /// Ask again at once (a full document after a 410 or a refused delta).
+    Now,
+    /// At once when the source held the request (long-poll works), else after the interval.
+    Poll { held: bool },
+    /// Back off.
+    Failed,
+}
+
+/// What became of a fetched document.
+enum Outcome {
+    Applied(Applied),
+    DeltaRefused,
+    Rejected,
+}
+
+/// The URL source's settings.
+struct UrlSource {
+    url: String,
+    poll_interval: Duration,
+    max_backoff: Duration,
+    long_poll: Option<Duration>,
+    max_document_bytes: u64,
+}
+
+/// Validates and builds a file's document (see `run_apply`).
+async fn apply_file(store: &Arc<GrantsStore>, file: std::fs::File) -> bool {
     let store = Arc::clone(store);
+    // Read as a stream: the document is never held whole.
+    run_apply(move || store.apply_update(file, store.clock().now()).is_ok())
+        .await
+        .unwrap_or(false)
+}
+
+/// Decodes and applies a fetched body (see `run_apply`).
+async fn apply(store: &Arc<GrantsStore>, body: Bytes, encoding: Encoding, limit: u64) -> Outcome {
+    let store = Arc::clone(store);
+    let outcome = run_apply(move || {
+        let mut reader = match decoder(&body, encoding, limit) {
+            Ok(reader) => reader,
+            Err(e) => {
+                tracing::warn!(error = %e, "grants document refused");
+                store.fetch_failed(store.clock().now());
+                return Outcome::Rejected;
+            }
+        };
+        match store.apply_update(&mut reader, store.clock().now()) {
+            Ok(applied) => Outcome::Applied(applied),
+            Err(_) if reader.exceeded() => {
+                tracing::warn!(
+                    limit,
+                    "grants document over max_document_bytes once decoded"
+                );
+                store.fetch_failed(store.clock().now());
+                Outcome::Rejected
+            }
+            Err(ApplyError::Delta(_)) => Outcome::DeltaRefused,
+            Err(_) => Outcome::Rejected,
+        }
+    })
+    .await;
+    outcome.unwrap_or(Outcome::Rejected)
+}
+
+/// Runs `work` (validating and building a document) on a thread of its own at a lower CPU
+/// priority: a big document takes a second or more of CPU, and on a busy node requests should
+/// not queue behind it (a swap under full load otherwise doubled the p99). The thread is not
+/// the blocking pool's, so the pool's other work (DNS, file reads) keeps normal priority.
+async fn run_apply<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (done, applied) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("grants-apply".into())
         .spawn(move || {
             lower_priority();
-            let _ = done.send(store.apply(&bytes, store.clock().now()).is_ok());
+            let _ = done.send(work());
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "cannot start the grants apply thread");
-        return false;
+        return None;
     }
     match applied.await {
-        Ok(ok) => ok,
+        Ok(out) => Some(out),
         Err(_) => {
             tracing::error!("grants apply thread panicked");
-            false
+            None
         }
     }
 }

@@ -2,6 +2,7 @@
 //! successful fetch, and the created-works overlay. Requests only `load` (never wait); a new
 //! document is validated and built by the caller of `apply`, off the request path.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,12 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwapOption;
 
 use super::admission::{Admission, Refusal};
+use super::load::{Loaded, load_update};
 use super::overlay::CreatedWorks;
-use super::snapshot::{Snapshot, SnapshotError, parse};
+use super::snapshot::{Snapshot, SnapshotError};
 use crate::clock::Clock;
+use crate::telemetry::events::{SnapshotDelta, SnapshotFetch};
 use crate::config::raw::OnStale;
 use crate::reason::Reason;
-use crate::telemetry::events::SnapshotFetch;
 use crate::telemetry::metrics::Metrics;
 
 /// No successful fetch yet.
@@ -39,11 +41,21 @@ pub struct GrantsStore {
     pending: Mutex<Option<Arc<Snapshot>>>,
 }
 
+/// The version in force after `apply_update`, and whether a delta brought it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub version: u64,
+    pub delta: bool,
+}
+
 /// Why `apply` left the snapshot in force unchanged.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error(transparent)]
     Rejected(#[from] SnapshotError),
+    /// A delta was refused: a full document should be fetched.
+    #[error("delta refused: {0}")]
+    Delta(#[source] SnapshotError),
     #[error("grants store lock poisoned by a panic in an earlier apply")]
     Poisoned,
     #[error("snapshot version {version} refused by the guard: {refusal}")]
@@ -63,15 +75,6 @@ pub enum AcceptError {
     NotPending { asked: u64, pending: Option<u64> },
     #[error("grants store lock poisoned by a panic in an earlier apply")]
     Poisoned,
-}
-
-/// What a fetched document turned out to be.
-enum Candidate {
-    /// The version in force again.
-    Unchanged,
-    /// The version the guard already refused: not built or judged again.
-    Refused(u64),
-    New(Box<Snapshot>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,68 +156,71 @@ impl GrantsStore {
         self.snapshot.load().as_ref().map(|s| s.version)
     }
 
-    /// Validates and builds `bytes` and swaps the result in; on failure the old snapshot stays.
-    /// A document with the version already in force is ignored (counted as not modified: the
-    /// source answered, nothing changed). Returns the version in force afterwards. CPU-heavy
-    /// for big documents: call it off the async runtime's worker threads.
+    /// Validates and builds `bytes` (a full document or a delta) and swaps the result in; on
+    /// failure the old snapshot stays. A full document with the version already in force is
+    /// ignored (counted as not modified: the source answered, nothing changed). Returns the
+    /// version in force afterwards. CPU-heavy for big documents: call it off the async
+    /// runtime's worker threads.
     pub fn apply(&self, bytes: &[u8], now: SystemTime) -> Result<u64, ApplyError> {
+        self.apply_update(bytes, now).map(|a| a.version)
+    }
+
+    /// `apply` from a stream (a file, a decoder), also saying whether the document was a
+    /// delta. The document is read straight into the indexes, never held whole.
+    pub fn apply_update(&self, reader: impl Read, now: SystemTime) -> Result<Applied, ApplyError> {
         let _guard = self.applying.lock().map_err(|_| ApplyError::Poisoned)?;
         let in_force = self.version();
-        let pending = self.pending_version();
-        let result = parse(bytes).and_then(|doc| {
-            if in_force == Some(doc.version) {
-                return Ok(Candidate::Unchanged);
-            }
-            if pending == Some(doc.version) {
-                return Ok(Candidate::Refused(doc.version));
-            }
-            Snapshot::from_document(&doc, in_force).map(|s| Candidate::New(Box::new(s)))
-        });
-        match result {
-            Ok(Candidate::Unchanged) => {
+        let loaded = match load_update(reader, in_force) {
+            Ok(loaded) => loaded,
+            Err(e) => return Err(self.rejected(e, in_force)),
+        };
+        let (snapshot, delta) = match loaded {
+            Loaded::Unchanged(version) => {
                 self.fetched(now, SnapshotFetch::NotModified);
-                Ok(in_force.unwrap_or_default())
+                return Ok(Applied {
+                    version,
+                    delta: false,
+                });
             }
-            Ok(Candidate::Refused(version)) => {
-                // The source answered; the operator has been told (gauge, alert, log).
-                self.fetched(now, SnapshotFetch::Refused);
-                Err(ApplyError::StillPending(version))
-            }
-            Ok(Candidate::New(snapshot)) => {
-                let version = snapshot.version;
-                if let (Some(admission), Some(old)) = (&self.admission, self.snapshot.load_full())
-                    && let Err(refusal) = admission.admit(&old, &snapshot)
-                {
-                    tracing::error!(
-                        in_force = old.version,
-                        refused = version,
-                        reason = %refusal,
-                        "grants snapshot refused by the guard; the one in force stays (accept with POST /grants/accept?version={version})"
-                    );
-                    self.set_pending(Some(Arc::from(snapshot)));
-                    self.fetched(now, SnapshotFetch::Refused);
-                    return Err(ApplyError::Refused { version, refusal });
+            Loaded::Full(snapshot) => (snapshot, false),
+            Loaded::Delta(delta) => {
+                let Some(current) = self.snapshot.load_full() else {
+                    return Err(self.delta_refused(SnapshotError::DeltaBase {
+                        since: delta.since,
+                        in_force,
+                    }));
+                };
+                match current.apply_delta(&delta) {
+                    Ok(snapshot) => {
+                        self.metrics.snapshot_delta(SnapshotDelta::Applied);
+                        (snapshot, true)
+                    }
+                    Err(e) => return Err(self.delta_refused(e)),
                 }
-                self.put_in_force(&Arc::from(snapshot), now);
-                Ok(version)
             }
-            Err(e) => {
-                self.metrics.snapshot_fetched(SnapshotFetch::Invalid);
-                match &e {
-                    SnapshotError::Invalid(problems) => tracing::warn!(
-                        in_force = ?in_force,
-                        problems = %problems,
-                        "grants document rejected; previous snapshot stays"
-                    ),
-                    other => tracing::warn!(
-                        in_force = ?in_force,
-                        error = %other,
-                        "grants document rejected; previous snapshot stays"
-                    ),
-                }
-                Err(e.into())
-            }
+        };
+        let version = snapshot.version;
+        if self.pending_version() == Some(version) {
+            // The version the guard already refused: not judged again. The source answered;
+            // the operator has been told (gauge, alert, log).
+            self.fetched(now, SnapshotFetch::Refused);
+            return Err(ApplyError::StillPending(version));
         }
+        if let (Some(admission), Some(old)) = (&self.admission, self.snapshot.load_full())
+            && let Err(refusal) = admission.admit(&old, &snapshot)
+        {
+            tracing::error!(
+                in_force = old.version,
+                refused = version,
+                reason = %refusal,
+                "grants snapshot refused by the guard; the one in force stays (accept with POST /grants/accept?version={version})"
+            );
+            self.set_pending(Some(Arc::new(snapshot)));
+            self.fetched(now, SnapshotFetch::Refused);
+            return Err(ApplyError::Refused { version, refusal });
+        }
+        self.put_in_force(&Arc::new(snapshot), now);
+        Ok(Applied { version, delta })
     }
 
     /// Puts the refused candidate of `version` in force (the operator's accept).
@@ -276,6 +282,38 @@ impl GrantsStore {
         }
     }
 
+    fn rejected(&self, e: SnapshotError, in_force: Option<u64>) -> ApplyError {
+        self.metrics.snapshot_fetched(SnapshotFetch::Invalid);
+        match &e {
+            SnapshotError::Invalid(problems) => tracing::warn!(
+                in_force = ?in_force,
+                problems = %problems,
+                "grants document rejected; previous snapshot stays"
+            ),
+            other => tracing::warn!(
+                in_force = ?in_force,
+                error = %other,
+                "grants document rejected; previous snapshot stays"
+            ),
+        }
+        e.into()
+    }
+
+    /// A delta that does not apply (wrong base) or fails validation; the caller fetches a
+    /// full document next.
+    fn delta_refused(&self, e: SnapshotError) -> ApplyError {
+        let result = match &e {
+            SnapshotError::DeltaBase { .. } => SnapshotDelta::Mismatched,
+            _ => SnapshotDelta::Refused,
+        };
+        self.metrics.snapshot_delta(result);
+        if result == SnapshotDelta::Refused {
+            self.metrics.snapshot_fetched(SnapshotFetch::Invalid);
+        }
+        tracing::warn!(error = %e, problems = ?problems_of(&e), "grants delta refused; previous snapshot stays");
+        ApplyError::Delta(e)
+    }
+
     /// The source answered "unchanged" (HTTP 304, or a file that did not change).
     pub(super) fn not_modified(&self, now: SystemTime) {
         self.fetched(now, SnapshotFetch::NotModified);
@@ -331,6 +369,13 @@ fn release_when_unused(mut old: Arc<Snapshot>) {
     }
 }
 
+fn problems_of(e: &SnapshotError) -> Option<String> {
+    match e {
+        SnapshotError::Invalid(problems) => Some(problems.to_string()),
+        _ => None,
+    }
+}
+
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(NEVER - 1))
@@ -339,11 +384,11 @@ fn millis(t: SystemTime) -> u64 {
 
 /// Loads a snapshot file once (for `streetgate explain` and tests).
 pub fn load_file(path: &Path) -> Result<Snapshot, LoadError> {
-    let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+    let file = std::fs::File::open(path).map_err(|source| LoadError::Io {
         path: path.to_owned(),
         source,
     })?;
-    Snapshot::from_json(&bytes, None).map_err(|source| LoadError::Snapshot {
+    Snapshot::from_reader(file, None).map_err(|source| LoadError::Snapshot {
         path: path.to_owned(),
         source,
     })

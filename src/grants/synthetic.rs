@@ -97,6 +97,64 @@ pub fn work_reference(i: usize) -> String {
     format!("SW{i:011}")
 }
 
+/// A delta of 1,000 changes on version `since` of `synthetic_document(10_000, users, works)`
+/// (for benchmarks): 600 works moved to another workstream, 200 new works, up to 100 works
+/// deleted and up to 100 promoter users' grants replaced. `round` varies which.
+pub fn synthetic_delta(since: u64, round: usize, works: usize, users: usize) -> String {
+    let mut upserted = std::collections::HashSet::new();
+    let mut upsert_works = Vec::new();
+    for k in 0..600 {
+        let i = (round * 7_919 + k * 4_999) % works;
+        upserted.insert(i);
+        upsert_works.push(format!(
+            r#"{{"work_reference_number":"{}","promoter":"{}","highway_authority":"{}","workstream":"{:03}"}}"#,
+            work_reference(i),
+            promoter(0),
+            authority(0),
+            (round + k) % (WORKSTREAMS + 1)
+        ));
+    }
+    for k in 0..200 {
+        upsert_works.push(format!(
+            r#"{{"work_reference_number":"NEW{round:06}{k:04}","promoter":"{}","highway_authority":"{}","workstream":"001"}}"#,
+            promoter(0),
+            authority(0),
+        ));
+    }
+    let deletes: std::collections::BTreeSet<usize> = (0..100)
+        .map(|k| (round * 104_729 + k * 29_989 + 1) % works)
+        .filter(|i| !upserted.contains(i))
+        .collect();
+    let deletes: Vec<String> = deletes
+        .iter()
+        .map(|&i| format!("\"{}\"", work_reference(i)))
+        .collect();
+    let promoters = 5_000;
+    let subs: std::collections::BTreeSet<usize> = (0..100)
+        .map(|k| (round * 131 + k * 2_999) % users)
+        .filter(|u| u % 5 != 4)
+        .collect();
+    let upsert_users: Vec<String> = subs
+        .iter()
+        .map(|&u| {
+            let own = promoter(u % promoters);
+            format!(
+                r#"{{"sub":"user-{u}","organisation":"{own}","workstreams":{{"{own}":{{"001":"read-only"}}}}}}"#
+            )
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"{{"version":{},"since":{since},"generated_at":"2026-11-30T12:00:00Z","upsert":{{"works":[{}],"users":[{}]}},"delete":{{"works":[{}]}}}}"#,
+        since + 1,
+        upsert_works.join(","),
+        upsert_users.join(","),
+        deletes.join(",")
+    );
+    out
+}
+
 fn sep(out: &mut String, i: usize) {
     if i > 0 {
         out.push(',');
@@ -108,11 +166,17 @@ fn promoter(i: usize) -> String {
 }
 
 fn authority(i: usize) -> String {
-    format!("H{:03}", i % 1_000)
+    lettered('H', i)
 }
 
 fn contractor(i: usize) -> String {
-    format!("C{:03}", i % 1_000)
+    lettered('C', i)
+}
+
+/// `first` then 3 digits, moving to the next letters past 1,000 (up to 5,000: H..L, C..G).
+fn lettered(first: char, i: usize) -> String {
+    let letter = u8::try_from(i / 1_000 % 5).unwrap_or(0) + first as u8;
+    format!("{}{:03}", letter as char, i % 1_000)
 }
 
 #[cfg(test)]
@@ -142,5 +206,19 @@ mod tests {
         for (o, u, w) in [(0, 0, 0), (1, 1, 1), (3, 7, 11)] {
             Snapshot::from_json(&synthetic_document(o, u, w), None).unwrap();
         }
+    }
+
+    #[test]
+    fn synthetic_deltas_apply_in_a_chain() {
+        let (works, users) = (20_000, 3_000);
+        let mut s = Snapshot::from_json(&synthetic_document(10_000, users, works), None).unwrap();
+        for round in 0..3 {
+            let text = synthetic_delta(s.version, round, works, users);
+            let doc = crate::grants::load_delta(text.as_bytes()).unwrap();
+            s = s
+                .apply_delta(&doc)
+                .unwrap_or_else(|e| panic!("round {round}: {e:?}"));
+        }
+        assert_eq!(s.version, 4);
     }
 }

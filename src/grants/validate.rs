@@ -1,11 +1,12 @@
-//! Whole-document validation of a grants snapshot before anything is built from it. Every
-//! problem is reported with its location (`users[3].workstreams.7001.009`), not just the first,
-//! so a publisher can fix a bad document in one go.
+//! The checks of a grants document and its entries, shared by the streaming loader (a full
+//! document) and deltas. Every problem is reported with its location
+//! (`users[3].workstreams.7001.009`), not just the first, so a publisher can fix a bad
+//! document in one go.
 
 use std::collections::{HashMap, HashSet};
 
 use super::codes::{SwaCode, Workstream};
-use super::format::{AccessLevel, GrantsDocument, OrgKind};
+use super::format::{AccessLevel, OrgKind, OrganisationDoc, UserDoc, WorkDoc};
 use super::timestamp::parse_rfc3339;
 use crate::config::Problems;
 
@@ -14,72 +15,41 @@ use crate::config::Problems;
 const MAX_REPORTED: usize = 100;
 
 /// What validation needs to know about each organisation while checking references.
-struct OrgFacts<'d> {
-    kind: OrgKind,
-    workstreams: &'d [String],
+pub(super) struct OrgFacts {
+    pub(super) kind: OrgKind,
+    pub(super) workstreams: Vec<Workstream>,
 }
 
-struct Report {
+pub(super) type Orgs = HashMap<SwaCode, OrgFacts>;
+
+pub(super) struct Report {
     problems: Problems,
     unreported: usize,
 }
 
-/// Checks `doc` as a whole; `in_force` is the version of the snapshot currently in use, which
-/// the document's must exceed.
-pub fn validate(doc: &GrantsDocument<'_>, in_force: Option<u64>) -> Problems {
-    let mut r = Report {
-        problems: Problems::default(),
-        unreported: 0,
-    };
+pub(super) fn check_version(version: u64, in_force: Option<u64>, r: &mut Report) {
     if let Some(current) = in_force
-        && doc.version <= current
+        && version <= current
     {
         r.push(
             "version",
-            format!(
-                "{} is not above the version in force ({current})",
-                doc.version
-            ),
+            format!("{version} is not above the version in force ({current})"),
         );
     }
-    if parse_rfc3339(&doc.generated_at).is_none() {
-        r.push("generated_at", not_rfc3339(&doc.generated_at));
-    }
-    let orgs = organisations(doc, &mut r);
-    for (at, message) in super::integrators::problems(doc) {
-        r.push(at, message);
-    }
-    for (at, message) in doc
-        .contracts
-        .iter()
-        .flat_map(crate::contracts::snapshot::problems)
-    {
-        r.push(format!("contracts.{at}"), message);
-    }
-    users(doc, &orgs, &mut r);
-    works(doc, &orgs, &mut r);
-    if r.unreported > 0 {
-        let n = r.unreported;
-        r.problems
-            .push("(document)", format!("{n} more problems not listed"));
-    }
-    r.problems
 }
 
-fn organisations<'d>(
-    doc: &'d GrantsDocument<'_>,
-    r: &mut Report,
-) -> HashMap<SwaCode, OrgFacts<'d>> {
-    let mut orgs = HashMap::with_capacity(doc.organisations.len());
-    for (i, org) in doc.organisations.iter().enumerate() {
+pub(super) fn check_generated_at(generated_at: &str, r: &mut Report) {
+    if parse_rfc3339(generated_at).is_none() {
+        r.push("generated_at", not_rfc3339(generated_at));
+    }
+}
+
+pub(super) fn organisations(docs: &[OrganisationDoc], r: &mut Report) -> Orgs {
+    let mut orgs = HashMap::with_capacity(docs.len());
+    for (i, org) in docs.iter().enumerate() {
         let at = format!("organisations[{i}]");
-        let Some(swa) = SwaCode::parse(&org.swa_code) else {
-            r.push(format!("{at}.swa_code"), not_swa_code(&org.swa_code));
+        let Some((swa, facts)) = check_organisation(&at, org, r) else {
             continue;
-        };
-        let facts = OrgFacts {
-            kind: org.kind,
-            workstreams: &org.workstreams,
         };
         if orgs.insert(swa, facts).is_some() {
             r.push(
@@ -87,183 +57,175 @@ fn organisations<'d>(
                 format!("duplicate organisation {swa}"),
             );
         }
-        if org.kind == OrgKind::Contractor && !org.workstreams.is_empty() {
-            r.push(
-                format!("{at}.workstreams"),
-                "a contractor organisation has no workstreams of its own",
-            );
-        }
-        let mut seen = HashSet::new();
-        for (j, ws) in org.workstreams.iter().enumerate() {
-            if Workstream::parse(ws).is_none() {
-                r.push(format!("{at}.workstreams[{j}]"), not_workstream(ws));
-            } else if !seen.insert(ws.as_str()) {
-                r.push(
-                    format!("{at}.workstreams[{j}]"),
-                    format!("duplicate workstream {ws}"),
-                );
-            }
-        }
     }
     // Contractor lists refer to other organisations, so they are checked once all are known.
-    for (i, org) in doc.organisations.iter().enumerate() {
-        let mut seen = HashSet::new();
-        for (j, c) in org.contractors.iter().enumerate() {
-            let at = format!("organisations[{i}].contractors[{j}]");
-            match SwaCode::parse(c) {
-                None => r.push(at, not_swa_code(c)),
-                Some(swa) => match orgs.get(&swa) {
-                    None => r.push(at, unknown_org(c)),
-                    Some(f) if f.kind != OrgKind::Contractor => {
-                        r.push(at, format!("organisation {c} is not a contractor"))
-                    }
-                    Some(_) if !seen.insert(swa) => r.push(at, format!("duplicate contractor {c}")),
-                    Some(_) => {}
-                },
-            }
-        }
+    for (i, org) in docs.iter().enumerate() {
+        check_contractors(&format!("organisations[{i}]"), &org.contractors, &orgs, r);
     }
     orgs
 }
 
-fn users(doc: &GrantsDocument<'_>, orgs: &HashMap<SwaCode, OrgFacts<'_>>, r: &mut Report) {
-    let mut subs = HashSet::with_capacity(doc.users.len());
-    for (i, user) in doc.users.iter().enumerate() {
-        let at = format!("users[{i}]");
-        if user.sub.is_empty() {
-            r.push(format!("{at}.sub"), "empty subject");
-        } else if !subs.insert(&*user.sub) {
-            r.push(
-                format!("{at}.sub"),
-                format!("duplicate user {:?}", user.sub),
-            );
+/// Everything about one organisation but its contractors and whether its code repeats.
+pub(super) fn check_organisation(
+    at: &str,
+    org: &OrganisationDoc,
+    r: &mut Report,
+) -> Option<(SwaCode, OrgFacts)> {
+    let Some(swa) = SwaCode::parse(&org.swa_code) else {
+        r.push(format!("{at}.swa_code"), not_swa_code(&org.swa_code));
+        return None;
+    };
+    if org.kind == OrgKind::Contractor && !org.workstreams.is_empty() {
+        r.push(
+            format!("{at}.workstreams"),
+            "a contractor organisation has no workstreams of its own",
+        );
+    }
+    let mut workstreams = Vec::with_capacity(org.workstreams.len());
+    for (j, ws) in org.workstreams.iter().enumerate() {
+        match Workstream::parse(ws) {
+            None => r.push(format!("{at}.workstreams[{j}]"), not_workstream(ws)),
+            Some(w) if workstreams.contains(&w) => r.push(
+                format!("{at}.workstreams[{j}]"),
+                format!("duplicate workstream {ws}"),
+            ),
+            Some(w) => workstreams.push(w),
         }
-        known_org(&user.organisation, orgs, format!("{at}.organisation"), r);
-        if let Some(t) = &user.tokens_valid_after
-            && parse_rfc3339(t).is_none()
-        {
-            r.push(format!("{at}.tokens_valid_after"), not_rfc3339(t));
+    }
+    for (at, message) in super::integrators::problems(at, &org.integrators) {
+        r.push(at, message);
+    }
+    let facts = OrgFacts {
+        kind: org.kind,
+        workstreams,
+    };
+    Some((swa, facts))
+}
+
+/// An organisation's contractor list against the organisations known.
+pub(super) fn check_contractors(at: &str, contractors: &[String], orgs: &Orgs, r: &mut Report) {
+    let mut seen = HashSet::new();
+    for (j, c) in contractors.iter().enumerate() {
+        let at = format!("{at}.contractors[{j}]");
+        match SwaCode::parse(c) {
+            None => r.push(at, not_swa_code(c)),
+            Some(swa) => match orgs.get(&swa) {
+                None => r.push(at, unknown_org(c)),
+                Some(f) if f.kind != OrgKind::Contractor => {
+                    r.push(at, format!("organisation {c} is not a contractor"))
+                }
+                Some(_) if !seen.insert(swa) => r.push(at, format!("duplicate contractor {c}")),
+                Some(_) => {}
+            },
         }
-        let map = match user.grants() {
-            Ok(map) => map,
-            Err(e) => {
-                r.push(format!("{at}.workstreams"), e.to_string());
-                continue;
+    }
+}
+
+/// Everything about one user but whether its subject repeats.
+pub(super) fn check_user(at: &str, user: &UserDoc<'_>, orgs: &Orgs, r: &mut Report) {
+    if user.sub.is_empty() {
+        r.push(format!("{at}.sub"), "empty subject");
+    }
+    known_org(&user.organisation, orgs, format!("{at}.organisation"), r);
+    if let Some(t) = &user.tokens_valid_after
+        && parse_rfc3339(t).is_none()
+    {
+        r.push(format!("{at}.tokens_valid_after"), not_rfc3339(t));
+    }
+    let map = match user.grants() {
+        Ok(map) => map,
+        Err(e) => {
+            r.push(format!("{at}.workstreams"), e.to_string());
+            return;
+        }
+    };
+    let mut seen_orgs = HashSet::new();
+    for grants in &map.0 {
+        let org_at = format!("{at}.workstreams.{}", grants.organisation);
+        if !seen_orgs.insert(&*grants.organisation) {
+            r.push(&*org_at, format!("duplicate key {:?}", grants.organisation));
+        }
+        let facts = known_org(&grants.organisation, orgs, org_at.clone(), r);
+        let mut seen_ws = HashSet::new();
+        for (ws, level) in &grants.workstreams {
+            let ws_at = format!("{org_at}.{ws}");
+            if !seen_ws.insert(&**ws) {
+                r.push(&*ws_at, format!("duplicate key {ws:?}"));
             }
-        };
-        let mut seen_orgs = HashSet::new();
-        for grants in &map.0 {
-            let org_at = format!("{at}.workstreams.{}", grants.organisation);
-            if !seen_orgs.insert(&*grants.organisation) {
-                r.push(&*org_at, format!("duplicate key {:?}", grants.organisation));
+            if AccessLevel::parse(level).is_none() {
+                r.push(
+                    &*ws_at,
+                    format!("{level:?} is not an access level (full-write, read-only, no-access)"),
+                );
             }
-            let facts = known_org(&grants.organisation, orgs, org_at.clone(), r);
-            let mut seen_ws = HashSet::new();
-            for (ws, level) in &grants.workstreams {
-                let ws_at = format!("{org_at}.{ws}");
-                if !seen_ws.insert(&**ws) {
-                    r.push(&*ws_at, format!("duplicate key {ws:?}"));
-                }
-                if AccessLevel::parse(level).is_none() {
-                    r.push(
-                        &*ws_at,
-                        format!(
-                            "{level:?} is not an access level (full-write, read-only, no-access)"
-                        ),
-                    );
-                }
-                if Workstream::parse(ws).is_none() {
-                    r.push(&*ws_at, not_workstream(ws));
-                } else if let Some(f) = facts
-                    && !f.workstreams.iter().any(|w| w == ws)
-                {
-                    r.push(
-                        &*ws_at,
-                        format!(
-                            "organisation {} has no workstream {ws}",
-                            grants.organisation
-                        ),
-                    );
+            match Workstream::parse(ws) {
+                None => r.push(&*ws_at, not_workstream(ws)),
+                Some(w) => {
+                    if let Some(f) = facts
+                        && !f.workstreams.contains(&w)
+                    {
+                        r.push(&*ws_at, no_workstream(&grants.organisation, ws));
+                    }
                 }
             }
         }
     }
 }
 
-fn works(doc: &GrantsDocument<'_>, orgs: &HashMap<SwaCode, OrgFacts<'_>>, r: &mut Report) {
-    let mut refs = HashSet::with_capacity(doc.works.len());
-    for (i, work) in doc.works.iter().enumerate() {
-        let wrn = &*work.work_reference_number;
-        if wrn.is_empty() {
-            r.push_with(|| {
-                (
-                    format!("works[{i}].work_reference_number"),
-                    "empty reference".into(),
-                )
-            });
-        } else if !refs.insert(wrn) {
-            r.push_with(|| {
-                (
-                    format!("works[{i}].work_reference_number"),
-                    format!("duplicate work {wrn:?}"),
-                )
-            });
+/// Everything about one work but whether its reference repeats; `at` is formatted only for
+/// a problem, so a clean million-work document costs no allocation per check.
+pub(super) fn check_work(at: impl Fn() -> String, work: &WorkDoc<'_>, orgs: &Orgs, r: &mut Report) {
+    if work.work_reference_number.is_empty() {
+        r.push_with(|| {
+            (
+                format!("{}.work_reference_number", at()),
+                "empty reference".into(),
+            )
+        });
+    }
+    let promoter = lookup(orgs, &work.promoter);
+    match promoter {
+        None => r.push_with(|| (format!("{}.promoter", at()), org_problem(&work.promoter))),
+        Some(f) if f.kind == OrgKind::Contractor => {
+            r.push_with(|| (format!("{}.promoter", at()), not_promoter(&work.promoter)))
         }
-        let promoter = lookup(orgs, &work.promoter);
-        match promoter {
-            None => r.push_with(|| (format!("works[{i}].promoter"), org_problem(&work.promoter))),
-            Some(f) if f.kind == OrgKind::Contractor => r.push_with(|| {
-                (
-                    format!("works[{i}].promoter"),
-                    format!(
-                        "organisation {} is a contractor, not a promoter",
-                        work.promoter
-                    ),
-                )
-            }),
-            Some(_) => {}
-        }
-        match lookup(orgs, &work.highway_authority) {
-            None => r.push_with(|| {
-                (
-                    format!("works[{i}].highway_authority"),
-                    org_problem(&work.highway_authority),
-                )
-            }),
-            Some(f) if f.kind != OrgKind::HighwayAuthority => r.push_with(|| {
-                (
-                    format!("works[{i}].highway_authority"),
-                    format!(
-                        "organisation {} is not a highway authority",
-                        work.highway_authority
-                    ),
-                )
-            }),
-            Some(_) => {}
-        }
-        let ws = &*work.workstream;
-        if Workstream::parse(ws).is_none() {
-            r.push_with(|| (format!("works[{i}].workstream"), not_workstream(ws)));
-        } else if let Some(f) = promoter
-            && !f.workstreams.iter().any(|w| w == ws)
-        {
-            r.push_with(|| {
-                (
-                    format!("works[{i}].workstream"),
-                    format!("organisation {} has no workstream {ws}", work.promoter),
-                )
-            });
+        Some(_) => {}
+    }
+    match lookup(orgs, &work.highway_authority) {
+        None => r.push_with(|| {
+            (
+                format!("{}.highway_authority", at()),
+                org_problem(&work.highway_authority),
+            )
+        }),
+        Some(f) if f.kind != OrgKind::HighwayAuthority => r.push_with(|| {
+            (
+                format!("{}.highway_authority", at()),
+                not_authority(&work.highway_authority),
+            )
+        }),
+        Some(_) => {}
+    }
+    let ws = &*work.workstream;
+    match Workstream::parse(ws) {
+        None => r.push_with(|| (format!("{}.workstream", at()), not_workstream(ws))),
+        Some(w) => {
+            if let Some(f) = promoter
+                && !f.workstreams.contains(&w)
+            {
+                r.push_with(|| {
+                    (
+                        format!("{}.workstream", at()),
+                        no_workstream(&work.promoter, ws),
+                    )
+                });
+            }
         }
     }
 }
 
 /// The organisation named by `code`, reporting a malformed or unknown one at `at`.
-fn known_org<'m, 'd>(
-    code: &str,
-    orgs: &'m HashMap<SwaCode, OrgFacts<'d>>,
-    at: String,
-    r: &mut Report,
-) -> Option<&'m OrgFacts<'d>> {
+fn known_org<'m>(code: &str, orgs: &'m Orgs, at: String, r: &mut Report) -> Option<&'m OrgFacts> {
     let found = lookup(orgs, code);
     if found.is_none() {
         r.push(at, org_problem(code));
@@ -271,10 +233,7 @@ fn known_org<'m, 'd>(
     found
 }
 
-fn lookup<'m, 'd>(
-    orgs: &'m HashMap<SwaCode, OrgFacts<'d>>,
-    code: &str,
-) -> Option<&'m OrgFacts<'d>> {
+fn lookup<'m>(orgs: &'m Orgs, code: &str) -> Option<&'m OrgFacts> {
     SwaCode::parse(code).and_then(|swa| orgs.get(&swa))
 }
 
@@ -285,7 +244,19 @@ fn org_problem(code: &str) -> String {
     }
 }
 
-fn unknown_org(code: &str) -> String {
+pub(super) fn not_promoter(code: &str) -> String {
+    format!("organisation {code} is a contractor, not a promoter")
+}
+
+pub(super) fn not_authority(code: &str) -> String {
+    format!("organisation {code} is not a highway authority")
+}
+
+pub(super) fn no_workstream(code: &str, ws: &str) -> String {
+    format!("organisation {code} has no workstream {ws}")
+}
+
+pub(super) fn unknown_org(code: &str) -> String {
     format!("unknown organisation {code:?}")
 }
 
@@ -304,7 +275,33 @@ fn not_rfc3339(t: &str) -> String {
 // === impl Report ===
 
 impl Report {
-    fn push(&mut self, at: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn new() -> Report {
+        Report {
+            problems: Problems::default(),
+            unreported: 0,
+        }
+    }
+
+    /// `first`'s problems, then these.
+    pub(super) fn after(self, mut first: Report) -> Report {
+        for p in self.problems.iter() {
+            first.push(p.location.clone(), p.message.clone());
+        }
+        first.unreported += self.unreported;
+        first
+    }
+
+    /// The problems, with a count of those past `MAX_REPORTED`.
+    pub(super) fn finish(mut self) -> Problems {
+        if self.unreported > 0 {
+            let n = self.unreported;
+            self.problems
+                .push("(document)", format!("{n} more problems not listed"));
+        }
+        self.problems
+    }
+
+    pub(super) fn push(&mut self, at: impl Into<String>, message: impl Into<String>) {
         if self.problems.len() < MAX_REPORTED {
             self.problems.push(at, message);
         } else {
@@ -314,7 +311,7 @@ impl Report {
 
     /// `push` for the per-work loop, where formatting is deferred so a clean million-work
     /// document costs no allocation per check.
-    fn push_with(&mut self, problem: impl FnOnce() -> (String, String)) {
+    pub(super) fn push_with(&mut self, problem: impl FnOnce() -> (String, String)) {
         if self.problems.len() < MAX_REPORTED {
             let (at, message) = problem();
             self.problems.push(at, message);

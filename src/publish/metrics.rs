@@ -61,6 +61,10 @@ impl PublishMetrics {
         m.registry
             .register(Box::new(m.versions_published.clone()))?;
         m.registry.register(Box::new(m.drops_rejected.clone()))?;
+        // Every reason exists at zero from start, so an alert on the first rejection has data.
+        for reason in ["invalid", "not_newer", "unreadable", "error"] {
+            m.drops_rejected.with_label_values(&[reason]);
+        }
         m.registry.register(Box::new(m.latest_version.clone()))?;
         m.registry.register(Box::new(m.retained_versions.clone()))?;
         m.registry.register(Box::new(m.requests.clone()))?;

@@ -34,6 +34,15 @@ label_enum! {
 }
 
 label_enum! {
+    /// `result` of `streetgate_snapshot_delta_total`.
+    SnapshotDelta {
+        Applied => "applied",
+        Refused => "refused",
+        Mismatched => "mismatched",
+    }
+}
+
+label_enum! {
     /// `result` of `streetgate_jwks_refresh_total`.
     JwksRefresh {
         Ok => "ok",

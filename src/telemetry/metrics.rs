@@ -1,7 +1,7 @@
 //! Every metric streetgate exports, registered in one place so names stay stable and labels stay
 //! bounded (route ids from config and fixed enums only; never raw paths or user ids).
 
-use super::events::{CacheLookup, ConfigReload, JwksRefresh, SnapshotFetch};
+use super::events::{CacheLookup, ConfigReload, JwksRefresh, SnapshotDelta, SnapshotFetch};
 use prometheus::{
     Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry,
@@ -21,6 +21,8 @@ pub struct Metrics {
     pub snapshot_age_seconds: Gauge,
     /// result: ok | not_modified | error | invalid | refused (by the snapshot guard).
     pub snapshot_fetch: IntCounterVec,
+    /// result: applied | refused | mismatched.
+    pub snapshot_delta: IntCounterVec,
     /// result: ok | error | invalid | rate_limited.
     pub jwks_refresh: IntCounterVec,
     /// result: hit | miss.
@@ -100,6 +102,14 @@ impl Metrics {
                 &["result"],
             )
             .expect("valid metric"),
+            snapshot_delta: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_snapshot_delta_total",
+                    "Grants deltas received, by what became of them.",
+                ),
+                &["result"],
+            )
+            .expect("valid metric"),
             jwks_refresh: IntCounterVec::new(
                 Opts::new("streetgate_jwks_refresh_total", "JWKS refreshes."),
                 &["result"],
@@ -157,7 +167,7 @@ impl Metrics {
             .expect("valid metric"),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
             Box::new(m.integrator_decisions.clone()),
             Box::new(m.decisions.clone()),
             Box::new(m.decision_duration.clone()),
@@ -166,6 +176,7 @@ impl Metrics {
             Box::new(m.snapshot_version.clone()),
             Box::new(m.snapshot_age_seconds.clone()),
             Box::new(m.snapshot_fetch.clone()),
+            Box::new(m.snapshot_delta.clone()),
             Box::new(m.jwks_refresh.clone()),
             Box::new(m.token_cache.clone()),
             Box::new(m.config_reload.clone()),
@@ -200,6 +211,10 @@ impl Metrics {
                 &m.snapshot_fetch,
                 labels(SnapshotFetch::ALL, |r| r.as_str()),
             ),
+            (
+                &m.snapshot_delta,
+                labels(SnapshotDelta::ALL, |r| r.as_str()),
+            ),
             (&m.jwks_refresh, labels(JwksRefresh::ALL, |r| r.as_str())),
             (&m.token_cache, labels(CacheLookup::ALL, |r| r.as_str())),
             (&m.config_reload, labels(ConfigReload::ALL, |r| r.as_str())),
@@ -214,6 +229,12 @@ impl Metrics {
 
     pub fn snapshot_fetched(&self, result: SnapshotFetch) {
         self.snapshot_fetch
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    pub fn snapshot_delta(&self, result: SnapshotDelta) {
+        self.snapshot_delta
             .with_label_values(&[result.as_str()])
             .inc();
     }

@@ -1,5 +1,5 @@
-use super::validate;
-use crate::grants::snapshot::parse;
+use crate::grants::Snapshot;
+use crate::grants::SnapshotError;
 
 /// docs/model.md's example document, extended with a second authority and a contractor user.
 pub(crate) const GOOD: &str = r#"{
@@ -29,11 +29,14 @@ pub(crate) const GOOD: &str = r#"{
 
 /// Every (location, message) validation reports for `json`, checked against the version in force.
 fn problems(json: &str, in_force: Option<u64>) -> Vec<(String, String)> {
-    let doc = parse(json.as_bytes()).unwrap();
-    validate(&doc, in_force)
-        .iter()
-        .map(|p| (p.location.clone(), p.message.clone()))
-        .collect()
+    match Snapshot::from_json(json.as_bytes(), in_force) {
+        Ok(_) => vec![],
+        Err(SnapshotError::Invalid(problems)) => problems
+            .iter()
+            .map(|p| (p.location.clone(), p.message.clone()))
+            .collect(),
+        Err(e) => panic!("not a document: {e}"),
+    }
 }
 
 fn locations(json: &str) -> Vec<String> {
@@ -264,6 +267,44 @@ fn serde_rejects_what_cannot_be_read() {
         GOOD.replace("]\n}", "]\n"),
         format!("{GOOD} {{}}"),
     ] {
-        assert!(parse(bad.as_bytes()).is_err(), "{bad}");
+        assert!(
+            !matches!(
+                Snapshot::from_json(bad.as_bytes(), None),
+                Ok(_) | Err(SnapshotError::Invalid(_))
+            ),
+            "{bad}"
+        );
     }
+}
+
+#[test]
+fn entries_before_the_organisations_get_the_same_checks() {
+    // The same problems as `duplicates`, with `organisations` listed last: users and works
+    // wait (raw) for the organisations, then get every check.
+    let json = GOOD
+        .replace(r#""swa_code": "4030""#, r#""swa_code": "4020""#)
+        .replace(r#""sub": "dig-1""#, r#""sub": "user-a""#)
+        .replace("BC00000000001", "NW00112345678");
+    let in_order = problems(&json, None);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let reordered = format!(
+        r#"{{"works": {}, "users": {}, "version": 1842, "generated_at": "2026-11-23T07:00:00Z",
+            "organisations": {}}}"#,
+        v["works"], v["users"], v["organisations"]
+    );
+    let mut a: Vec<_> = in_order.into_iter().map(|(l, _)| l).collect();
+    let mut b: Vec<_> = problems(&reordered, None)
+        .into_iter()
+        .map(|(l, _)| l)
+        .collect();
+    assert!(!a.is_empty());
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+    let good: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+    let reordered = format!(
+        r#"{{"users": {}, "works": {}, "organisations": {}, "version": 1, "generated_at": "2026-11-23T07:00:00Z"}}"#,
+        good["users"], good["works"], good["organisations"]
+    );
+    assert_eq!(problems(&reordered, None), vec![]);
 }

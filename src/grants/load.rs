@@ -1,0 +1,408 @@
+//! Reads a grants document from a stream straight into the indexes: each user and work is
+//! checked and indexed as it is read and then dropped, so loading holds the snapshot being
+//! built plus one entry, not the document and a tree of it. Validation is the full document's:
+//! problems are kept (up to the report's cap) with their paths, and duplicates are found by the
+//! indexes themselves. Users and works are checked against the organisations, so those must be
+//! known first: a document that lists `users` or `works` before `organisations` has those
+//! arrays held as raw JSON until the organisations arrive.
+
+use std::fmt;
+use std::io::Read;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::format::{Deletes, DeltaDocument, OrganisationDoc, Upserts, UserDoc, WorkDoc};
+use super::shards::ShardedMap;
+use super::snapshot::{Snapshot, SnapshotError, organisation_from, user_from, work_from};
+use super::timestamp::parse_rfc3339;
+use super::validate::{
+    Orgs, Report, check_generated_at, check_user, check_version, check_work, organisations,
+};
+use super::works::{TooLarge, WorkIndex};
+
+/// A document as read: a full one already built, or a delta to apply.
+#[derive(Debug)]
+pub enum Loaded {
+    Full(Snapshot),
+    Delta(DeltaDocument<'static>),
+    /// The version in force again (`load_update` only): not read past `version`.
+    Unchanged(u64),
+}
+
+const FIELDS: &[&str] = &[
+    "version",
+    "generated_at",
+    "since",
+    "organisations",
+    "users",
+    "works",
+    "contracts",
+    "upsert",
+    "delete",
+];
+
+/// Reads, validates and (for a full document) builds. `in_force` is the version in use, which
+/// a full document's must exceed.
+pub fn load(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
+    read(reader, in_force, false)
+}
+
+/// Reads a delta document (for benchmarks and tools; sources go through `load_update`).
+pub fn load_delta(reader: impl Read) -> Result<DeltaDocument<'static>, SnapshotError> {
+    match read(reader, None, false)? {
+        Loaded::Delta(delta) => Ok(delta),
+        _ => Err(SnapshotError::Mixed("a full document is not a delta")),
+    }
+}
+
+/// `load` for what a source answered: a document with the version in force is `Unchanged`,
+/// and reading stops as soon as that is known.
+pub fn load_update(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
+    read(reader, in_force, true)
+}
+
+fn read(
+    reader: impl Read,
+    in_force: Option<u64>,
+    skip_unchanged: bool,
+) -> Result<Loaded, SnapshotError> {
+    // serde_json reads a stream a byte at a time: buffer it.
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+    let mut track = serde_path_to_error::Track::new();
+    let mut loader = Loader {
+        skip: if skip_unchanged { in_force } else { None },
+        ..Loader::default()
+    };
+    let read =
+        (&mut loader).deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    if let Err(e) = read {
+        if let Some(v) = loader.unchanged {
+            return Ok(Loaded::Unchanged(v));
+        }
+        return Err(match loader.too_large.take() {
+            Some(e) => SnapshotError::TooLarge(e),
+            None => SnapshotError::Json(serde_path_to_error::Error::new(track.path(), e)),
+        });
+    }
+    // Trailing bytes after the document are as corrupt as a broken one.
+    de.end().map_err(SnapshotError::Trailing)?;
+    loader.finish(in_force)
+}
+
+#[derive(Default)]
+struct Loader {
+    /// Stop at `version` if it is this one.
+    skip: Option<u64>,
+    unchanged: Option<u64>,
+    version: Option<u64>,
+    generated_at: Option<String>,
+    since: Option<u64>,
+    organisations: Option<Vec<OrganisationDoc>>,
+    orgs: Option<Orgs>,
+    /// `users`/`works` met before `organisations`, kept raw until they can be checked.
+    early_users: Option<Box<RawValue>>,
+    early_works: Option<Box<RawValue>>,
+    users_seen: bool,
+    works_seen: bool,
+    upsert: Option<Upserts<'static>>,
+    delete: Option<Deletes>,
+    /// The contract-platform model's section (`model: contracts`), validated on its own.
+    contracts: Option<crate::contracts::snapshot::ContractsDoc>,
+    users: ShardedMap<Box<str>, super::snapshot::User>,
+    works: WorkIndex,
+    user_count: usize,
+    work_count: usize,
+    body: Option<Report>,
+    too_large: Option<TooLarge>,
+}
+
+impl Loader {
+    fn report(&mut self) -> &mut Report {
+        self.body.get_or_insert_with(Report::new)
+    }
+
+    fn user(&mut self, user: &UserDoc<'_>) {
+        let i = self.user_count;
+        self.user_count += 1;
+        let at = format!("users[{i}]");
+        let mut r = self.body.take().unwrap_or_else(Report::new);
+        let built = user_from(user);
+        if !user.sub.is_empty() && self.users.insert(Box::from(&*user.sub), built).is_some() {
+            r.push(
+                format!("{at}.sub"),
+                format!("duplicate user {:?}", user.sub),
+            );
+        }
+        if let Some(orgs) = &self.orgs {
+            check_user(&at, user, orgs, &mut r);
+        }
+        self.body = Some(r);
+    }
+
+    fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), TooLarge> {
+        let i = self.work_count;
+        self.work_count += 1;
+        let mut r = self.body.take().unwrap_or_else(Report::new);
+        let wrn = &*work.work_reference_number;
+        if !wrn.is_empty()
+            && let Some(info) = work_from(work)
+            && !self.works.insert_new(wrn, info)?
+        {
+            r.push_with(|| {
+                (
+                    format!("works[{i}].work_reference_number"),
+                    format!("duplicate work {wrn:?}"),
+                )
+            });
+        }
+        if let Some(orgs) = &self.orgs {
+            check_work(|| format!("works[{i}]"), work, orgs, &mut r);
+        }
+        self.body = Some(r);
+        Ok(())
+    }
+
+    /// The organisations are known: check them, then anything that waited for them.
+    fn organisations_known(&mut self, docs: Vec<OrganisationDoc>) -> Result<(), serde_json::Error> {
+        let orgs = organisations(&docs, self.report());
+        self.orgs = Some(orgs);
+        self.organisations = Some(docs);
+        if let Some(raw) = self.early_users.take() {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            de.deserialize_seq(Entries::<UserDoc<'_>>::new(self))?;
+        }
+        if let Some(raw) = self.early_works.take() {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            de.deserialize_seq(Entries::<WorkDoc<'_>>::new(self))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
+        let full = self.users_seen
+            || self.works_seen
+            || self.organisations.is_some()
+            || self.contracts.is_some();
+        let version = self.version.unwrap_or_default();
+        let generated_at = self.generated_at.take().unwrap_or_default();
+        if let Some(since) = self.since {
+            if full {
+                return Err(SnapshotError::Mixed(
+                    "a delta carries its entries in `upsert` and `delete`",
+                ));
+            }
+            return Ok(Loaded::Delta(DeltaDocument {
+                version,
+                since,
+                generated_at,
+                upsert: self.upsert.take().unwrap_or_default(),
+                delete: self.delete.take().unwrap_or_default(),
+            }));
+        }
+        if self.upsert.is_some() || self.delete.is_some() {
+            return Err(SnapshotError::Mixed("`upsert` and `delete` need `since`"));
+        }
+        if self.orgs.is_none() {
+            self.organisations_known(Vec::new()).map_err(|e| {
+                let path = serde_path_to_error::Track::new().path();
+                SnapshotError::Json(serde_path_to_error::Error::new(path, e))
+            })?;
+        }
+        if let Some(e) = self.too_large.take() {
+            return Err(SnapshotError::TooLarge(e));
+        }
+        if self.skip.is_some() && self.skip == self.version {
+            return Ok(Loaded::Unchanged(version));
+        }
+        let mut header = Report::new();
+        check_version(version, in_force, &mut header);
+        check_generated_at(&generated_at, &mut header);
+        for (at, message) in self
+            .contracts
+            .iter()
+            .flat_map(crate::contracts::snapshot::problems)
+        {
+            header.push(format!("contracts.{at}"), message);
+        }
+        let report = match self.body.take() {
+            Some(body) => body.after(header),
+            None => header,
+        };
+        let problems = report.finish();
+        if !problems.is_empty() {
+            return Err(SnapshotError::Invalid(problems));
+        }
+        let mut organisations = ShardedMap::default();
+        for o in self.organisations.iter().flatten() {
+            if let Some((swa, org)) = organisation_from(o) {
+                organisations.insert(swa, org);
+            }
+        }
+        self.users.shrink_to_fit();
+        self.works.shrink_to_fit();
+        let mut snapshot = Snapshot {
+            version,
+            generated_at: parse_rfc3339(&generated_at).unwrap_or_default(),
+            organisations,
+            users: self.users,
+            works: self.works,
+            known_integrators: Default::default(),
+            contracts: self
+                .contracts
+                .as_ref()
+                .map(|c| std::sync::Arc::new(crate::contracts::snapshot::ContractsSnapshot::build(c))),
+        };
+        snapshot.index_integrators();
+        Ok(Loaded::Full(snapshot))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for &mut Loader {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for &mut Loader {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a grants document (format v1) or a delta")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let (mut version, mut generated_at) = (false, false);
+        let mut seen = [false; FIELDS.len()];
+        while let Some(key) = map.next_key::<crate::json_str::CowStr<'de>>()? {
+            if let Some(i) = FIELDS.iter().position(|f| *f == key.0) {
+                if seen[i] {
+                    return Err(de::Error::duplicate_field(FIELDS[i]));
+                }
+                seen[i] = true;
+            }
+            match &*key.0 {
+                "version" => {
+                    let v: u64 = map.next_value()?;
+                    if self.skip == Some(v) {
+                        self.unchanged = Some(v);
+                        return Err(de::Error::custom("the version in force"));
+                    }
+                    self.version = Some(v);
+                    version = true;
+                }
+                "generated_at" => {
+                    self.generated_at = Some(map.next_value()?);
+                    generated_at = true;
+                }
+                "since" => self.since = Some(map.next_value()?),
+                "contracts" => self.contracts = Some(map.next_value()?),
+                "organisations" => {
+                    let docs: Vec<OrganisationDoc> = map.next_value()?;
+                    self.organisations_known(docs).map_err(de::Error::custom)?;
+                }
+                "users" => {
+                    self.users_seen = true;
+                    if self.orgs.is_some() {
+                        map.next_value_seed(Entries::<UserDoc<'_>>::new(self))?;
+                    } else {
+                        self.early_users = Some(map.next_value()?);
+                    }
+                }
+                "works" => {
+                    self.works_seen = true;
+                    if self.orgs.is_some() {
+                        map.next_value_seed(Entries::<WorkDoc<'_>>::new(self))?;
+                    } else {
+                        self.early_works = Some(map.next_value()?);
+                    }
+                }
+                "upsert" => self.upsert = Some(map.next_value::<Owned<Upserts<'static>>>()?.0),
+                "delete" => self.delete = Some(map.next_value()?),
+                other => {
+                    let _: IgnoredAny = map.next_value()?;
+                    return Err(de::Error::unknown_field(other, FIELDS));
+                }
+            }
+        }
+        if !version {
+            return Err(de::Error::missing_field("version"));
+        }
+        if !generated_at {
+            return Err(de::Error::missing_field("generated_at"));
+        }
+        Ok(())
+    }
+}
+
+/// An array of users or works, each handed to the loader as it is read.
+struct Entries<'l, T> {
+    loader: &'l mut Loader,
+    entry: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<'l, T> Entries<'l, T> {
+    fn new(loader: &'l mut Loader) -> Self {
+        Entries {
+            loader,
+            entry: std::marker::PhantomData,
+        }
+    }
+}
+
+/// What the loader does with one entry.
+trait Entry<'de>: serde::Deserialize<'de> {
+    fn take(self, loader: &mut Loader) -> Result<(), TooLarge>;
+}
+
+impl<'de> Entry<'de> for UserDoc<'de> {
+    fn take(self, loader: &mut Loader) -> Result<(), TooLarge> {
+        loader.user(&self);
+        Ok(())
+    }
+}
+
+impl<'de> Entry<'de> for WorkDoc<'de> {
+    fn take(self, loader: &mut Loader) -> Result<(), TooLarge> {
+        loader.work(&self)
+    }
+}
+
+impl<'de, 'l, T: Entry<'de>> DeserializeSeed<'de> for Entries<'l, T> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, 'l, T: Entry<'de>> Visitor<'de> for Entries<'l, T> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of entries")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+        while let Some(entry) = seq.next_element::<T>()? {
+            if let Err(e) = entry.take(self.loader) {
+                self.loader.too_large = Some(e);
+                return Err(de::Error::custom("works exceed the index"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads a value whose borrowed strings must outlive the input (a stream lends nothing).
+struct Owned<T>(T);
+
+impl<'de> serde::Deserialize<'de> for Owned<Upserts<'static>> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let upserts = Upserts::deserialize(d)?;
+        Ok(Owned(upserts.into_owned()))
+    }
+}
