@@ -318,7 +318,7 @@ impl Fed {
 
     async fn reaches(&self, version: u64) {
         assert!(
-            wait_until(Duration::from_secs(10), || async {
+            eventually(Duration::from_secs(10), || async {
                 self.version() == Some(version)
             })
             .await,
@@ -357,7 +357,7 @@ async fn a_delta_is_asked_for_since_the_version_in_force_and_applied() {
     assert!(delta_answer.is_some(), "{asked:?}");
     // Then the sidecar asks since 2, naming the full document of 2 as what it holds.
     assert!(
-        wait_until(Duration::from_secs(5), || async {
+        eventually(Duration::from_secs(5), || async {
             server.asked().iter().any(|a| {
                 a.since == Some(2) && a.if_none_match.as_deref() == Some("\"2\"") && a.status == 304
             })
@@ -460,7 +460,7 @@ async fn long_poll_delivers_a_change_without_waiting_for_the_poll_interval() {
         1 << 20,
     ));
     fed.reaches(1).await;
-    assert!(wait_until(Duration::from_secs(5), || async { server.holding() == 1 }).await);
+    assert!(eventually(Duration::from_secs(5), || async { server.holding() == 1 }).await);
     server.publish(
         2,
         full(2, "full-write", &["NW1", "NW2"]),
@@ -470,11 +470,11 @@ async fn long_poll_delivers_a_change_without_waiting_for_the_poll_interval() {
         )],
     );
     assert!(
-        wait_until(Duration::from_secs(2), || async { fed.has_work("NW2") }).await,
+        eventually(Duration::from_secs(2), || async { fed.has_work("NW2") }).await,
         "the change did not arrive through the held request"
     );
     // And the next long-poll is issued at once.
-    assert!(wait_until(Duration::from_secs(5), || async { server.holding() == 1 }).await);
+    assert!(eventually(Duration::from_secs(5), || async { server.holding() == 1 }).await);
     let asked = server.asked();
     assert!(
         asked
@@ -498,7 +498,7 @@ async fn a_source_that_ignores_prefer_is_polled_at_the_interval() {
     fed.reaches(1).await;
     // The first answer after the load comes at once (the loaded snapshot is re-asked about)
     // only if the sidecar loops: it must instead wait out the 60 s interval.
-    let looped = wait_until(Duration::from_millis(500), || async {
+    let looped = eventually(Duration::from_millis(500), || async {
         server.asked().len() > 1
     })
     .await;
@@ -558,7 +558,7 @@ async fn a_compressed_body_over_the_limit_once_decoded_is_refused() {
         server.set(|s| s.raw = Some((bomb.clone(), encoding)));
         server.publish(2, String::new(), &[]);
         assert!(
-            wait_until(Duration::from_secs(10), || async {
+            eventually(Duration::from_secs(10), || async {
                 fed.fetches("error") >= 2
             })
             .await,
@@ -600,7 +600,7 @@ async fn a_revocation_by_delta_takes_effect_through_long_poll() {
     };
     assert_eq!(status().await, StatusCode::OK);
     assert_eq!(upstream.count(), 1);
-    assert!(wait_until(Duration::from_secs(5), || async { server.holding() == 1 }).await);
+    assert!(eventually(Duration::from_secs(5), || async { server.holding() == 1 }).await);
 
     // user-a loses workstream 001: a one-user delta, delivered to the held request.
     server.publish(
@@ -617,7 +617,7 @@ async fn a_revocation_by_delta_takes_effect_through_long_poll() {
         )],
     );
     assert!(
-        wait_until(Duration::from_secs(2), || async {
+        eventually(Duration::from_secs(2), || async {
             status().await == StatusCode::FORBIDDEN
         })
         .await,

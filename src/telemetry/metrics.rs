@@ -206,7 +206,7 @@ impl Metrics {
         }
         // Fixed-enum series exist at 0 from the start, so `rate()` and `increase()` alerts see
         // the first failure instead of a series appearing out of nowhere.
-        let enums: [(&IntCounterVec, Vec<&str>); 4] = [
+        let enums: [(&IntCounterVec, Vec<&str>); 5] = [
             (
                 &m.snapshot_fetch,
                 labels(SnapshotFetch::ALL, |r| r.as_str()),
