@@ -43,6 +43,8 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     /// Reloads the config file the sidecar was started from (SIGHUP, `watch: true`, tests).
     pub reloader: Arc<Reloader>,
+    /// The decision API listeners (`check`), when configured.
+    pub check: Option<crate::check::Listening>,
     shutdown: watch::Sender<bool>,
     /// The admin listener outlives the drain, so `/readyz` can answer 503 during it.
     admin_shutdown: watch::Sender<bool>,
@@ -94,6 +96,10 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
     spawn_evict(gateway.clone(), shutdown_rx.clone());
+    let check = match gateway.runtime.load().config.check.clone() {
+        Some(c) => Some(crate::check::start(&c, &gateway, limits, shutdown_rx.clone(), drain).await?),
+        None => None,
+    };
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
     let main = tokio::spawn(listener::serve(
         main_listener,
@@ -119,6 +125,7 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
         admin_addr,
         gateway,
         reloader,
+        check,
         shutdown,
         admin_shutdown,
         main,
@@ -160,6 +167,9 @@ impl Running {
         self.gateway.start_draining();
         let _ = self.shutdown.send(true);
         let _ = self.main.await;
+        if let Some(check) = self.check {
+            check.stopped().await;
+        }
         let _ = self.admin_shutdown.send(true);
         let _ = self.admin.await;
     }

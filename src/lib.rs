@@ -12,6 +12,7 @@ pub mod app;
 pub mod authn;
 pub mod authz;
 pub mod body;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -28,6 +28,7 @@ pub struct Config {
     pub shadow: bool,
     pub rate_limit: Option<RawRateLimit>,
     pub shutdown: RawShutdown,
+    pub check: Option<crate::check::RawCheck>,
     pub watch: bool,
     pub apis: Vec<Api>,
     pub router: Router,

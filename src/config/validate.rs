@@ -21,6 +21,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
 
     check_listen(&raw, &mut problems);
     check_auth(&raw, &mut problems);
+    crate::check::validate(&raw, &mut problems);
 
     let mut apis = Vec::with_capacity(raw.apis.len());
     let mut router = Router::default();
@@ -71,6 +72,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         shadow: raw.shadow,
         rate_limit: raw.rate_limit,
         shutdown: raw.shutdown,
+        check: raw.check,
         watch: raw.watch,
         apis,
         router,
@@ -448,6 +450,13 @@ fn compile_route(
         );
     }
 
+    if raw.unfiltered_in_check_mode && raw.response.is_none() {
+        problems.push(
+            format!("{at}.unfiltered_in_check_mode"),
+            "only a route with a `response` policy can be marked unfiltered in check mode",
+        );
+    }
+
     let method = method?;
     if problems.len() != before {
         return None;
@@ -467,6 +476,7 @@ fn compile_route(
         creates_work: raw.creates_work.clone(),
         response,
         shadow: raw.shadow,
+        unfiltered_in_check_mode: raw.unfiltered_in_check_mode,
     };
     Some((format!("{prefix}{template}"), route))
 }
