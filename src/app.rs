@@ -20,6 +20,7 @@ use crate::proxy::{Gateway, Runtime};
 use crate::ratelimit;
 use crate::reload::{self, ReloadError, Reloader};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otel::Tracer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -96,11 +97,16 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
     spawn_evict(gateway.clone(), shutdown_rx.clone());
+    let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
+    // Spans are exported until the drain is over (the admin listener's stop).
+    if let Some(otel) = &gateway.runtime.load().config.otel {
+        let tracer = Tracer::start(otel, &gateway.metrics, admin_shutdown_rx.clone());
+        let _ = gateway.tracer.set(tracer);
+    }
     let check = match gateway.runtime.load().config.check.clone() {
         Some(c) => Some(crate::check::start(&c, &gateway, limits, shutdown_rx.clone(), drain).await?),
         None => None,
     };
-    let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
     let main = tokio::spawn(listener::serve(
         main_listener,
         tls,

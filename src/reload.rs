@@ -204,6 +204,7 @@ pub fn needs_restart(old: &Config, new: &Config) -> Problems {
         ("auth", old.auth == new.auth),
         ("grants", old.grants == new.grants),
         ("check", old.check == new.check),
+        ("otel", old.otel == new.otel),
     ] {
         if !same {
             refuse(&mut problems, section, "section changed");

@@ -31,6 +31,9 @@ pub struct RawConfig {
     /// The decision API (ext_authz / forward-auth); off when absent.
     #[serde(default)]
     pub check: Option<crate::check::RawCheck>,
+    /// OpenTelemetry traces (OTLP/HTTP); off when absent.
+    #[serde(default)]
+    pub otel: Option<crate::telemetry::otel::RawOtel>,
     /// Watch the config file and reload on change (SIGHUP always reloads).
     #[serde(default)]
     pub watch: bool,

@@ -22,6 +22,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     check_listen(&raw, &mut problems);
     check_auth(&raw, &mut problems);
     crate::check::validate(&raw, &mut problems);
+    crate::telemetry::otel::validate(raw.otel.as_ref(), &mut problems);
 
     let mut apis = Vec::with_capacity(raw.apis.len());
     let mut router = Router::default();
@@ -73,6 +74,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         rate_limit: raw.rate_limit,
         shutdown: raw.shutdown,
         check: raw.check,
+        otel: raw.otel,
         watch: raw.watch,
         apis,
         router,

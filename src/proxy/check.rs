@@ -50,6 +50,7 @@ impl Gateway {
         let _in_flight = InFlight::enter(&self.metrics.requests_in_flight);
         let runtime = self.runtime.load_full();
         let mut log = DecisionRecord::new(self.ids.next(), &request.parts.method, started);
+        log.trace = self.begin_span(&request.parts.headers, "check");
         let source = BodySource::Given {
             bytes: request.body,
             cut: request.cut,
@@ -65,14 +66,16 @@ impl Gateway {
                 &mut log,
             )
             .await;
-        match decided {
+        let answer = match decided {
             Ok(decided) => {
                 log.status = 200;
                 decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
-                CheckAnswer::Allow(allowed(&decided, &request.parts, log.decision_id))
+                CheckAnswer::Allow(allowed(&decided, &request.parts, log.decision_id.clone()))
             }
             Err(err) => CheckAnswer::Deny(self.reject(&runtime, &mut log, &err)),
-        }
+        };
+        self.end_span(&mut log);
+        answer
     }
 }
 

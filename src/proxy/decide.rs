@@ -100,6 +100,9 @@ impl Gateway {
         // Fail closed: with grants configured, no protected request is decided without them
         // (revocation and suspension live in the snapshot).
         let snapshot = self.snapshot_for(identity.as_deref())?;
+        if let Some(span) = log.trace.as_mut() {
+            span.snapshot_version = snapshot.as_ref().map(|s| s.version);
+        }
         let works = snapshot
             .as_deref()
             .zip(self.grants.as_deref())

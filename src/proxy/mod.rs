@@ -43,6 +43,7 @@ use crate::reason::Reason;
 use crate::route::Route;
 use crate::telemetry::decision_log::{self, DecisionRecord};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otel::{Span, Tracer};
 use crate::telemetry::route_metrics::{Applied, RouteMetrics};
 
 /// What the client receives: the upstream's streamed body, or a body we built.
@@ -91,6 +92,8 @@ pub struct Gateway {
     ids: DecisionIds,
     /// Set when shutdown begins: readiness fails so traffic moves elsewhere during the drain.
     draining: AtomicBool,
+    /// Set at start when `otel` is configured.
+    pub tracer: std::sync::OnceLock<Tracer>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -117,6 +120,7 @@ impl Gateway {
             metrics,
             ids: DecisionIds::new(),
             draining: AtomicBool::new(false),
+            tracer: std::sync::OnceLock::new(),
         }
     }
 
@@ -149,9 +153,10 @@ impl Gateway {
         // One load per request: every phase sees the same config version.
         let runtime = self.runtime.load_full();
         let mut log = DecisionRecord::new(self.ids.next(), request.method(), started);
+        log.trace = self.begin_span(request.headers(), "proxy");
         let version = request.version();
         let result = self.phases(&runtime, conn, request, &mut log).await;
-        match result {
+        let response = match result {
             Ok(response) => {
                 log.status = response.status().as_u16();
                 decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
@@ -170,6 +175,19 @@ impl Gateway {
                 }
                 response.map(Either::Right)
             }
+        };
+        self.end_span(&mut log);
+        response
+    }
+
+    /// A span for the request when tracing is on.
+    fn begin_span(&self, headers: &http::HeaderMap, mode: &'static str) -> Option<Box<Span>> {
+        self.tracer.get().map(|_| Box::new(Span::begin(headers, mode)))
+    }
+
+    fn end_span(&self, log: &mut DecisionRecord) {
+        if let Some(tracer) = self.tracer.get() {
+            tracer.finish(log);
         }
     }
 
@@ -261,6 +279,9 @@ impl Gateway {
             &decision_id,
         );
         parts.uri = uri;
+        if let Some(span) = &log.trace {
+            span.context.inject(&mut parts.headers);
+        }
         if route.response.is_some() {
             filter::prepare_request_headers(&mut parts.headers);
         }

@@ -25,6 +25,8 @@ pub struct DecisionRecord {
     pub status: u16,
     /// Time spent filtering the response body, when it was filtered.
     pub filter_us: Option<u64>,
+    /// The request's OpenTelemetry span (with `otel` configured); logged as `trace_id`.
+    pub trace: Option<Box<super::otel::Span>>,
 }
 
 impl DecisionRecord {
@@ -41,6 +43,7 @@ impl DecisionRecord {
             shadow: false,
             status: 0,
             filter_us: None,
+            trace: None,
         }
     }
 
@@ -71,5 +74,6 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
         latency_us = record.started.elapsed().as_micros() as u64,
         status = record.status,
         filter_us = record.filter_us,
+        trace_id = record.trace.as_deref().map(super::otel::Span::trace_id),
     );
 }

@@ -3,4 +3,5 @@
 pub mod decision_log;
 pub mod log_buffer;
 pub mod metrics;
+pub mod otel;
 pub mod route_metrics;
