@@ -104,7 +104,9 @@ pub async fn start(config: Config, metrics: Metrics) -> Result<Running, StartErr
         let _ = gateway.tracer.set(tracer);
     }
     let check = match gateway.runtime.load().config.check.clone() {
-        Some(c) => Some(crate::check::start(&c, &gateway, limits, shutdown_rx.clone(), drain).await?),
+        Some(c) => {
+            Some(crate::check::start(&c, &gateway, limits, shutdown_rx.clone(), drain).await?)
+        }
         None => None,
     };
     let main = tokio::spawn(listener::serve(

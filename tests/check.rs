@@ -13,7 +13,9 @@ use std::io::Write;
 
 use bytes::Bytes;
 use common::*;
-use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request as AttrRequest};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{
+    HttpRequest, Request as AttrRequest,
+};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
@@ -165,12 +167,7 @@ pub async fn via_proxy(w: &World, c: &Case) -> Outcome {
 
 fn from_check_reply(reply: &Reply) -> Outcome {
     let identity = if reply.status.is_success() {
-        identity_of(|n| {
-            reply
-                .headers
-                .get(n)
-                .map(|v| v.to_str().unwrap().to_owned())
-        })
+        identity_of(|n| reply.headers.get(n).map(|v| v.to_str().unwrap().to_owned()))
     } else {
         Vec::new()
     };
@@ -339,8 +336,16 @@ pub fn cases() -> Vec<Case> {
         ),
         case("GET", "/work/works/NW001?swaCode=7001", Some(contractor())),
         case("GET", "/work/works/NW001?SwaCode=7001", Some(contractor())),
-        case("GET", "/work/works/NW001?swaCode=7001&swacode=7002", Some(contractor())),
-        case("GET", "/work/works/NW001?swa%43ode=7002", Some(contractor())),
+        case(
+            "GET",
+            "/work/works/NW001?swaCode=7001&swacode=7002",
+            Some(contractor()),
+        ),
+        case(
+            "GET",
+            "/work/works/NW001?swa%43ode=7002",
+            Some(contractor()),
+        ),
         case("GET", "/work/works/SG001?swaCode=7002", Some(contractor())),
         case("GET", "/work/works/%2e%2e/NW001", a()),
         case("GET", "/work/works/NW%2501", a()),
@@ -590,7 +595,10 @@ fn check_config_is_validated_with_locations() {
         "check.trusted_proxies[0]",
         "apis[0].routes[0].unfiltered_in_check_mode",
     ] {
-        assert!(problems.contains(expected), "{expected} missing in {problems}");
+        assert!(
+            problems.contains(expected),
+            "{expected} missing in {problems}"
+        );
     }
 }
 
@@ -618,7 +626,11 @@ fn nginx_binary() -> Option<std::path::PathBuf> {
         .find(|p| p.is_file())
 }
 
-async fn start_nginx(binary: &std::path::Path, check: std::net::SocketAddr, upstream: &str) -> Nginx {
+async fn start_nginx(
+    binary: &std::path::Path,
+    check: std::net::SocketAddr,
+    upstream: &str,
+) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -631,7 +643,10 @@ async fn start_nginx(binary: &std::path::Path, check: std::net::SocketAddr, upst
     )
     .unwrap()
     .replace("server 127.0.0.1:9090;", &format!("server {check};"))
-    .replace("server 127.0.0.1:8000;", &format!("server {};", upstream.trim_start_matches("http://")))
+    .replace(
+        "server 127.0.0.1:8000;",
+        &format!("server {};", upstream.trim_start_matches("http://")),
+    )
     .replace("listen 127.0.0.1:8080;", &format!("listen {addr};"));
     let d = dir.path().display();
     let conf = format!(
@@ -679,7 +694,12 @@ async fn nginx_auth_request_gets_the_decisions_of_proxy_mode() {
         return;
     };
     let (w, _grants) = check_world("127.0.0.1/32").await;
-    let nginx = start_nginx(&binary, w.gw.check.as_ref().unwrap().addr, &w.upstream.url()).await;
+    let nginx = start_nginx(
+        &binary,
+        w.gw.check.as_ref().unwrap().addr,
+        &w.upstream.url(),
+    )
+    .await;
     for c in cases() {
         let proxy = via_proxy(&w, &c).await;
         let before = w.upstream.count();
@@ -699,8 +719,7 @@ async fn nginx_auth_request_gets_the_decisions_of_proxy_mode() {
                 assert_eq!(reply.status, 200, "{what}");
                 assert_eq!(seen.len(), before + 1, "{what}");
                 let h = &seen[before].headers;
-                let identity =
-                    identity_of(|n| h.get(n).map(|v| v.to_str().unwrap().to_owned()));
+                let identity = identity_of(|n| h.get(n).map(|v| v.to_str().unwrap().to_owned()));
                 assert_eq!(identity, proxy.identity, "{what}");
                 assert!(h.contains_key("x-streetgate-decision-id"));
                 assert!(!h.contains_key("x-forwarded-host"), "{what}");
@@ -713,7 +732,11 @@ async fn nginx_auth_request_gets_the_decisions_of_proxy_mode() {
             }
             _ => {
                 // nginx turns any other auth status into a 500 (or refuses the request itself).
-                assert!(matches!(reply.status.as_u16(), 400 | 500), "{what}: {}", reply.status);
+                assert!(
+                    matches!(reply.status.as_u16(), 400 | 500),
+                    "{what}: {}",
+                    reply.status
+                );
                 assert_eq!(seen.len(), before, "{what}");
             }
         }

@@ -65,7 +65,11 @@ async fn the_decision_log_cross_references_the_trace() {
     let w = World::start(ROUTES, &extra).await;
     let t = token(&claims("user-a", "7001", &["Planner"]));
     let traceparent = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
-    let reply = send(w.gw.addr, request("/work/works/SG001", &t, Some(&traceparent))).await;
+    let reply = send(
+        w.gw.addr,
+        request("/work/works/SG001", &t, Some(&traceparent)),
+    )
+    .await;
     assert_eq!(reply.status, 403);
     let decision_id = reply.headers["x-streetgate-decision-id"].to_str().unwrap();
     let logged = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();

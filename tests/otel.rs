@@ -151,7 +151,11 @@ async fn spans_reach_the_collector_and_the_trace_continues_upstream() {
     // Allowed, in the caller's trace.
     let allowed = send(
         w.gw.addr,
-        request("/work/works/NW001?swaCode=7001", &contractor, Some(&traceparent)),
+        request(
+            "/work/works/NW001?swaCode=7001",
+            &contractor,
+            Some(&traceparent),
+        ),
     )
     .await;
     assert_eq!(allowed.status, 200);
@@ -170,13 +174,20 @@ async fn spans_reach_the_collector_and_the_trace_continues_upstream() {
     let check = w.gw.check.as_ref().unwrap().addr;
     let checked = send(
         check,
-        request("/envoy/work/works/NW001", &token(&claims("user-a", "7001", &["Planner"])), Some(&traceparent)),
+        request(
+            "/envoy/work/works/NW001",
+            &token(&claims("user-a", "7001", &["Planner"])),
+            Some(&traceparent),
+        ),
     )
     .await;
     assert_eq!(checked.status, 200);
 
     assert!(
-        wait_until(Duration::from_secs(5), || async { collector.spans().len() >= 3 }).await,
+        wait_until(Duration::from_secs(5), || async {
+            collector.spans().len() >= 3
+        })
+        .await,
         "spans not exported: {:?}",
         collector.spans()
     );
@@ -187,19 +198,34 @@ async fn spans_reach_the_collector_and_the_trace_continues_upstream() {
             .find(|s| attr(s, "streetgate.decision_id").as_deref() == Some(id))
             .unwrap_or_else(|| panic!("no span for decision {id}"))
     };
-    let id = |r: &Reply| r.headers["x-streetgate-decision-id"].to_str().unwrap().to_owned();
+    let id = |r: &Reply| {
+        r.headers["x-streetgate-decision-id"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
 
     let a = by_id(&id(&allowed));
     assert_eq!(hex(&a.trace_id), CALLER_TRACE);
     assert_eq!(hex(&a.parent_span_id), CALLER_SPAN);
-    assert_eq!(hex(&a.span_id), parts[2], "the span exported is the one propagated");
+    assert_eq!(
+        hex(&a.span_id),
+        parts[2],
+        "the span exported is the one propagated"
+    );
     assert_eq!(a.trace_state, "vendor=abc");
     assert_eq!(a.kind, 2, "server span");
     assert!(a.end_time_unix_nano >= a.start_time_unix_nano && a.start_time_unix_nano > 0);
     assert_eq!(attr(a, "streetgate.route").as_deref(), Some("GetWork"));
     assert_eq!(attr(a, "streetgate.decision").as_deref(), Some("allow"));
-    assert_eq!(attr(a, "streetgate.reason").as_deref(), Some("workstream_read"));
-    assert_eq!(attr(a, "streetgate.acting_organisation").as_deref(), Some("7001"));
+    assert_eq!(
+        attr(a, "streetgate.reason").as_deref(),
+        Some("workstream_read")
+    );
+    assert_eq!(
+        attr(a, "streetgate.acting_organisation").as_deref(),
+        Some("7001")
+    );
     assert_eq!(attr(a, "streetgate.snapshot_version").as_deref(), Some("1"));
     assert_eq!(attr(a, "streetgate.mode").as_deref(), Some("proxy"));
     assert_eq!(attr(a, "http.response.status_code").as_deref(), Some("200"));
@@ -209,16 +235,27 @@ async fn spans_reach_the_collector_and_the_trace_continues_upstream() {
     assert_ne!(d.trace_id, vec![0; 16]);
     assert!(d.parent_span_id.is_empty(), "a new trace has no parent");
     assert_eq!(attr(d, "streetgate.decision").as_deref(), Some("deny"));
-    assert_eq!(attr(d, "streetgate.reason").as_deref(), Some("workstream_no_access"));
+    assert_eq!(
+        attr(d, "streetgate.reason").as_deref(),
+        Some("workstream_no_access")
+    );
 
     let c = by_id(&id(&checked));
     assert_eq!(attr(c, "streetgate.mode").as_deref(), Some("check"));
     assert_eq!(hex(&c.trace_id), CALLER_TRACE);
-    assert_eq!(attr(c, "streetgate.reason").as_deref(), Some("workstream_read"));
+    assert_eq!(
+        attr(c, "streetgate.reason").as_deref(),
+        Some("workstream_read")
+    );
 
     // Never the token (nor any part of it), nor the user.
     let raw = collector.raw();
-    for secret in [contractor.as_str(), contractor.split('.').nth(2).unwrap(), "dig-1", "Bearer"] {
+    for secret in [
+        contractor.as_str(),
+        contractor.split('.').nth(2).unwrap(),
+        "dig-1",
+        "Bearer",
+    ] {
         assert!(
             !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "{secret} exported"
@@ -239,14 +276,21 @@ async fn a_failing_collector_drops_and_counts_spans_and_requests_do_not_wait() {
     }
     let counted = wait_until(Duration::from_secs(5), || async {
         let scrape = metrics(&w.gw).await;
-        sample(&scrape, r#"streetgate_otel_spans_dropped_total{reason="export_failed"}"#)
-            + sample(&scrape, r#"streetgate_otel_spans_dropped_total{reason="queue_full"}"#)
-            >= 6.0
+        sample(
+            &scrape,
+            r#"streetgate_otel_spans_dropped_total{reason="export_failed"}"#,
+        ) + sample(
+            &scrape,
+            r#"streetgate_otel_spans_dropped_total{reason="queue_full"}"#,
+        ) >= 6.0
     })
     .await;
     assert!(counted, "{}", metrics(&w.gw).await);
     assert_eq!(
-        sample(&metrics(&w.gw).await, "streetgate_otel_spans_exported_total"),
+        sample(
+            &metrics(&w.gw).await,
+            "streetgate_otel_spans_exported_total"
+        ),
         0.0
     );
 }
@@ -262,7 +306,14 @@ fn otel_config_is_validated_with_locations() {
     let problems = streetgate::config::Config::from_yaml(&yaml)
         .unwrap_err()
         .to_string();
-    for expected in ["otel.endpoint", "otel.max_batch_spans", "otel.flush_interval"] {
-        assert!(problems.contains(expected), "{expected} missing in {problems}");
+    for expected in [
+        "otel.endpoint",
+        "otel.max_batch_spans",
+        "otel.flush_interval",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "{expected} missing in {problems}"
+        );
     }
 }

@@ -40,7 +40,10 @@ pub fn validate(raw: &RawConfig, problems: &mut Problems) {
         ("listen.addr", Some(raw.listen.addr)),
         ("admin.addr", Some(raw.admin.addr)),
     ];
-    for (at, addr) in [("check.addr", Some(check.addr)), ("check.grpc_addr", check.grpc_addr)] {
+    for (at, addr) in [
+        ("check.addr", Some(check.addr)),
+        ("check.grpc_addr", check.grpc_addr),
+    ] {
         let Some(addr) = addr else { continue };
         for (other, used) in taken {
             if used == Some(addr) && addr.port() != 0 {

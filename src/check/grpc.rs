@@ -27,7 +27,11 @@ const INVALID_ARGUMENT: i32 = 3;
 const UNAVAILABLE: i32 = 14;
 
 /// Serves the Authorization service on `listener` until `shutdown` flips.
-pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let served = tonic::transport::Server::builder()
         .add_service(AuthorizationServer::new(Check(gateway)))
@@ -68,7 +72,8 @@ fn original(
 ) -> Result<proxy::CheckRequest, (http::Method, Reason)> {
     let method = http::Method::from_bytes(http.method.as_bytes())
         .map_err(|_| (http::Method::GET, Reason::BadTarget))?;
-    let uri = http::Uri::try_from(http.path.as_str()).map_err(|_| (method.clone(), Reason::BadTarget))?;
+    let uri =
+        http::Uri::try_from(http.path.as_str()).map_err(|_| (method.clone(), Reason::BadTarget))?;
     let mut headers = HeaderMap::new();
     // `header_map` (with `encode_raw_headers`) keeps repeated headers apart; the older `headers`
     // map joins them with commas.
@@ -77,11 +82,19 @@ fn original(
             .headers
             .into_iter()
             .map(|h| {
-                let value = if h.raw_value.is_empty() { h.value.into_bytes() } else { h.raw_value };
+                let value = if h.raw_value.is_empty() {
+                    h.value.into_bytes()
+                } else {
+                    h.raw_value
+                };
                 (h.key, value)
             })
             .collect(),
-        None => http.headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect(),
+        None => http
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k, v.into_bytes()))
+            .collect(),
     };
     for (name, value) in pairs {
         if name.starts_with(':') {
@@ -150,7 +163,11 @@ async fn respond(answer: CheckAnswer) -> CheckResponse {
         }
         CheckAnswer::Deny(response) => {
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+            let body = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
             let headers = parts
                 .headers
                 .iter()

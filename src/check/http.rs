@@ -45,7 +45,11 @@ impl Handler for CheckHttp {
     }
 }
 
-async fn answer(gateway: &Gateway, conn: ConnInfo, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn answer(
+    gateway: &Gateway,
+    conn: ConnInfo,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path();
     if path == FORWARD_AUTH_PATH {
@@ -94,10 +98,17 @@ async fn answer(gateway: &Gateway, conn: ConnInfo, request: Request<Incoming>) -
     let (max_body, timeout) = {
         let runtime = gateway.runtime.load();
         let l = &runtime.config.listen;
-        (usize::try_from(l.max_body_bytes).unwrap_or(usize::MAX), l.body_read_timeout)
+        (
+            usize::try_from(l.max_body_bytes).unwrap_or(usize::MAX),
+            l.body_read_timeout,
+        )
     };
     let (body, mut cut) = read_body(body, max_body, timeout).await;
-    if parts.headers.get(&PARTIAL_BODY).is_some_and(|v| v == "true") {
+    if parts
+        .headers
+        .get(&PARTIAL_BODY)
+        .is_some_and(|v| v == "true")
+    {
         cut = Some(Reason::BodyTooLarge);
     }
     respond(gateway.check(CheckRequest { parts, body, cut }).await)

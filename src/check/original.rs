@@ -38,7 +38,11 @@ pub fn reported(headers: &HeaderMap) -> Result<(Method, Uri), Reason> {
         if url.scheme().is_none() {
             return Err(Reason::BadTarget);
         }
-        from_urls.push(url.path_and_query().map_or("/", |pq| pq.as_str()).as_bytes());
+        from_urls.push(
+            url.path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .as_bytes(),
+        );
     }
     targets.extend(from_urls);
     let target = one(&targets)?;
@@ -83,11 +87,20 @@ mod tests {
     fn nginx_traefik_and_ingress_nginx_spellings_are_read() {
         for pairs in [
             [("x-original-uri", "/w/1?a=b"), ("x-original-method", "PUT")],
-            [("x-forwarded-uri", "/w/1?a=b"), ("x-forwarded-method", "PUT")],
-            [("x-original-url", "https://h.test/w/1?a=b"), ("x-original-method", "PUT")],
+            [
+                ("x-forwarded-uri", "/w/1?a=b"),
+                ("x-forwarded-method", "PUT"),
+            ],
+            [
+                ("x-original-url", "https://h.test/w/1?a=b"),
+                ("x-original-method", "PUT"),
+            ],
         ] {
             let (m, u) = reported(&headers(&pairs)).unwrap();
-            assert_eq!((m.as_str(), u.path(), u.query()), ("PUT", "/w/1", Some("a=b")));
+            assert_eq!(
+                (m.as_str(), u.path(), u.query()),
+                ("PUT", "/w/1", Some("a=b"))
+            );
         }
     }
 
@@ -96,15 +109,38 @@ mod tests {
         let cases: [&[(&str, &str)]; 8] = [
             &[("x-original-method", "GET")],
             &[("x-original-uri", "/a")],
-            &[("x-original-uri", "/a"), ("x-forwarded-uri", "/b"), ("x-original-method", "GET")],
-            &[("x-original-uri", "/a"), ("x-original-uri", "/b"), ("x-original-method", "GET")],
-            &[("x-original-uri", "/a"), ("x-original-method", "GET"), ("x-forwarded-method", "POST")],
-            &[("x-original-uri", "/a"), ("x-original-url", "http://h/b"), ("x-original-method", "GET")],
-            &[("x-original-uri", "http://h/a"), ("x-original-method", "GET")],
+            &[
+                ("x-original-uri", "/a"),
+                ("x-forwarded-uri", "/b"),
+                ("x-original-method", "GET"),
+            ],
+            &[
+                ("x-original-uri", "/a"),
+                ("x-original-uri", "/b"),
+                ("x-original-method", "GET"),
+            ],
+            &[
+                ("x-original-uri", "/a"),
+                ("x-original-method", "GET"),
+                ("x-forwarded-method", "POST"),
+            ],
+            &[
+                ("x-original-uri", "/a"),
+                ("x-original-url", "http://h/b"),
+                ("x-original-method", "GET"),
+            ],
+            &[
+                ("x-original-uri", "http://h/a"),
+                ("x-original-method", "GET"),
+            ],
             &[("x-original-uri", "/a"), ("x-original-method", "G(T")],
         ];
         for pairs in cases {
-            assert_eq!(reported(&headers(pairs)), Err(Reason::BadTarget), "{pairs:?}");
+            assert_eq!(
+                reported(&headers(pairs)),
+                Err(Reason::BadTarget),
+                "{pairs:?}"
+            );
         }
     }
 }

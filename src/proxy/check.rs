@@ -5,14 +5,14 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use http::Response;
 use http::header::{HeaderName, HeaderValue};
 use http::request::Parts;
-use http::Response;
 use http_body_util::Full;
 
+use super::Gateway;
 use super::decide::{BodySource, Decided, Mode};
 use super::ids::{self, InFlight};
-use super::Gateway;
 use crate::forward::headers;
 use crate::reason::Reason;
 use crate::telemetry::decision_log::{self, DecisionRecord};

@@ -182,7 +182,9 @@ impl Gateway {
 
     /// A span for the request when tracing is on.
     fn begin_span(&self, headers: &http::HeaderMap, mode: &'static str) -> Option<Box<Span>> {
-        self.tracer.get().map(|_| Box::new(Span::begin(headers, mode)))
+        self.tracer
+            .get()
+            .map(|_| Box::new(Span::begin(headers, mode)))
     }
 
     fn end_span(&self, log: &mut DecisionRecord) {

@@ -71,7 +71,10 @@ pub fn validate(otel: Option<&RawOtel>, problems: &mut Problems) {
         problems.push("otel.max_batch_spans", "must be at least 1");
     }
     if o.max_queue_spans < o.max_batch_spans.max(1) {
-        problems.push("otel.max_queue_spans", "must be at least otel.max_batch_spans");
+        problems.push(
+            "otel.max_queue_spans",
+            "must be at least otel.max_batch_spans",
+        );
     }
     if o.flush_interval.is_zero() {
         problems.push("otel.flush_interval", "must be above zero");

@@ -90,7 +90,10 @@ fn parent(headers: &HeaderMap) -> Option<([u8; 16], [u8; 8], u8)> {
     }
     let version = unhex::<1>(&value[0..2])?[0];
     // Version ff is invalid; version 00 has exactly 55 characters; later ones may add fields.
-    if version == 0xff || (version == 0 && b.len() != 55) || (version != 0 && b.len() > 55 && b[55] != b'-') {
+    if version == 0xff
+        || (version == 0 && b.len() != 55)
+        || (version != 0 && b.len() > 55 && b[55] != b'-')
+    {
         return None;
     }
     let trace_id = unhex::<16>(&value[3..35])?;
@@ -181,7 +184,10 @@ mod tests {
     fn a_valid_parent_is_continued_with_a_new_span() {
         let ctx = TraceContext::continue_or_start(&with(&[VALID], &["a=1", "b=2"]));
         assert_eq!(ctx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(ctx.parent_span_id, Some(*b"\x00\xf0\x67\xaa\x0b\xa9\x02\xb7"));
+        assert_eq!(
+            ctx.parent_span_id,
+            Some(*b"\x00\xf0\x67\xaa\x0b\xa9\x02\xb7")
+        );
         assert_ne!(ctx.span_id, ctx.parent_span_id.unwrap());
         let mut out = HeaderMap::new();
         ctx.inject(&mut out);
@@ -214,6 +220,10 @@ mod tests {
         assert_eq!(ctx.parent_span_id, None);
         // A later version's first fields are read.
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what";
-        assert!(TraceContext::continue_or_start(&with(&[later], &[])).parent_span_id.is_some());
+        assert!(
+            TraceContext::continue_or_start(&with(&[later], &[]))
+                .parent_span_id
+                .is_some()
+        );
     }
 }

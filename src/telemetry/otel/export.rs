@@ -165,7 +165,11 @@ fn span(f: Finished) -> Span {
     Span {
         trace_id: f.context.trace_id.to_vec(),
         span_id: f.context.span_id.to_vec(),
-        parent_span_id: f.context.parent_span_id.map(|p| p.to_vec()).unwrap_or_default(),
+        parent_span_id: f
+            .context
+            .parent_span_id
+            .map(|p| p.to_vec())
+            .unwrap_or_default(),
         trace_state: f
             .context
             .tracestate

@@ -94,7 +94,12 @@ impl Tracer {
         let (queue, rx) = mpsc::channel(config.max_queue_spans);
         let dropped_full = dropped.with_label_values(&["queue_full"]);
         let failed = dropped.with_label_values(&["export_failed"]);
-        tokio::spawn(export::run(rx, config.clone(), export::Counters { exported, failed }, stop));
+        tokio::spawn(export::run(
+            rx,
+            config.clone(),
+            export::Counters { exported, failed },
+            stop,
+        ));
         Tracer {
             queue,
             dropped_full,
