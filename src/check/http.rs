@@ -69,6 +69,7 @@ async fn answer(
             Err(reason) => return gateway.check_refused(&parts.method, reason),
         };
         parts.method = method;
+        keep_host(&mut parts);
         parts.uri = uri;
         parts.version = http::Version::HTTP_11;
         // The subrequest's own framing describes no body of the original request.
@@ -94,7 +95,9 @@ async fn answer(
     let Ok(uri) = Uri::try_from(target) else {
         return gateway.check_refused(&parts.method, Reason::BadTarget);
     };
+    keep_host(&mut parts);
     parts.uri = uri;
+    parts.version = http::Version::HTTP_11;
     let (max_body, timeout) = {
         let runtime = gateway.runtime.load();
         let l = &runtime.config.listen;
@@ -112,6 +115,17 @@ async fn answer(
         cut = Some(Reason::BodyTooLarge);
     }
     respond(gateway.check(CheckRequest { parts, body, cut }).await)
+}
+
+/// An HTTP/2 check request names its host in `:authority`; the reported request is decided as
+/// HTTP/1.1 with that host.
+fn keep_host(parts: &mut http::request::Parts) {
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(http::header::HOST, host);
+    }
 }
 
 /// The body Envoy sent along (`with_request_body`), bounded like proxy mode's.

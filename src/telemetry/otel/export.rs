@@ -124,7 +124,7 @@ pub(super) fn encode(service_name: &str, spans: impl Iterator<Item = Finished>) 
                     version: env!("CARGO_PKG_VERSION").into(),
                     ..Default::default()
                 }),
-                spans: spans.map(span).collect(),
+                spans: spans.map(|f| span(&f)).collect(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -133,7 +133,7 @@ pub(super) fn encode(service_name: &str, spans: impl Iterator<Item = Finished>) 
     request.encode_to_vec()
 }
 
-fn span(f: Finished) -> Span {
+fn span(f: &Finished) -> Span {
     let route = f.route.as_deref().unwrap_or("_unmatched");
     let mut attributes = vec![
         text("streetgate.mode", f.mode),
