@@ -104,6 +104,7 @@ expect_fail() {
 expect_fail "must differ" --set port=8080 --set api.port=8080
 expect_fail "tls.secretName" --set tls.enabled=true
 expect_fail "mode" --set mode=sidecar
+expect_fail "must all differ" --set mode=ext-authz --set check.port=9901
 expect_fail "additional properties 'autoscalling'" --set autoscalling.enabled=true
 expect_fail "/replicaCount" --set replicaCount=two
 expect_fail "/publisher/retain" --set publisher.enabled=true --set publisher.retain=1
@@ -112,6 +113,7 @@ log "validate manifests (Kubernetes schemas, references, config keys, metric nam
 "${VALIDATE[@]}" --extra "$CHART/files/alerts.yaml" --extra "$CHART/files/dashboard.json" \
     "$OUT/default.yaml" "$OUT/default-alerts.yaml" "$OUT/sidecar-only-values.yaml" "$OUT/example-own-deployment.yaml"
 "${VALIDATE[@]}" --alert-label team=street-works "$OUT/full-values.yaml"
+"${VALIDATE[@]}" "$OUT/ext-authz-values.yaml"
 "${VALIDATE[@]}" --existing-configmap my-streetgate-config "$OUT/existing-configmap-values.yaml"
 
 # The config each values file renders must be one streetgate itself accepts. The TLS files
@@ -119,7 +121,7 @@ log "validate manifests (Kubernetes schemas, references, config keys, metric nam
 STREETGATE="${STREETGATE_BIN:-$ROOT/target/debug/streetgate}"
 if [[ -x "$STREETGATE" ]]; then
     log "streetgate check-config on the rendered configs"
-    for rendered in "$OUT/default.yaml" "$OUT/full-values.yaml" "$OUT/sidecar-only-values.yaml" "$OUT/example-own-deployment.yaml"; do
+    for rendered in "$OUT/default.yaml" "$OUT/full-values.yaml" "$OUT/sidecar-only-values.yaml" "$OUT/ext-authz-values.yaml" "$OUT/example-own-deployment.yaml"; do
         python3 - "$rendered" "$OUT/streetgate.yaml" <<'PY'
 import sys, yaml
 for doc in yaml.safe_load_all(open(sys.argv[1])):

@@ -23,6 +23,7 @@ use crate::proxy::{Gateway, Runtime};
 use crate::ratelimit;
 use crate::reload::{self, ReloadError, Reloader};
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otel::Tracer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -52,6 +53,8 @@ pub struct Running {
     pub gateway: Arc<Gateway>,
     /// Reloads the config file the sidecar was started from (SIGHUP, `watch: true`, tests).
     pub reloader: Arc<Reloader>,
+    /// The decision API listeners (`check`), when configured.
+    pub check: Option<crate::check::Listening>,
     shutdown: watch::Sender<bool>,
     /// The admin listener outlives the drain, so `/readyz` can answer 503 during it.
     admin_shutdown: watch::Sender<bool>,
@@ -121,6 +124,17 @@ pub async fn start_with_clock(
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
     spawn_evict(gateway.clone(), shutdown_rx.clone());
     let (admin_shutdown, admin_shutdown_rx) = watch::channel(false);
+    // Spans are exported until the drain is over (the admin listener's stop).
+    if let Some(otel) = &gateway.runtime.load().config.otel {
+        let tracer = Tracer::start(otel, &gateway.metrics, admin_shutdown_rx.clone());
+        let _ = gateway.tracer.set(tracer);
+    }
+    let check = match gateway.runtime.load().config.check.clone() {
+        Some(c) => {
+            Some(crate::check::start(&c, &gateway, limits, shutdown_rx.clone(), drain).await?)
+        }
+        None => None,
+    };
     if let Some((shared, senders)) = main_listener.shared {
         tracing::warn!("SO_REUSEPORT unavailable: one listener hands connections to the workers");
         workers::spawn_handoff(shared, senders, shutdown_rx.clone())
@@ -163,6 +177,7 @@ pub async fn start_with_clock(
         workers: worker_count,
         gateway,
         reloader,
+        check,
         shutdown,
         admin_shutdown,
         main,
@@ -205,6 +220,9 @@ impl Running {
         let _ = self.shutdown.send(true);
         for worker in self.main {
             worker.join().await;
+        }
+        if let Some(check) = self.check {
+            check.stopped().await;
         }
         let _ = self.admin_shutdown.send(true);
         let _ = self.admin.await;

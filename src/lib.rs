@@ -15,6 +15,7 @@ pub mod authz;
 pub mod body;
 pub mod cli;
 pub mod clock;
+pub mod check;
 pub mod config;
 pub mod contracts;
 pub mod error;

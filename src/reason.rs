@@ -123,6 +123,12 @@ reasons! {
     /// Contracts model: the user type being assigned is more privileged than the caller's,
     /// or outside what the caller's type may assign.
     UserTypeNotAssignable => ("user_type_not_assignable", StatusCode::FORBIDDEN),
+    /// Check mode: the route has a response policy, which only proxy mode can apply.
+    FilterRequiresProxy => ("filter_requires_proxy", StatusCode::FORBIDDEN),
+    /// Check mode: the rule reads the request body, which forward-auth never sends.
+    BodyRequiresProxy => ("body_requires_proxy", StatusCode::FORBIDDEN),
+    /// Check mode: a forward-auth request from a peer outside `check.trusted_proxies`.
+    CheckPeerUntrusted => ("check_peer_untrusted", StatusCode::FORBIDDEN),
 
     // --- 404 ---
     RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),

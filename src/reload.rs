@@ -216,6 +216,8 @@ pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     for (section, same) in [
         ("auth", old.auth == new.auth),
         ("grants", old.grants == new.grants),
+        ("check", old.check == new.check),
+        ("otel", old.otel == new.otel),
     ] {
         if !same {
             refuse(&mut problems, section, "section changed");

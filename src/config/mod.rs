@@ -32,6 +32,8 @@ pub struct Config {
     pub rate_limit: Option<RawRateLimit>,
     pub shutdown: RawShutdown,
     pub runtime: RawRuntime,
+    pub check: Option<crate::check::RawCheck>,
+    pub otel: Option<crate::telemetry::otel::RawOtel>,
     pub watch: bool,
     pub apis: Vec<Api>,
     pub router: Router,

@@ -37,6 +37,12 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
     #[serde(default)]
     pub runtime: RawRuntime,
+    /// The decision API (ext_authz / forward-auth); off when absent.
+    #[serde(default)]
+    pub check: Option<crate::check::RawCheck>,
+    /// OpenTelemetry traces (OTLP/HTTP); off when absent.
+    #[serde(default)]
+    pub otel: Option<crate::telemetry::otel::RawOtel>,
     /// Watch the config file and reload on change (SIGHUP always reloads).
     #[serde(default)]
     pub watch: bool,
@@ -360,6 +366,10 @@ pub struct RawRoute {
     pub response: Option<RawResponsePolicy>,
     #[serde(default)]
     pub shadow: bool,
+    /// Check mode (ext_authz, forward-auth) may allow this response-policy route although it
+    /// cannot filter the response; without it the route answers `filter_requires_proxy` there.
+    #[serde(default)]
+    pub unfiltered_in_check_mode: bool,
     /// Body fields (JSON pointers) that must name the acting organisation.
     #[serde(default)]
     pub body_organisation: Vec<String>,

@@ -28,6 +28,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     if let Some(g) = &raw.grants {
         check_guard(g, &mut problems);
     }
+    crate::check::validate(&raw, &mut problems);
+    crate::telemetry::otel::validate(raw.otel.as_ref(), &mut problems);
 
     let mut apis = Vec::with_capacity(raw.apis.len());
     let mut router = Router::default();
@@ -90,6 +92,8 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         rate_limit: raw.rate_limit,
         shutdown: raw.shutdown,
         runtime: raw.runtime,
+        check: raw.check,
+        otel: raw.otel,
         watch: raw.watch,
         apis,
         router,
@@ -516,6 +520,13 @@ fn compile_route(
         );
     }
 
+    if raw.unfiltered_in_check_mode && raw.response.is_none() {
+        problems.push(
+            format!("{at}.unfiltered_in_check_mode"),
+            "only a route with a `response` policy can be marked unfiltered in check mode",
+        );
+    }
+
     let method = method?;
     if problems.len() != before {
         return None;
@@ -536,6 +547,7 @@ fn compile_route(
         creates_work: raw.creates_work.clone(),
         response,
         shadow: raw.shadow,
+        unfiltered_in_check_mode: raw.unfiltered_in_check_mode,
     };
     Some((format!("{prefix}{template}"), route))
 }

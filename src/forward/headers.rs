@@ -97,7 +97,7 @@ fn fold(name: &HeaderName) -> std::borrow::Cow<'_, str> {
 /// Whether a client header must not reach the upstream: identity (`x-streetgate-*`), the
 /// re-routing family above, and any spelling of `X-Forwarded-For`/`-Proto` other than the
 /// plain one (which `set_forwarded` replaces or extends itself).
-fn is_spoofable(name: &HeaderName) -> bool {
+pub fn is_spoofable(name: &HeaderName) -> bool {
     let folded = fold(name);
     if folded.starts_with(IDENTITY_PREFIX) || REROUTING.contains(&&*folded) {
         return true;

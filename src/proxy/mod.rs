@@ -4,11 +4,14 @@
 //! response in one place (`error::rejection`).
 
 mod body;
+mod check;
+mod decide;
 mod facts;
 mod ids;
 mod query;
 mod respond;
 
+pub use check::{Allowed, CheckAnswer, CheckRequest};
 pub use facts::decide;
 pub use ids::unix_now;
 use ids::{DecisionIds, InFlight};
@@ -36,13 +39,13 @@ use crate::forward::{RequestBody, Upstream, UpstreamBody, headers};
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::grants::store::GrantsStore;
-use crate::normalize;
 use crate::ratelimit::RateLimiter;
 use crate::reason::Reason;
 use crate::route::Route;
 use crate::telemetry::decision_log::{self, DecisionRecord};
 use crate::telemetry::events::RowOutcome;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otel::{Span, Tracer};
 use crate::telemetry::route_metrics::{Applied, RouteMetrics};
 
 /// What the client receives: the upstream's streamed body, or a body we built.
@@ -95,6 +98,8 @@ pub struct Gateway {
     pub clock: Clock,
     /// Records decided requests for the snapshot guard; None without grants.
     pub guard: Option<Arc<crate::guard::Guard>>,
+    /// Set at start when `otel` is configured.
+    pub tracer: std::sync::OnceLock<Tracer>,
 }
 
 /// Facts about the connection a request arrived on.
@@ -123,6 +128,7 @@ impl Gateway {
             draining: AtomicBool::new(false),
             clock: Clock::system(),
             guard: None,
+            tracer: std::sync::OnceLock::new(),
         }
     }
 
@@ -166,9 +172,10 @@ impl Gateway {
         // One load per request: every phase sees the same config version.
         let runtime = self.runtime.load_full();
         let mut log = DecisionRecord::new(self.ids.next(), request.method(), started);
+        log.trace = self.begin_span(request.headers(), "proxy");
         let version = request.version();
         let result = self.phases(&runtime, conn, request, &mut log).await;
-        match result {
+        let response = match result {
             Ok(response) => {
                 log.status = response.status().as_u16();
                 decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
@@ -176,17 +183,7 @@ impl Gateway {
             }
             Err(err) => {
                 let reason = err.reason();
-                if !matches!(err, ProxyError::Rejected(_) | ProxyError::Body(_)) {
-                    tracing::warn!(decision_id = %log.decision_id, error = %err, source = ?std::error::Error::source(&err), "request failed");
-                }
-                if log.reason.is_none() {
-                    // Failed before a decision (checks, routing, authentication).
-                    log.reason = Some(reason);
-                    self.count(log.route.as_deref().unwrap_or(UNMATCHED), reason, false);
-                }
-                log.status = reason.status().as_u16();
-                decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
-                let mut response = error::error_response(&err, &log.decision_id);
+                let mut response = self.reject(&runtime, &mut log, &err);
                 // A stalled body leaves the HTTP/1 stream at an unknown point: close it. On
                 // HTTP/2 only the stream ends (its unread body is reset).
                 if reason == Reason::BodyTimeout && version < http::Version::HTTP_2 {
@@ -197,7 +194,43 @@ impl Gateway {
                 }
                 response.map(Either::Right)
             }
+        };
+        self.end_span(&mut log);
+        response
+    }
+
+    /// A span for the request when tracing is on.
+    fn begin_span(&self, headers: &http::HeaderMap, mode: &'static str) -> Option<Box<Span>> {
+        self.tracer
+            .get()
+            .map(|_| Box::new(Span::begin(headers, mode)))
+    }
+
+    fn end_span(&self, log: &mut DecisionRecord) {
+        if let Some(tracer) = self.tracer.get() {
+            tracer.finish(log);
         }
+    }
+
+    /// Logs, counts and answers a failed request (proxy and check mode alike).
+    fn reject(
+        &self,
+        runtime: &Runtime,
+        log: &mut DecisionRecord,
+        err: &ProxyError,
+    ) -> Response<Full<Bytes>> {
+        let reason = err.reason();
+        if !matches!(err, ProxyError::Rejected(_) | ProxyError::Body(_)) {
+            tracing::warn!(decision_id = %log.decision_id, error = %err, source = ?std::error::Error::source(err), "request failed");
+        }
+        if log.reason.is_none() {
+            // Failed before a decision (checks, routing, authentication).
+            log.reason = Some(reason);
+            self.count(log.route.as_deref().unwrap_or(UNMATCHED), reason, false);
+        }
+        log.status = reason.status().as_u16();
+        decision_log::emit(log, runtime.config.decision_log.allow_sample_rate);
+        error::error_response(err, &log.decision_id)
     }
 
     /// The phases in order. Each returns early with the reason it stopped.
@@ -209,36 +242,28 @@ impl Gateway {
         log: &mut DecisionRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
-
-        // --- limit, check, route --- (a flood of bad requests is limited too)
-        if let Some(limiter) = &runtime.limiter {
-            limiter
-                .check_ip(conn.peer.ip(), self.clock.instant())
-                .map_err(ProxyError::from)?;
-        }
-        let target = normalize::check(&parts.method, &parts.uri, parts.version, &parts.headers)?;
-        let matched = runtime
-            .config
-            .router
-            .lookup(&parts.method, target.path)
-            .ok_or(Reason::RouteNotFound)?;
-        let route = matched.route;
-        log.route = Some(route.id.clone());
-
-        // --- authenticate ---
-        let now = self.clock.unix_secs();
-        let identity = self
-            .authenticate(runtime, route, &parts.headers, now, log)
+        let source = decide::BodySource::Stream {
+            body,
+            budget: &conn.body_budget,
+        };
+        let decide::Decided {
+            route,
+            target,
+            identity,
+            decision,
+            snapshot,
+            read: request_body,
+            unread,
+        } = self
+            .decide_request(
+                runtime,
+                Some(conn.peer.ip()),
+                &parts,
+                source,
+                decide::Mode::Proxy,
+                log,
+            )
             .await?;
-
-        // --- authorize ---
-        let max_body = runtime.config.listen.max_body_bytes;
-        if facts::content_length(&parts.headers).is_some_and(|len| len > max_body) {
-            return Err(Reason::BodyTooLarge.into());
-        }
-        // Fail closed: with grants configured, no protected request is decided without them
-        // (revocation and suspension live in the snapshot).
-        let snapshot = self.snapshot_for(identity.as_deref())?;
         let works = snapshot
             .as_deref()
             .zip(self.grants.as_deref())
@@ -246,48 +271,17 @@ impl Gateway {
                 snapshot,
                 created: store.created(),
             });
-        let shadow = runtime.config.shadow || route.shadow;
-        let needs_body = route.rule.reads_body() || route.creates_work.is_some();
-        if needs_body {
-            // Decide all that can be decided before touching the body: a caller refused here
-            // never gets its body read or buffered.
-            let early = facts::decide_before_body(&matched, identity.as_deref(), works, &target)?;
-            if !early.allowed() && !shadow {
-                self.record(runtime, route, log, &early, shadow);
-                return Err(early.reason.into());
+        let body = match (&request_body, unread) {
+            (Some(read), _) => Either::Right(Full::new(read.bytes.clone())),
+            (None, Some(unread)) => {
+                let max_body = runtime.config.listen.max_body_bytes;
+                let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
+                let stall = runtime.config.listen.body_read_timeout;
+                Either::Left(TimedBody::new(Limited::new(unread, limit), stall))
             }
-        }
-        let (request_body, body) = if needs_body {
-            let bounds = body::Bounds {
-                max_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
-                timeout: runtime.config.listen.body_read_timeout,
-                budget: &conn.body_budget,
-            };
-            let read = body::read(&parts.headers, body, bounds).await?;
-            let forwarded = Either::Right(Full::new(read.bytes.clone()));
-            (Some(read), forwarded)
-        } else {
-            let limit = usize::try_from(max_body).unwrap_or(usize::MAX);
-            let stall = runtime.config.listen.body_read_timeout;
-            (
-                None,
-                Either::Left(TimedBody::new(Limited::new(body, limit), stall)),
-            )
+            (None, None) => Either::Right(Full::new(Bytes::new())),
         };
         let request_json = request_body.as_ref().map(|b| &b.json);
-        let decision = facts::decide_and_sample(
-            &matched,
-            identity.as_ref(),
-            works,
-            &target,
-            request_json,
-            now,
-            self.guard.as_deref(),
-        )?;
-        self.record(runtime, route, log, &decision, shadow);
-        if !decision.allowed() && !shadow {
-            return Err(decision.reason.into());
-        }
 
         // --- forward ---
         let upstream = &runtime.upstreams[route.api];
@@ -306,6 +300,9 @@ impl Gateway {
             &decision_id,
         );
         parts.uri = uri;
+        if let Some(span) = &log.trace {
+            span.context.inject(&mut parts.headers);
+        }
         if route.response.is_some() {
             filter::prepare_request_headers(&mut parts.headers);
         }

@@ -27,6 +27,8 @@ pub struct Route {
     pub creates_work: Option<RawCreatesWork>,
     pub response: Option<ResponsePolicy>,
     pub shadow: bool,
+    /// Check mode answers this response-policy route unfiltered instead of refusing it.
+    pub unfiltered_in_check_mode: bool,
 }
 
 /// A matched route and the path parameters it captured.
@@ -126,6 +128,7 @@ mod tests {
             creates_work: None,
             response: None,
             shadow: false,
+            unfiltered_in_check_mode: false,
         }
     }
 

@@ -56,6 +56,8 @@ pub struct DecisionRecord {
     pub status: u16,
     /// Time spent filtering the response body, when it was filtered.
     pub filter_us: Option<u64>,
+    /// The request's OpenTelemetry span (with `otel` configured); logged as `trace_id`.
+    pub trace: Option<Box<super::otel::Span>>,
 }
 
 impl DecisionRecord {
@@ -73,6 +75,7 @@ impl DecisionRecord {
             shadow: false,
             status: 0,
             filter_us: None,
+            trace: None,
         }
     }
 
@@ -171,6 +174,11 @@ pub fn format_line(out: &mut Vec<u8>, record: &DecisionRecord, reason: Reason, n
     if let Some(filter_us) = record.filter_us {
         out.extend_from_slice(b",\"filter_us\":");
         number(out, filter_us);
+    }
+    // Cross-references the request's trace (with `otel` configured).
+    if let Some(span) = record.trace.as_deref() {
+        out.extend_from_slice(b",\"trace_id\":");
+        string(out, &span.trace_id());
     }
     out.extend_from_slice(b"},\"target\":\"streetgate::decision\"}\n");
 }

@@ -66,8 +66,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* Values that cannot work together fail the render with a message. */}}
 {{- define "streetgate.validate" -}}
-{{- if not (has .Values.mode (list "full" "sidecar-only")) }}
-{{- fail (printf "mode must be full or sidecar-only, not %q" .Values.mode) }}
+{{- if not (has .Values.mode (list "full" "sidecar-only" "ext-authz")) }}
+{{- fail (printf "mode must be full, sidecar-only or ext-authz, not %q" .Values.mode) }}
+{{- end }}
+{{- if eq .Values.mode "ext-authz" }}
+{{- $ports := list (int .Values.port) (int .Values.adminPort) (int .Values.check.port) (int .Values.check.grpcPort) }}
+{{- if ne (len (uniq $ports)) 4 }}
+{{- fail "ext-authz: port, adminPort, check.port and check.grpcPort must all differ" }}
+{{- end }}
 {{- end }}
 {{- if eq (int .Values.port) (int .Values.adminPort) }}
 {{- fail "port and adminPort must differ" }}
@@ -113,6 +119,9 @@ well-formed YAML.
 {{- $apis = append $apis $api }}
 {{- end }}
 {{- $cfg := dict "listen" $listen "admin" (dict "addr" (include "streetgate.addr" (list $v.bindAddress $v.adminPort))) "auth" $auth "shadow" $v.shadow "watch" $v.config.hotReload "shutdown" (dict "drain" (printf "%ds" (int $v.shutdown.drainSeconds))) "apis" $apis }}
+{{- if eq $v.mode "ext-authz" }}
+{{- $_ := set $cfg "check" (dict "addr" (include "streetgate.addr" (list $v.bindAddress $v.check.port)) "grpc_addr" (include "streetgate.addr" (list $v.bindAddress $v.check.grpcPort)) "trusted_proxies" $v.check.trustedProxies) }}
+{{- end }}
 {{- if $v.grants.url }}
 {{- $_ := set $cfg "grants" (dict "source" (dict "url" (dict "url" $v.grants.url "poll_interval" $v.grants.pollInterval "max_backoff" $v.grants.maxBackoff)) "max_age" $v.grants.maxAge "on_stale" $v.grants.onStale) }}
 {{- end }}

@@ -40,6 +40,14 @@ inbound proxy must stop taking requests before the API it forwards to goes away.
     - name: sg-admin
       containerPort: {{ int .Values.adminPort }}
       protocol: TCP
+    {{- if eq .Values.mode "ext-authz" }}
+    - name: sg-check
+      containerPort: {{ int .Values.check.port }}
+      protocol: TCP
+    - name: sg-check-grpc
+      containerPort: {{ int .Values.check.grpcPort }}
+      protocol: TCP
+    {{- end }}
   {{- range $kind := list "startupProbe" "livenessProbe" "readinessProbe" }}
   {{- with index $.Values $kind }}
   {{- $probe := deepCopy . }}
