@@ -672,7 +672,7 @@ async fn start_nginx(
         addr,
         _dir: dir,
     };
-    let up = wait_until(std::time::Duration::from_secs(10), || async {
+    let up = eventually(std::time::Duration::from_secs(10), || async {
         tokio::net::TcpStream::connect(addr).await.is_ok()
     })
     .await;

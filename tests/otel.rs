@@ -7,7 +7,6 @@ mod common;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -184,7 +183,7 @@ async fn spans_reach_the_collector_and_the_trace_continues_upstream() {
     assert_eq!(checked.status, 200);
 
     assert!(
-        wait_until(Duration::from_secs(5), || async {
+        eventually(PATIENCE, || async {
             collector.spans().len() >= 3
         })
         .await,
@@ -274,7 +273,7 @@ async fn a_failing_collector_drops_and_counts_spans_and_requests_do_not_wait() {
         let reply = send(w.gw.addr, request("/work/works/NW001", &t, None)).await;
         assert_eq!(reply.status, 200);
     }
-    let counted = wait_until(Duration::from_secs(5), || async {
+    let counted = eventually(PATIENCE, || async {
         let scrape = metrics(&w.gw).await;
         sample(
             &scrape,
