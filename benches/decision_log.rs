@@ -1,6 +1,12 @@
 //! One decision-log line: formatted by hand into a buffer (what the data path does), side by
 //! side with the same fields through tracing-subscriber's JSON layer (what it did before).
 //! Goal: about 1 µs per line.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 use std::hint::black_box;
 use std::time::{Instant, SystemTime};

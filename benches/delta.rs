@@ -1,6 +1,12 @@
 //! Applying a 1,000-change delta (600 works changed, 200 added, 100 deleted, 100 users'
 //! grants replaced) to a national-scale snapshot: 3M works, 300k users, 10k organisations.
 //! Parse, validation and the copy of the touched shards are all in the figure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 use std::hint::black_box;
 use std::time::Duration;

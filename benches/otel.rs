@@ -2,6 +2,12 @@
 //! trace), writing the context into the upstream request's headers, and finishing the span into
 //! the bounded export queue, while the export task drains it to a loopback OTLP endpoint. The
 //! protobuf encoding and the export run on that task, off the request path.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 use std::hint::black_box;
 use std::time::Instant;

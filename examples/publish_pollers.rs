@@ -8,6 +8,12 @@
 //!
 //! cargo build --release --bin streetgate --example publish_pollers
 //! target/release/examples/publish_pollers --pollers 100 --works 300000 --versions 20
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,12 @@
 //! cargo run --release --example bench_fixture -- snapshot /tmp/g1.json --orgs 10000 --users 300000 --works 3000000
 //! cargo run --release --example scale -- /tmp/g1.json --works 3000000 --users 300000
 //! ```
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 use std::time::Instant;
 

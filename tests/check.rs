@@ -5,6 +5,12 @@
 //! reasons and identity headers. No Envoy binary can be installed here, so the Envoy-HTTP
 //! requests are shaped after Envoy's API reference. nginx is Debian's, running the shipped
 //! examples/nginx/auth_request.conf.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -2,6 +2,12 @@
 //! every row of the seed's user-type table, every party × role default, template overrides,
 //! reads without membership, user-type assignment, and config checks that rules fit the model.
 //! Every rejection also asserts the upstream never saw the request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! The decision log as the binary writes it: every decision, allowed or not, is one JSON line
 //! with the documented fields, handed over from the workers' buffers; lines the output cannot
 //! take are counted. The log output is process-wide, so this file has one test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -1,6 +1,12 @@
 //! The decision log cross-references traces: a traced request's decision log line carries its
 //! `trace_id` beside its `decision_id`. Alone in its binary: the decision log's output is
 //! process-wide.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -24,7 +24,9 @@ async fn every_contracts_demo_step_answers_as_printed() {
 }
 
 async fn check(scenario: streetgate::cli::demo::Scenario) {
-    let demo = streetgate::cli::demo::start_scenario(0, scenario).await.unwrap();
+    let demo = streetgate::cli::demo::start_scenario(0, scenario)
+        .await
+        .unwrap();
     let text = demo.instructions();
     let base = format!("http://{}", demo.running.addr);
     assert!(!demo.steps.is_empty());

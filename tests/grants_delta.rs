@@ -1,6 +1,12 @@
 //! Deltas, long-poll and compression against a real loopback grants server that speaks the
 //! contract in docs/configuration.md: `?since=`, 304/410, `Prefer: wait=N` answered with
 //! `Preference-Applied`, ETags `"N"` and `"A-B"`, gzip and zstd.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! The snapshot guard through the whole sidecar: a grants file the test rewrites, a real
 //! upstream, real tokens, and the admin accept endpoint.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -1,9 +1,14 @@
 //! Third-party integrators (seed 002) over real sockets: the integrator read from `act`,
 //! `azp` or `client_id`, the per-organisation agreements of the snapshot, the forwarded
 //! header, the metric. Every rejection also asserts the upstream never saw the request.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
-
 
 use common::*;
 

@@ -1,6 +1,12 @@
 //! OpenTelemetry through real sockets: a loopback OTLP/HTTP collector receives the exported
 //! spans (protobuf, decoded here), the upstream receives the W3C trace context, and the decision
 //! log carries the trace id beside the decision id.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 
@@ -183,10 +189,7 @@ async fn spans_reach_the_collector_and_the_trace_continues_upstream() {
     assert_eq!(checked.status, 200);
 
     assert!(
-        eventually(PATIENCE, || async {
-            collector.spans().len() >= 3
-        })
-        .await,
+        eventually(PATIENCE, || async { collector.spans().len() >= 3 }).await,
         "spans not exported: {:?}",
         collector.spans()
     );

@@ -1,4 +1,10 @@
 //! `streetgate publish` over real sockets: drops in a real directory, answers over HTTP.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -1,5 +1,11 @@
 //! Thread-per-core serving: `runtime.workers` threads share one port, each with its own
 //! upstream connections; `STREETGATE_WORKERS` overrides the config; drain covers every worker.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cast_possible_truncation,
+    reason = "test, bench and example code: a panic is a failure with its location"
+)]
 
 mod common;
 

@@ -7,7 +7,6 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde::Deserialize;
 
-
 /// Past this many distinct integrators in one snapshot, the rest share the metric label
 /// `other`: labels stay bounded whatever a publisher sends.
 pub const MAX_INTEGRATOR_LABELS: usize = 50;

@@ -249,10 +249,9 @@ impl Loader {
             users: self.users,
             works: self.works,
             known_integrators: Default::default(),
-            contracts: self
-                .contracts
-                .as_ref()
-                .map(|c| std::sync::Arc::new(crate::contracts::snapshot::ContractsSnapshot::build(c))),
+            contracts: self.contracts.as_ref().map(|c| {
+                std::sync::Arc::new(crate::contracts::snapshot::ContractsSnapshot::build(c))
+            }),
         };
         snapshot.index_integrators();
         Ok(Loaded::Full(snapshot))

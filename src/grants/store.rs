@@ -15,9 +15,9 @@ use super::load::{Loaded, load_update};
 use super::overlay::CreatedWorks;
 use super::snapshot::{Snapshot, SnapshotError};
 use crate::clock::Clock;
-use crate::telemetry::events::{SnapshotDelta, SnapshotFetch};
 use crate::config::raw::OnStale;
 use crate::reason::Reason;
+use crate::telemetry::events::{SnapshotDelta, SnapshotFetch};
 use crate::telemetry::metrics::Metrics;
 
 /// No successful fetch yet.
@@ -115,7 +115,6 @@ impl GrantsStore {
         self.admission = Some(admission);
         self
     }
-
 
     /// The same store judging freshness by `clock` (shared with the gateway).
     pub fn with_clock(mut self, clock: Clock) -> GrantsStore {

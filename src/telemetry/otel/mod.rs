@@ -74,6 +74,10 @@ pub struct Tracer {
 
 impl Tracer {
     /// Starts the export task; it drains the queue and exits once `stop` flips.
+    #[allow(
+        clippy::expect_used,
+        reason = "fixed metric definitions: one that fails is a bug that must stop start-up"
+    )]
     pub fn start(config: &RawOtel, metrics: &Metrics, stop: watch::Receiver<bool>) -> Tracer {
         let dropped = IntCounterVec::new(
             Opts::new(
