@@ -502,10 +502,16 @@ async fn a_source_that_ignores_prefer_is_polled_at_the_interval() {
         1 << 20,
     ));
     fed.reaches(1).await;
-    // The first answer after the load comes at once (the loaded snapshot is re-asked about)
-    // only if the sidecar loops: it must instead wait out the 60 s interval.
+    // A new version is followed by one long-poll at once (news answered at once is not a
+    // refusal to hold). That one comes back at once without Preference-Applied: the sidecar
+    // must then wait out the 60 s interval, not loop.
+    assert!(
+        eventually(PATIENCE, || async { server.asked().len() >= 2 }).await,
+        "no long-poll after the new version: {:?}",
+        server.asked()
+    );
     let looped = eventually(Duration::from_millis(500), || async {
-        server.asked().len() > 1
+        server.asked().len() > 2
     })
     .await;
     assert!(

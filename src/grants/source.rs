@@ -140,7 +140,13 @@ async fn poll_url(store: &Arc<GrantsStore>, url: UrlSource, mut shutdown: watch:
                     } else {
                         tag
                     };
-                    Next::Poll { held: held && wait }
+                    // Something new arrived: while long-polling, ask again at once (a source
+                    // that answered at once because it had news has not ignored `Prefer`; one
+                    // that cannot hold will answer the next request at once without
+                    // `Preference-Applied`, and the interval applies from then on).
+                    Next::Poll {
+                        held: (held || applied_new(&applied)) && wait,
+                    }
                 }
                 Outcome::DeltaRefused => {
                     etag = None;
@@ -204,6 +210,11 @@ struct UrlSource {
     max_backoff: Duration,
     long_poll: Option<Duration>,
     max_document_bytes: u64,
+}
+
+/// Whether an applied answer brought a version not in force before.
+fn applied_new(applied: &super::store::Applied) -> bool {
+    applied.changed
 }
 
 /// Validates and builds a file's document (see `run_apply`).

@@ -46,6 +46,8 @@ pub struct GrantsStore {
 pub struct Applied {
     pub version: u64,
     pub delta: bool,
+    /// A version not in force before went into force (false: the same version again).
+    pub changed: bool,
 }
 
 /// Why `apply` left the snapshot in force unchanged.
@@ -179,6 +181,7 @@ impl GrantsStore {
                 return Ok(Applied {
                     version,
                     delta: false,
+                    changed: false,
                 });
             }
             Loaded::Full(snapshot) => (snapshot, false),
@@ -219,7 +222,11 @@ impl GrantsStore {
             return Err(ApplyError::Refused { version, refusal });
         }
         self.put_in_force(&Arc::new(snapshot), now);
-        Ok(Applied { version, delta })
+        Ok(Applied {
+            version,
+            delta,
+            changed: true,
+        })
     }
 
     /// Puts the refused candidate of `version` in force (the operator's accept).
