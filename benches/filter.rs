@@ -17,7 +17,7 @@ use http::StatusCode;
 
 use streetgate::authn::identity::{Role, RoleSet};
 use streetgate::config::raw::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
-use streetgate::filter::{Caller, ResponsePolicy, Visibility, filter_bytes};
+use streetgate::filter::{ResponsePolicy, Viewer, Visibility, filter_bytes};
 use streetgate::grants::codes::{SwaCode, Workstream};
 use streetgate::grants::overlay::Works;
 use streetgate::grants::snapshot::Snapshot;
@@ -125,7 +125,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("filter_10k_rows");
     for (name, policy, visibility, roles, body) in &cases {
-        let caller = Caller {
+        let caller = Viewer {
             visibility,
             works: Some(works),
             roles: *roles,

@@ -23,7 +23,7 @@ use crate::authn::keys::AlgSet;
 use crate::authn::verify::{Keys, Policy};
 use crate::config::Config;
 use crate::config::raw::{RawClaimNames, RawResponsePolicy};
-use crate::filter::{Caller, ResponsePolicy, Visibility, filter_bytes};
+use crate::filter::{ResponsePolicy, Viewer, Visibility, filter_bytes};
 use crate::grants::codes::{SwaCode, Workstream};
 use crate::grants::snapshot::Snapshot;
 use crate::normalize;
@@ -187,7 +187,7 @@ fn visibility() -> Visibility {
 /// Filters `data` for the caller of `visibility()`; None when the filter refuses the body.
 fn filter_for_caller(policy: &ResponsePolicy, data: &[u8]) -> Option<crate::filter::Filtered> {
     let visibility = visibility();
-    let caller = Caller {
+    let caller = Viewer {
         visibility: &visibility,
         works: None,
         roles: RoleSet::EMPTY,

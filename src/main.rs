@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use streetgate::cli::check;
-use streetgate::cli::explain::{self, Caller, ExplainRequest};
+use streetgate::cli::explain::{self, Credentials, ExplainRequest};
 use streetgate::config::{Config, ConfigError};
 use streetgate::telemetry::log_buffer::{FlushGuard, LogBuffer};
 use streetgate::telemetry::metrics::Metrics;
@@ -159,12 +159,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn explain(args: ExplainArgs) -> anyhow::Result<ExitCode> {
     let caller = match (args.token, args.claims) {
-        (Some(token), _) => Caller::Token {
+        (Some(token), _) => Credentials::Token {
             token,
             insecure_decode: args.insecure_decode,
         },
-        (None, Some(claims)) => Caller::Claims(claims),
-        (None, None) => Caller::Anonymous,
+        (None, Some(claims)) => Credentials::Claims(claims),
+        (None, None) => Credentials::Anonymous,
     };
     let request = ExplainRequest {
         config: args.config,

@@ -680,7 +680,7 @@ fn rules_must_fit_the_model() {
 
 #[tokio::test]
 async fn explain_prints_the_contracts_chain() {
-    use streetgate::cli::explain::{Caller, ExplainRequest, explain};
+    use streetgate::cli::explain::{Credentials, ExplainRequest, explain};
     let dir = tempfile::tempdir().unwrap();
     let grants = dir.path().join("grants.json");
     std::fs::write(&grants, snapshot(1, &json!([]))).unwrap();
@@ -693,7 +693,7 @@ async fn explain_prints_the_contracts_chain() {
     let request = |sub: &str, method: &str, path: &str, body: Option<&str>| ExplainRequest {
         config: config.clone(),
         snapshot: Some(grants.display().to_string()),
-        caller: Caller::Claims(format!(r#"{{"sub": "{sub}", "company": "CLIENTCO"}}"#)),
+        caller: Credentials::Claims(format!(r#"{{"sub": "{sub}", "company": "CLIENTCO"}}"#)),
         method: method.into(),
         path: path.into(),
         swa_code: None,

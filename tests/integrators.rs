@@ -263,7 +263,7 @@ async fn integrator_metric_labels_are_bounded_by_the_snapshot() {
 
 #[tokio::test]
 async fn explain_prints_the_integrator_step() {
-    use streetgate::cli::explain::{Caller, ExplainRequest, explain};
+    use streetgate::cli::explain::{Credentials, ExplainRequest, explain};
     let dir = tempfile::tempdir().unwrap();
     let grants = dir.path().join("grants.json");
     std::fs::write(&grants, GRANTS).unwrap();
@@ -287,7 +287,7 @@ async fn explain_prints_the_integrator_step() {
     let request = |integrator: &str, path: &str| ExplainRequest {
         config: config.clone(),
         snapshot: Some(grants.display().to_string()),
-        caller: Caller::Claims(format!(
+        caller: Credentials::Claims(format!(
             r#"{{"sub":"user-a","org":"7001","roles":["Planner"],"act":{{"sub":"{integrator}"}}}}"#
         )),
         method: "GET".into(),

@@ -1,6 +1,6 @@
 //! `streetgate explain`: decide one request offline, from a config, a grants snapshot and a
 //! token or raw claims, and say why. It runs the sidecar's own steps (target check, route
-//! lookup, authentication, `proxy::decide`), so its answer is the sidecar's answer.
+//! lookup, authentication, `proxy::authorize`), so its answer is the sidecar's answer.
 //!
 //! Also `load_snapshot`, shared with `streetgate check-snapshot`.
 
@@ -43,7 +43,7 @@ pub struct ExplainRequest {
     pub config: PathBuf,
     /// A file path or an `http(s)://` URL.
     pub snapshot: Option<String>,
-    pub caller: Caller,
+    pub caller: Credentials,
     pub method: String,
     /// Path with optional query, as the client would send it (`/work/works/X?a=b`).
     pub path: String,
@@ -54,7 +54,7 @@ pub struct ExplainRequest {
 }
 
 #[derive(Debug, Clone)]
-pub enum Caller {
+pub enum Credentials {
     Anonymous,
     /// A JWT; verified with the config's keys unless `insecure_decode`.
     Token {
@@ -276,7 +276,7 @@ pub async fn explain(
         Some(Ok(body)) => Some(body),
         Some(Err(e)) => return Ok(out.deny(e.reason(), "the body is not strict JSON")),
     };
-    let decision = match proxy::decide(
+    let decision = match proxy::authorize(
         &matched,
         identity.as_deref(),
         works,
@@ -315,14 +315,18 @@ fn with_swa_code(path: &str, swa_code: Option<&str>) -> String {
 type Identified = Result<(Arc<Identity>, String), (Reason, String)>;
 
 /// The caller's identity and how it was established, or the 401 reason the sidecar would give.
-async fn identify(config: &Config, caller: &Caller, now: u64) -> Result<Identified, ExplainError> {
+async fn identify(
+    config: &Config,
+    caller: &Credentials,
+    now: u64,
+) -> Result<Identified, ExplainError> {
     let names = &config.auth.claims;
     match caller {
-        Caller::Anonymous => Ok(Err((
+        Credentials::Anonymous => Ok(Err((
             Reason::TokenMissing,
             "no token or claims given".to_owned(),
         ))),
-        Caller::Claims(json) => {
+        Credentials::Claims(json) => {
             let claims: Map<String, Value> = serde_json::from_str(json)
                 .map_err(|e| ExplainError::Usage(format!("--claims is not a JSON object: {e}")))?;
             Ok(
@@ -330,7 +334,7 @@ async fn identify(config: &Config, caller: &Caller, now: u64) -> Result<Identifi
                     .map(|id| (Arc::new(id), "raw claims, not verified".to_owned())),
             )
         }
-        Caller::Token {
+        Credentials::Token {
             token,
             insecure_decode: true,
         } => {
@@ -355,7 +359,7 @@ async fn identify(config: &Config, caller: &Caller, now: u64) -> Result<Identifi
                 }),
             )
         }
-        Caller::Token { token, .. } => verify(config, token, now).await,
+        Credentials::Token { token, .. } => verify(config, token, now).await,
     }
 }
 

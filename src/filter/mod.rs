@@ -34,7 +34,7 @@ pub use crate::authz::Visibility;
 
 /// Who is asking, as far as filtering cares.
 #[derive(Clone, Copy)]
-pub struct Caller<'a> {
+pub struct Viewer<'a> {
     pub visibility: &'a Visibility,
     /// Needed for policies keyed by work reference; without it such rows are all dropped.
     pub works: Option<Works<'a>>,
@@ -137,7 +137,7 @@ where
     // Filter time, not the upstream's: the clock starts once the body is in.
     let started = Instant::now();
     let decoded = body::decode(&parts.headers, collected, policy.max_body_bytes)?;
-    let caller = Caller {
+    let caller = Viewer {
         visibility,
         works,
         roles: caller_roles,
@@ -169,7 +169,7 @@ where
 /// bodies of 204/304 pass untouched; everything else must parse as the configured format.
 pub fn filter_bytes(
     policy: &ResponsePolicy,
-    caller: &Caller<'_>,
+    caller: &Viewer<'_>,
     status: StatusCode,
     body: Bytes,
 ) -> Result<Filtered, FilterError> {

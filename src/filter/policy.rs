@@ -8,7 +8,7 @@ use crate::config::raw::{RawFilter, RawPagination, RawRedact, RawResponsePolicy,
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResponsePolicy {
     pub(super) format: Format,
-    /// Callers holding this role see the redacted fields; `None` when nothing is redacted.
+    /// Viewers holding this role see the redacted fields; `None` when nothing is redacted.
     pub(super) redact_unless: Option<Role>,
     pub max_body_bytes: u64,
 }

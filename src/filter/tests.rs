@@ -76,7 +76,7 @@ fn run(
             },
         );
     }
-    let caller = Caller {
+    let caller = Viewer {
         visibility,
         works: Some(Works {
             snapshot: &snapshot,

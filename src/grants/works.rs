@@ -53,6 +53,7 @@ impl Default for WorkIndex {
 impl WorkIndex {
     /// Indexes `works`, whose references total about `ref_bytes`; a repeated reference keeps
     /// its first entry (validation reports repeats).
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn build<'a>(
         ref_bytes: usize,
         works: impl Iterator<Item = (&'a str, WorkInfo)>,
@@ -66,6 +67,7 @@ impl WorkIndex {
     }
 
     /// An empty index with room for about `works` works of `ref_bytes` in all.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn with_capacity(works: usize, ref_bytes: usize) -> WorkIndex {
         let mut index = WorkIndex::default();
         if works > 0 {
@@ -243,6 +245,7 @@ impl Shard {
         *self = live;
     }
 
+    #[cfg(any(test, feature = "testing"))]
     fn heap_bytes(&self) -> usize {
         self.refs.capacity()
             + self.ends.capacity() * size_of::<u32>()

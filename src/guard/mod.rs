@@ -122,8 +122,8 @@ impl Guard {
     pub fn review(&self, old: &Snapshot, new: &Snapshot) -> Review {
         let mut review = Review::default();
         for s in self.ring.samples() {
-            let before = self.decide(&s, old);
-            let after = self.decide(&s, new);
+            let before = self.replay(&s, old);
+            let after = self.replay(&s, new);
             review.replayed += 1;
             review.allowed += usize::from(before.allowed());
             if before.allowed() == after.allowed() {
@@ -142,7 +142,7 @@ impl Guard {
         review
     }
 
-    fn decide(&self, s: &Sample, snapshot: &Snapshot) -> Decision {
+    fn replay(&self, s: &Sample, snapshot: &Snapshot) -> Decision {
         let works = Works {
             snapshot,
             created: &self.no_created,

@@ -25,8 +25,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::normalize::hex;
 use crate::reason::Reason;
 
-/// What the guard says about one request: `Some(reason)` rejects it.
-pub type Verdict = Option<Reason>;
+/// What the guard says about one request head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// hyper may serve it.
+    Pass,
+    /// Refused with this reason; the connection is closed after the answer.
+    Refuse(Reason),
+}
 
 /// The per-connection verdict queue, shared between the reader and the service.
 #[derive(Debug, Clone, Default)]
@@ -35,7 +41,9 @@ pub struct Verdicts(Arc<Mutex<VecDeque<Verdict>>>);
 impl Verdicts {
     /// The verdict for the next request; none queued means the tracker lost the stream.
     pub fn next(&self) -> Verdict {
-        self.lock().pop_front().unwrap_or(Some(Reason::BadFraming))
+        self.lock()
+            .pop_front()
+            .unwrap_or(Verdict::Refuse(Reason::BadFraming))
     }
 
     fn push(&self, verdict: Verdict) {
@@ -223,7 +231,7 @@ fn judge<'h>(
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             if !http11 {
-                return Ok(Some((None, State::Off)));
+                return Ok(Some((Verdict::Pass, State::Off)));
             }
             te = true;
             chunked = is_chunked(h.value);
@@ -233,15 +241,19 @@ fn judge<'h>(
                 continue;
             }
             let Some(n) = digits(h.value) else {
-                return Ok(Some((None, State::Off)));
+                return Ok(Some((Verdict::Pass, State::Off)));
             };
             if length.is_some_and(|prev| prev != n) {
-                return Ok(Some((None, State::Off)));
+                return Ok(Some((Verdict::Pass, State::Off)));
             }
             length = Some(n);
         }
     }
-    let verdict = (lengths > 1 || (lengths > 0 && te)).then_some(Reason::BadFraming);
+    let verdict = if lengths > 1 || (lengths > 0 && te) {
+        Verdict::Refuse(Reason::BadFraming)
+    } else {
+        Verdict::Pass
+    };
     let body = match (te, chunked, length) {
         (true, true, _) => State::Chunked(Chunk::Start),
         (true, false, _) => State::Off,
@@ -382,7 +394,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FramingIo<I> {
 mod tests {
     use super::*;
 
-    const BAD: Verdict = Some(Reason::BadFraming);
+    const BAD: Verdict = Verdict::Refuse(Reason::BadFraming);
+    const OK: Verdict = Verdict::Pass;
 
     fn tracker() -> Tracker {
         Tracker::new(8192, 100, Verdicts::default())
@@ -416,7 +429,7 @@ mod tests {
     #[test]
     fn plain_get_is_clean() {
         let s = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
-        assert_eq!(run_all_splits(s), (vec![None], State::Head));
+        assert_eq!(run_all_splits(s), (vec![OK], State::Head));
     }
 
     #[test]
@@ -435,7 +448,7 @@ mod tests {
     #[test]
     fn repeated_content_length_is_bad_even_when_identical() {
         let s = b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\n\r\n";
-        assert_eq!(run_all_splits(s), (vec![BAD, None], State::Head));
+        assert_eq!(run_all_splits(s), (vec![BAD, OK], State::Head));
     }
 
     #[test]
@@ -461,10 +474,7 @@ mod tests {
             "POST /a HTTP/1.1\r\nContent-Length: {}\r\n\r\n{fake}GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
             fake.len()
         );
-        assert_eq!(
-            run_all_splits(s.as_bytes()),
-            (vec![None, None], State::Head)
-        );
+        assert_eq!(run_all_splits(s.as_bytes()), (vec![OK, OK], State::Head));
     }
 
     #[test]
@@ -475,7 +485,7 @@ mod tests {
             1a\r\nGET /x HTTP/1.1\r\nCL: 12\r\n\r\r\n\
             0;last\r\nTrailer-One: a\r\nTrailer-Two: b\n c\r\n\r\n\
             GET /b HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nz";
-        assert_eq!(run_all_splits(s), (vec![None, BAD], State::Head));
+        assert_eq!(run_all_splits(s), (vec![OK, BAD], State::Head));
     }
 
     #[test]
@@ -491,7 +501,7 @@ mod tests {
         ] {
             let mut s = b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
             s.extend_from_slice(body);
-            assert_eq!(run_all_splits(&s), (vec![None], State::Off), "{body:?}");
+            assert_eq!(run_all_splits(&s), (vec![OK], State::Off), "{body:?}");
         }
     }
 
@@ -500,14 +510,14 @@ mod tests {
         let s = b"GET /1 HTTP/1.1\r\nHost: x\r\n\r\n\
             POST /2 HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok\
             POST /3 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-        assert_eq!(run_all_splits(s), (vec![None, None, BAD], State::Head));
+        assert_eq!(run_all_splits(s), (vec![OK, OK, BAD], State::Head));
     }
 
     #[test]
     fn pipelined_requests_with_blank_lines_between_and_bare_lf() {
         let s =
             b"\r\nGET /1 HTTP/1.1\r\n\r\n\r\n\nGET /2 HTTP/1.1\nHost: x\n\nGET /3 HTTP/1.0\r\n\r\n";
-        assert_eq!(run_all_splits(s), (vec![None, None, None], State::Head));
+        assert_eq!(run_all_splits(s), (vec![OK, OK, OK], State::Head));
     }
 
     #[test]
@@ -518,7 +528,7 @@ mod tests {
         );
         assert_eq!(
             run(&[b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"]),
-            (vec![None], State::Length(7))
+            (vec![OK], State::Length(7))
         );
     }
 
@@ -596,7 +606,7 @@ mod tests {
         io.shutdown().await.unwrap();
         drop(io);
         assert_eq!(writer.await.unwrap(), b"reply");
-        assert_eq!(verdicts.next(), None);
+        assert_eq!(verdicts.next(), OK);
         assert_eq!(verdicts.next(), BAD);
         assert_eq!(verdicts.next(), BAD, "nothing left: fail closed");
     }

@@ -28,7 +28,7 @@ use crate::proxy::{ConnInfo, Gateway, ProxyBody};
 use crate::reason::Reason;
 
 use self::activity::{ActiveBody, Activity};
-use self::framing::{FramingIo, Verdicts};
+use self::framing::{FramingIo, Verdict, Verdicts};
 use self::workers::Connections;
 
 /// Limits applied to every client connection.
@@ -246,12 +246,14 @@ impl<H: Handler> Conn<'_, H> {
             // Popped here, not in the future: hyper calls the service in request order.
             let verdict = match &verdicts {
                 Some(v) if request.version() < http::Version::HTTP_2 => v.next(),
-                _ => None,
+                _ => Verdict::Pass,
             };
             async move {
                 let response = match verdict {
-                    Some(reason) => refuse_and_close(&*handler, &info, request.method(), reason),
-                    None => handler.handle(info, request).await,
+                    Verdict::Refuse(reason) => {
+                        refuse_and_close(&*handler, &info, request.method(), reason)
+                    }
+                    Verdict::Pass => handler.handle(info, request).await,
                 };
                 Ok::<_, std::convert::Infallible>(response.map(|b| ActiveBody::new(b, busy)))
             }

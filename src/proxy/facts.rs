@@ -17,7 +17,7 @@ use crate::route::RouteMatch;
 
 /// Gathers the request facts the rule names, then runs the pure decision (also used by
 /// `streetgate explain`).
-pub fn decide(
+pub fn authorize(
     matched: &RouteMatch<'_, '_>,
     identity: Option<&Identity>,
     works: Option<Works<'_>>,
@@ -31,7 +31,7 @@ pub fn decide(
     })
 }
 
-/// `decide`, also handing the decision's inputs to the snapshot guard's ring.
+/// `authorize`, also handing the decision's inputs to the snapshot guard's ring.
 pub(super) fn decide_and_sample(
     matched: &RouteMatch<'_, '_>,
     identity: Option<&std::sync::Arc<Identity>>,

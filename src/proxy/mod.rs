@@ -12,7 +12,7 @@ mod query;
 mod respond;
 
 pub use check::{Allowed, CheckAnswer, CheckRequest};
-pub use facts::decide;
+pub use facts::authorize;
 pub use ids::unix_now;
 use ids::{DecisionIds, InFlight};
 
@@ -373,7 +373,7 @@ impl Gateway {
         decision: &crate::authz::Decision,
         shadow: bool,
     ) {
-        log.decide(decision, shadow);
+        log.set_decision(decision, shadow);
         if let Some(integrator) = log.integrator.as_deref() {
             let label = self
                 .grants

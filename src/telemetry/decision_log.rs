@@ -79,7 +79,7 @@ impl DecisionRecord {
         }
     }
 
-    pub fn decide(&mut self, decision: &Decision, shadow: bool) {
+    pub fn set_decision(&mut self, decision: &Decision, shadow: bool) {
         self.reason = Some(decision.reason);
         self.acting_organisation = decision.acting_organisation;
         self.shadow = shadow && !decision.allowed();
