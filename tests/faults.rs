@@ -228,8 +228,12 @@ async fn idle_keep_alive_connections_are_closed_at_the_idle_timeout_but_long_dow
         s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
+        // The slow peer under test: a chunk per 100 ms tick, never a gap the size of the
+        // 400 ms idle timeout (a late tick is caught up at once, not skipped).
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.tick().await;
         for _ in 0..12 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tick.tick().await;
             let _ = s.write_all(b"5\r\nchunk\r\n").await;
         }
         let _ = s.write_all(b"0\r\n\r\n").await;
@@ -343,16 +347,18 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-/// Sends the head and 10 of the 100 bytes a body announces; then `after` happens.
-async fn partial_body(mut s: TcpStream, then_reset: bool) {
+/// Sends the head and 10 of the 100 bytes a body announces; then resets the connection once
+/// `reset_when` is notified, or holds it open without one.
+async fn partial_body(mut s: TcpStream, reset_when: Option<Arc<tokio::sync::Notify>>) {
     let _ = s
         .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"rows\":[")
         .await;
-    if then_reset {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        reset(s);
-    } else {
-        hold(s).await;
+    match reset_when {
+        Some(go) => {
+            go.notified().await;
+            reset(s);
+        }
+        None => hold(s).await,
     }
 }
 
@@ -362,6 +368,7 @@ async fn fetch(
     addr: std::net::SocketAddr,
     path: &str,
     h2: bool,
+    after_head: impl FnOnce(),
 ) -> (StatusCode, Result<Bytes, String>) {
     let stream = TcpStream::connect(addr).await.unwrap();
     let response = if h2 {
@@ -379,6 +386,7 @@ async fn fetch(
         sender.send_request(get(path, None)).await.unwrap()
     };
     let status = response.status();
+    after_head();
     let body = tokio::time::timeout(Duration::from_secs(5), response.into_body().collect())
         .await
         .expect("the body ends or fails; it does not hang");
@@ -390,14 +398,14 @@ async fn fetch(
 
 #[tokio::test]
 async fn an_upstream_body_that_stalls_is_cut_off_or_504_when_buffered() {
-    let upstream = RawUpstream::start(|_, s| partial_body(s, false)).await;
+    let upstream = RawUpstream::start(|_, s| partial_body(s, None)).await;
     let jwks = JwksServer::start().await;
     let gw = sidecar(&yaml(&upstream.url(), &jwks.url(), "2s", "2s", "")).await;
 
     for h2 in [false, true] {
         // Streamed: the head went out, so the body is aborted (HTTP/2: the stream is reset).
         let started = Instant::now();
-        let (status, body) = fetch(gw.addr, "/work/stream", h2).await;
+        let (status, body) = fetch(gw.addr, "/work/stream", h2, || {}).await;
         assert_eq!(status, 200);
         assert!(body.is_err(), "h2 {h2}: aborted, not completed: {body:?}");
         assert!(started.elapsed() >= BODY_TIMEOUT, "h2 {h2}");
@@ -410,7 +418,10 @@ async fn an_upstream_body_that_stalls_is_cut_off_or_504_when_buffered() {
 
 #[tokio::test]
 async fn an_upstream_reset_mid_body_aborts_the_stream_or_502_when_buffered() {
-    let upstream = RawUpstream::start(|_, s| partial_body(s, true)).await;
+    // The upstream resets only once the client has the head: the reset then lands mid-body.
+    let go = Arc::new(tokio::sync::Notify::new());
+    let reset_when = go.clone();
+    let upstream = RawUpstream::start(move |_, s| partial_body(s, Some(reset_when.clone()))).await;
     let jwks = JwksServer::start().await;
     // A long body timeout: the reset, not the timer, must end these.
     let gw = sidecar(&yaml(&upstream.url(), &jwks.url(), "2s", "2s", "").replace(
@@ -419,10 +430,12 @@ async fn an_upstream_reset_mid_body_aborts_the_stream_or_502_when_buffered() {
     ))
     .await;
     for h2 in [false, true] {
-        let (status, body) = fetch(gw.addr, "/work/stream", h2).await;
+        let (status, body) = fetch(gw.addr, "/work/stream", h2, || go.notify_one()).await;
         assert_eq!(status, 200);
         assert!(body.is_err(), "h2 {h2}: aborted, not completed: {body:?}");
     }
+    // Buffered: the client sees nothing before the body ends, so the reset may come at once.
+    go.notify_one();
     let reply = send(gw.addr, get("/work/redacted", None)).await;
     assert_eq!(reply.status, 502);
     assert_eq!(reply.reason(), "upstream_unavailable");
