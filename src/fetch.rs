@@ -78,50 +78,22 @@ impl Fetcher {
         }
     }
 
-    /// GET `url`; with `etag`, sends `If-None-Match` and reports 304 as `NotModified`.
+    /// GET `url`; with `etag`, sends `If-None-Match` and reports 304 as `NotModified`. Any
+    /// other status than 200 is an error.
     pub async fn get(&self, url: &str, etag: Option<&HeaderValue>) -> Result<Fetched, FetchError> {
-        let uri: Uri = url.parse().map_err(|_| FetchError::Url(url.to_owned()))?;
-        let mut req = Request::get(uri);
+        let mut headers = HeaderMap::new();
         if let Some(tag) = etag {
-            req = req.header(header::IF_NONE_MATCH, tag);
+            headers.insert(header::IF_NONE_MATCH, tag.clone());
         }
-        let req = req
-            .body(Empty::new())
-            .map_err(|_| FetchError::Url(url.to_owned()))?;
-        let work = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(FetchError::Request)?;
-            match resp.status() {
-                StatusCode::NOT_MODIFIED if etag.is_some() => return Ok(Fetched::NotModified),
-                StatusCode::OK => {}
-                other if other.is_redirection() => return Err(FetchError::Redirect(other)),
-                other => return Err(FetchError::Status(other)),
-            }
-            let declared = resp
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if let Some(declared) = declared.filter(|&n| n > self.max_body as u64) {
-                return Err(FetchError::TooLarge {
-                    declared,
-                    limit: self.max_body,
-                });
-            }
-            let etag = resp.headers().get(header::ETAG).cloned();
-            let body = Limited::new(resp.into_body(), self.max_body)
-                .collect()
-                .await
-                .map_err(|_| FetchError::Body(self.max_body))?
-                .to_bytes();
-            Ok(Fetched::Body { body, etag })
-        };
-        tokio::time::timeout(self.timeout, work)
-            .await
-            .map_err(|_| FetchError::Timeout(self.timeout))?
+        let answer = self.request(url, headers, self.timeout).await?;
+        match answer.status {
+            StatusCode::NOT_MODIFIED if etag.is_some() => Ok(Fetched::NotModified),
+            StatusCode::OK => Ok(Fetched::Body {
+                etag: answer.headers.get(header::ETAG).cloned(),
+                body: answer.body,
+            }),
+            other => Err(FetchError::Status(other)),
+        }
     }
 
     /// GET `url` with `headers`, allowing `timeout` for the whole exchange (a long-poll needs

@@ -538,12 +538,12 @@ fn compile_route(
         index: 0,
         method,
         template: template.into(),
-        rule: Rule {
+        rule: Arc::new(Rule {
             allow,
             access,
             organisation_member: raw.organisation_member,
             body,
-        },
+        }),
         creates_work: raw.creates_work.clone(),
         response,
         shadow: raw.shadow,

@@ -96,7 +96,7 @@ impl Guard {
         let Some(identity) = identity else { return };
         self.ring.record(Sample {
             route: Arc::clone(&route.id),
-            rule: route.rule.clone(),
+            rule: Arc::clone(&route.rule),
             identity: Arc::clone(identity),
             api: facts.api.into(),
             resource: facts.resource.map(Into::into),

@@ -12,7 +12,7 @@ use crate::authz::{RequestFacts, SwaCodeParam};
 #[derive(Debug)]
 pub struct Sample {
     pub route: Arc<str>,
-    pub rule: Rule,
+    pub rule: Arc<Rule>,
     pub identity: Arc<Identity>,
     pub api: Arc<str>,
     pub resource: Option<Box<str>>,

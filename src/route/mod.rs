@@ -23,7 +23,8 @@ pub struct Route {
     pub method: Method,
     /// The template as written (without the API prefix), for logs and `explain`.
     pub template: Box<str>,
-    pub rule: Rule,
+    /// Shared, so the snapshot guard's samples hold it without copying it per request.
+    pub rule: Arc<Rule>,
     pub creates_work: Option<RawCreatesWork>,
     pub response: Option<ResponsePolicy>,
     pub shadow: bool,
@@ -119,12 +120,12 @@ mod tests {
             index: 0,
             method,
             template: "/t".into(),
-            rule: Rule {
+            rule: Arc::new(Rule {
                 allow: Allow::Public,
                 access: Access::RoleOnly,
                 organisation_member: false,
                 body: Default::default(),
-            },
+            }),
             creates_work: None,
             response: None,
             shadow: false,
