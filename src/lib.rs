@@ -8,7 +8,6 @@
 //! `proxy` strings the phases together; `error` is the one place rejections become responses.
 
 pub mod admin;
-mod admin_accept;
 pub mod app;
 pub mod authn;
 pub mod authz;

@@ -7,7 +7,7 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::admin::text;
+use super::text;
 use crate::grants::store::AcceptError;
 use crate::proxy::Gateway;
 

@@ -1,6 +1,6 @@
 //! The admin listener, on its own port: `/healthz` (the process answers), `/readyz` (keys and
 //! grants are loaded and fresh), `/metrics` (Prometheus text), and `POST /grants/accept` (an
-//! operator puts a snapshot the guard refused in force; `admin_accept.rs`).
+//! operator puts a snapshot the guard refused in force; `accept.rs`).
 
 use std::sync::Arc;
 
@@ -8,6 +8,8 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
+
+mod accept;
 
 use crate::listener::Handler;
 use crate::proxy::{ConnInfo, Gateway};
@@ -31,7 +33,7 @@ impl Handler for Admin {
 
 fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/grants/accept" {
-        return crate::admin_accept::accept(gateway, req);
+        return accept::accept(gateway, req);
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
