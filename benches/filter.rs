@@ -16,8 +16,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http::StatusCode;
 
 use streetgate::authn::identity::{Role, RoleSet};
-use streetgate::config::raw::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
-use streetgate::filter::{ResponsePolicy, Viewer, Visibility, filter_bytes};
+use streetgate::authz::Visibility;
+use streetgate::filter::config::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
+use streetgate::filter::{ResponsePolicy, Viewer, filter_bytes};
 use streetgate::grants::codes::{SwaCode, Workstream};
 use streetgate::grants::overlay::Works;
 use streetgate::grants::snapshot::Snapshot;

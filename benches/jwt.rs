@@ -17,9 +17,9 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::json;
 use streetgate::authn::Authenticator;
 use streetgate::authn::cache::TokenCache;
+use streetgate::authn::config::{AuthConfig, ClaimNames, RawAuth};
 use streetgate::authn::keys::{AlgSet, KeySet};
 use streetgate::authn::verify::{Keys, Policy};
-use streetgate::config::raw::{RawAuth, RawClaimNames};
 use streetgate::telemetry::metrics::Metrics;
 
 const NOW: u64 = 1_800_000_000;
@@ -54,8 +54,8 @@ fn cold(c: &mut Criterion) {
         issuer: "https://idp.test".into(),
         audience: "streetgate".into(),
         leeway: 5,
-        claims: RawClaimNames::default(),
-        model: streetgate::config::raw::Model::StreetManager,
+        claims: ClaimNames::default(),
+        model: streetgate::model::Model::StreetManager,
     };
     let rsa = EncodingKey::from_rsa_pem(&fixture("rsa1.pem")).expect("rsa key");
     let ec = EncodingKey::from_ec_pem(&fixture("ec1.pem")).expect("ec key");
@@ -79,7 +79,11 @@ fn cache_hit(c: &mut Criterion) {
         "issuer": "https://idp.test", "audience": "streetgate",
     }))
     .expect("auth config");
-    let auth = Authenticator::new(&raw, Metrics::new()).expect("authenticator");
+    let auth = Authenticator::new(
+        &AuthConfig::try_from(raw).expect("auth section"),
+        Metrics::new(),
+    )
+    .expect("authenticator");
     let rsa = EncodingKey::from_rsa_pem(&fixture("rsa1.pem")).expect("rsa key");
     let mut headers = HeaderMap::new();
     headers.insert(

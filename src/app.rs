@@ -18,7 +18,7 @@ use crate::grants::spawn_source;
 use crate::grants::store::GrantsStore;
 use crate::guard::Guard;
 use crate::listener::workers::{self, Worker, WorkersError};
-use crate::listener::{self, Limits, tls::TlsError};
+use crate::listener::{self, BindError, Limits, tls::TlsError};
 use crate::proxy::{Gateway, Runtime};
 use crate::ratelimit;
 use crate::reload::{self, ReloadError, Reloader};
@@ -27,12 +27,8 @@ use crate::telemetry::otel::Tracer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot bind {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Bind(#[from] BindError),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -86,18 +82,16 @@ pub async fn start_with_clock(
     auth.spawn_refresh(shutdown_rx.clone());
 
     let main_listener =
-        workers::bind(listen.addr, worker_count, true).map_err(|source| StartError::Bind {
+        workers::bind(listen.addr, worker_count, true).map_err(|source| BindError {
             addr: listen.addr,
             source,
         })?;
     let admin_listener = bind(admin_addr).await?;
     let addr = main_listener.addr;
-    let admin_addr = admin_listener
-        .local_addr()
-        .map_err(|source| StartError::Bind {
-            addr: admin_addr,
-            source,
-        })?;
+    let admin_addr = admin_listener.local_addr().map_err(|source| BindError {
+        addr: admin_addr,
+        source,
+    })?;
 
     let guard = match &config.grants {
         Some(g) => Guard::from_config(g, &metrics)?.map(Arc::new),
@@ -138,7 +132,7 @@ pub async fn start_with_clock(
     if let Some((shared, senders)) = main_listener.shared {
         tracing::warn!("SO_REUSEPORT unavailable: one listener hands connections to the workers");
         workers::spawn_handoff(shared, senders, shutdown_rx.clone())
-            .map_err(|source| StartError::Bind { addr, source })?;
+            .map_err(|source| BindError { addr, source })?;
     }
     let mut main = Vec::with_capacity(worker_count);
     for (index, source) in main_listener.sources.into_iter().enumerate() {
@@ -185,10 +179,10 @@ pub async fn start_with_clock(
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+async fn bind(addr: SocketAddr) -> Result<TcpListener, BindError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { addr, source })
+        .map_err(|source| BindError { addr, source })
 }
 
 /// Drops rate-limit buckets that have refilled, so the maps stay as small as the set of

@@ -7,23 +7,17 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, header};
 use http_body_util::Full;
 
+use crate::forward::ForwardError;
+use crate::listener::BoxError;
 use crate::reason::Reason;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
     /// A check or decision said no; the reason says why.
     #[error("rejected: {0}")]
     Rejected(Reason),
-    #[error("upstream {api} unreachable")]
-    Upstream {
-        api: String,
-        #[source]
-        source: crate::forward::pool::SendError,
-    },
-    #[error("upstream {api} gave no response head within {timeout:?}")]
-    UpstreamTimeout { api: String, timeout: Duration },
+    #[error(transparent)]
+    Forward(#[from] ForwardError),
     /// Over a per-IP or per-user rate; the bucket says when the next request would pass.
     #[error("rate limited for {retry_after:?}")]
     RateLimited { retry_after: Duration },
@@ -46,15 +40,19 @@ impl ProxyError {
         match self {
             ProxyError::Rejected(reason) => *reason,
             // A streamed request body that outgrew the limit surfaces as an upstream error.
-            ProxyError::Upstream { source, .. } if body_too_large(source) => Reason::BodyTooLarge,
+            ProxyError::Forward(ForwardError::Unreachable { source, .. })
+                if body_too_large(source) =>
+            {
+                Reason::BodyTooLarge
+            }
             // So does a streamed request body the client stopped sending.
-            ProxyError::Upstream { source, .. }
+            ProxyError::Forward(ForwardError::Unreachable { source, .. })
                 if crate::forward::body_timeout::is_timeout(source) =>
             {
                 Reason::BodyTimeout
             }
-            ProxyError::Upstream { .. } => Reason::UpstreamUnavailable,
-            ProxyError::UpstreamTimeout { .. } => Reason::UpstreamTimeout,
+            ProxyError::Forward(ForwardError::Unreachable { .. }) => Reason::UpstreamUnavailable,
+            ProxyError::Forward(ForwardError::Timeout { .. }) => Reason::UpstreamTimeout,
             ProxyError::RateLimited { .. } => Reason::RateLimited,
             ProxyError::UpstreamBody { source, .. } => {
                 crate::forward::body_timeout::reason_for(source.as_ref())

@@ -17,14 +17,16 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 
+use crate::authn::config::ClaimNames;
 use crate::authn::extract::{TokenSource, extract};
 use crate::authn::identity::RoleSet;
 use crate::authn::keys::AlgSet;
 use crate::authn::verify::{Keys, Policy};
+use crate::authz::Visibility;
+use crate::codes::{SwaCode, Workstream};
 use crate::config::Config;
-use crate::config::raw::{RawClaimNames, RawResponsePolicy};
-use crate::filter::{ResponsePolicy, Viewer, Visibility, filter_bytes};
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::filter::config::RawResponsePolicy;
+use crate::filter::{ResponsePolicy, Viewer, filter_bytes};
 use crate::grants::snapshot::Snapshot;
 use crate::normalize;
 
@@ -97,8 +99,8 @@ static POLICY: LazyLock<Policy> = LazyLock::new(|| Policy {
     issuer: "https://issuer.example".into(),
     audience: "street-manager".into(),
     leeway: 5,
-    claims: RawClaimNames::default(),
-    model: crate::config::raw::Model::StreetManager,
+    claims: ClaimNames::default(),
+    model: crate::model::Model::StreetManager,
 });
 
 /// Token extraction and parsing. The input is header lines (`name: value`), optionally

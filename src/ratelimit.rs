@@ -21,8 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-
-use crate::config::raw::RawRateLimit;
+use serde::Deserialize;
 
 /// How often the app evicts refilled buckets.
 pub const EVICT_EVERY: Duration = Duration::from_secs(5);
@@ -181,6 +180,32 @@ impl RateLimiter {
         // Offset by one so a fresh bucket's TAT of 0 is always in the past.
         u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX / 2)
             + 1
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// Requests per second per client IP (burst = one second's worth, at least one); below 1
+    /// (`0.1`: one request every 10 s) the wait, and so `Retry-After`, exceeds a second.
+    #[serde(default)]
+    pub per_ip: Option<f64>,
+    /// Requests per second per authenticated user.
+    #[serde(default)]
+    pub per_user: Option<f64>,
+}
+
+impl RawRateLimit {
+    /// Reports every problem of the section with its location.
+    pub fn check(&self, problems: &mut crate::problems::Problems) {
+        for (field, rate) in [("per_ip", self.per_ip), ("per_user", self.per_user)] {
+            if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                problems.push(
+                    format!("rate_limit.{field}"),
+                    "must be a number of requests per second above zero (leave it out to disable)",
+                );
+            }
+        }
     }
 }
 

@@ -24,8 +24,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde_json::{Value, json};
+use streetgate::authn::config::{AuthConfig, RawAuth};
 use streetgate::authn::{AuthError, Authenticator};
-use streetgate::config::raw::RawAuth;
 use streetgate::reason::Reason;
 use streetgate::telemetry::metrics::Metrics;
 use tokio::net::TcpListener;
@@ -187,6 +187,11 @@ fn raw_auth(jwks: Value, extra: Value) -> RawAuth {
     serde_json::from_value(auth).unwrap()
 }
 
+/// The section compiled as a config load compiles it.
+fn compiled(raw: RawAuth) -> AuthConfig {
+    AuthConfig::try_from(raw).unwrap()
+}
+
 fn url_jwks(url: &str, min_refresh: &str) -> Value {
     json!({ "url": { "url": url, "refresh_interval": "1h", "min_refresh_interval": min_refresh } })
 }
@@ -206,7 +211,7 @@ impl Harness {
     async fn remote(server: &JwksServer, min_refresh: &str, extra: Value) -> Harness {
         let metrics = Metrics::new();
         let raw = raw_auth(url_jwks(&server.url, min_refresh), extra);
-        let auth = Authenticator::new(&raw, metrics.clone()).unwrap();
+        let auth = Authenticator::new(&compiled(raw), metrics.clone()).unwrap();
         assert!(!auth.ready(), "no keys before the first fetch");
         let (tx, rx) = watch::channel(false);
         auth.spawn_refresh(rx);
@@ -223,7 +228,8 @@ impl Harness {
 
     fn file(extra: Value) -> Harness {
         let metrics = Metrics::new();
-        let auth = Authenticator::new(&raw_auth(file_jwks(), extra), metrics.clone()).unwrap();
+        let auth =
+            Authenticator::new(&compiled(raw_auth(file_jwks(), extra)), metrics.clone()).unwrap();
         let (tx, _) = watch::channel(false);
         Harness {
             auth,
@@ -540,7 +546,7 @@ async fn keys_unavailable_until_the_first_good_fetch() {
     let jwks = json!({ "url": {
         "url": server.url, "refresh_interval": "200ms", "min_refresh_interval": "10ms",
     }});
-    let auth = Authenticator::new(&raw_auth(jwks, json!({})), metrics.clone()).unwrap();
+    let auth = Authenticator::new(&compiled(raw_auth(jwks, json!({}))), metrics.clone()).unwrap();
     let t = sign("ec1", Algorithm::ES256, &claims("a"));
     let (tx, rx) = watch::channel(false);
     let refresh = auth
@@ -687,7 +693,7 @@ async fn hs256_secret_mode() {
         "issuer": ISS, "audience": AUD,
     }))
     .unwrap();
-    let auth = Authenticator::new(&raw, Metrics::new()).unwrap();
+    let auth = Authenticator::new(&compiled(raw.clone()), Metrics::new()).unwrap();
     assert!(auth.ready());
     let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
     header.kid = Some("whatever".into());
@@ -715,7 +721,8 @@ async fn hs256_secret_mode() {
     );
 
     std::fs::write(&path, "short").unwrap();
-    assert!(Authenticator::new(&raw, Metrics::new()).is_err());
+    let problems = AuthConfig::try_from(raw).unwrap_err().to_string();
+    assert!(problems.contains("auth.hs256_secret.file"), "{problems}");
 }
 
 #[tokio::test]
@@ -724,9 +731,16 @@ async fn setup_errors_name_the_problem() {
         "jwks": { "file": "/nonexistent/jwks.json" }, "issuer": ISS, "audience": AUD,
     }))
     .unwrap();
-    let err = Authenticator::new(&missing, Metrics::new()).err().unwrap();
-    assert!(err.to_string().contains("/nonexistent/jwks.json"), "{err}");
+    let err = AuthConfig::try_from(missing).unwrap_err().to_string();
+    assert!(
+        err.contains("auth.jwks.file: /nonexistent/jwks.json"),
+        "{err}"
+    );
 
     let mixed = raw_auth(file_jwks(), json!({ "algorithms": ["RS256", "HS256"] }));
-    assert!(Authenticator::new(&mixed, Metrics::new()).is_err());
+    let err = AuthConfig::try_from(mixed).unwrap_err().to_string();
+    assert!(
+        err.contains("auth.algorithms[1]: HS256 needs auth.hs256_secret"),
+        "{err}"
+    );
 }

@@ -33,9 +33,10 @@ use tokio::net::TcpListener;
 
 use filter_support::{Row, export_csv, pagination, permit_reporting_body, rows, works_index};
 use streetgate::authn::identity::{Role, RoleSet};
-use streetgate::config::raw::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
+use streetgate::authz::Visibility;
+use streetgate::filter::config::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
 use streetgate::filter::{
-    FilterError, FilterOutcome, ResponsePolicy, Visibility, apply, prepare_request_headers,
+    FilterError, FilterOutcome, ResponsePolicy, apply, prepare_request_headers,
 };
 use streetgate::grants::codes::{SwaCode, Workstream};
 use streetgate::grants::overlay::{CreatedWorks, Works};

@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use streetgate::config::raw::{OnStale, RawGrantsSource};
+use streetgate::grants::config::{OnStale, RawGrantsSource};
 use streetgate::grants::{GrantsStore, spawn_source};
 use streetgate::telemetry::metrics::Metrics;
 

@@ -26,8 +26,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use streetgate::clock::Clock;
-use streetgate::config::raw::{OnStale, RawGrantsSource};
 use streetgate::grants::codes::{SwaCode, Workstream};
+use streetgate::grants::config::{OnStale, RawGrantsSource};
 use streetgate::grants::overlay::Works;
 use streetgate::grants::snapshot::WorkInfo;
 use streetgate::grants::synthetic::{synthetic_document_version, work_reference};

@@ -404,7 +404,7 @@ fn filtered_json_routes() -> Vec<(String, String, bool)> {
     let mut out = Vec::new();
     for api in &raw.apis {
         for route in &api.routes {
-            let Some(streetgate::config::raw::RawFilter::Json { rows, .. }) =
+            let Some(streetgate::filter::config::RawFilter::Json { rows, .. }) =
                 route.response.as_ref().and_then(|r| r.filter.as_ref())
             else {
                 continue;

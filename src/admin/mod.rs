@@ -11,8 +11,9 @@ use hyper::body::Incoming;
 
 mod accept;
 
+use crate::listener::ConnInfo;
 use crate::listener::Handler;
-use crate::proxy::{ConnInfo, Gateway};
+use crate::proxy::Gateway;
 use crate::reason::Reason;
 
 /// The admin endpoints, served by the shared listener code (same limits and timeouts as the

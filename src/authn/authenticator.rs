@@ -1,6 +1,5 @@
 //! The request-path entry point: token → cached or freshly verified `Identity`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -9,18 +8,14 @@ use prometheus::IntCounter;
 use tokio::sync::watch;
 
 use super::cache::{KeyStamp, TokenCache};
+use super::config::{AuthConfig, KeyConfig, trimmed_secret};
 use super::error::{AuthError, AuthSetupError};
 use super::extract::{TokenSource, extract};
 use super::identity::Identity;
 use super::jwks::JwksStore;
-use super::keys::{AlgSet, KeySet, parse_alg};
 use super::verify::{Keys, Policy};
-use crate::config::raw::{RawAuth, RawJwks, RawSecret};
 use crate::telemetry::events::CacheLookup;
 use crate::telemetry::metrics::Metrics;
-
-/// Shortest HS256 secret accepted: the hash output size (RFC 7518 §3.2).
-const MIN_HS256_SECRET: usize = 32;
 
 /// Cheap to clone; clones share keys and cache.
 #[derive(Clone)]
@@ -44,64 +39,48 @@ enum KeySource {
 }
 
 impl Authenticator {
-    /// Compiles the `auth` config; reads the JWKS file or the HS256 secret now. A JWKS URL is
-    /// first fetched by `spawn_refresh` (until then `ready()` is false).
-    pub fn new(auth: &RawAuth, metrics: Metrics) -> Result<Authenticator, AuthSetupError> {
+    /// Assembles a compiled `auth` section. Only an HS256 secret held in an environment
+    /// variable is read here (it belongs to the running process, not to the config). A JWKS
+    /// URL is first fetched by `spawn_refresh` (until then `ready()` is false).
+    pub fn new(auth: &AuthConfig, metrics: Metrics) -> Result<Authenticator, AuthSetupError> {
         let Metrics {
             jwks_refresh,
             token_cache,
             ..
         } = metrics;
-        let mut algorithms = AlgSet::EMPTY;
-        for name in &auth.algorithms {
-            let alg = parse_alg(name).ok_or_else(|| AuthSetupError::Algorithm(name.clone()))?;
-            algorithms = algorithms.with(alg);
-        }
-        let hs256 = algorithms.contains(Algorithm::HS256);
-        let public = algorithms.without(Algorithm::HS256);
-        let keys = match (&auth.jwks, &auth.hs256_secret) {
-            (None, None) => return Err(AuthSetupError::NoKeySource),
-            (Some(_), Some(_)) => return Err(AuthSetupError::MixedKeys),
-            (Some(_), None) if hs256 => return Err(AuthSetupError::MixedKeys),
-            (None, Some(_)) if !public.is_empty() || !hs256 => {
-                return Err(AuthSetupError::MixedKeys);
+        let public = auth.algorithms.without(Algorithm::HS256);
+        let keys = match &auth.keys {
+            KeyConfig::Secret(secret) => KeySource::Secret(DecodingKey::from_secret(secret)),
+            KeyConfig::SecretEnv(name) => {
+                let value =
+                    std::env::var(name).map_err(|_| AuthSetupError::SecretEnv(name.clone()))?;
+                let secret =
+                    trimmed_secret(value.into_bytes()).map_err(AuthSetupError::SecretTooShort)?;
+                KeySource::Secret(DecodingKey::from_secret(&secret))
             }
-            (None, Some(secret)) => KeySource::Secret(read_secret(secret)?),
-            (Some(RawJwks::File(path)), None) => {
-                let set = read_jwks_file(path, public)?;
-                KeySource::Jwks(Arc::new(JwksStore::fixed(set, public, jwks_refresh)))
-            }
-            (
-                Some(RawJwks::Url {
-                    url,
-                    refresh_interval,
-                    min_refresh_interval,
-                }),
-                None,
-            ) => {
-                check_url(url)?;
-                KeySource::Jwks(Arc::new(JwksStore::remote(
-                    url.clone(),
-                    *refresh_interval,
-                    *min_refresh_interval,
-                    public,
-                    jwks_refresh,
-                )))
-            }
+            KeyConfig::JwksFile { keys, .. } => KeySource::Jwks(Arc::new(JwksStore::fixed(
+                Arc::clone(keys),
+                public,
+                jwks_refresh,
+            ))),
+            KeyConfig::JwksUrl {
+                url,
+                refresh_interval,
+                min_refresh_interval,
+            } => KeySource::Jwks(Arc::new(JwksStore::remote(
+                url.clone(),
+                *refresh_interval,
+                *min_refresh_interval,
+                public,
+                jwks_refresh,
+            ))),
         };
-        let sources = auth
-            .token_sources
-            .iter()
-            .map(|s| {
-                TokenSource::compile(s).ok_or_else(|| AuthSetupError::TokenSource(format!("{s:?}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         Ok(Authenticator {
             inner: Arc::new(Inner {
-                sources,
+                sources: auth.sources.clone(),
                 max_token_bytes: auth.max_token_bytes,
                 policy: Policy {
-                    algorithms,
+                    algorithms: auth.algorithms,
                     issuer: auth.issuer.clone(),
                     audience: auth.audience.clone(),
                     leeway: auth.leeway.as_secs(),
@@ -186,43 +165,5 @@ impl Authenticator {
             .cache
             .insert(key, Arc::clone(&identity), stamp, now_unix);
         Ok(identity)
-    }
-}
-
-fn read_secret(secret: &RawSecret) -> Result<DecodingKey, AuthSetupError> {
-    let bytes = match secret {
-        RawSecret::Env(name) => std::env::var(name)
-            .map_err(|_| AuthSetupError::SecretEnv(name.clone()))?
-            .into_bytes(),
-        RawSecret::File(path) => std::fs::read(path).map_err(|source| AuthSetupError::Read {
-            path: path.clone(),
-            source,
-        })?,
-    };
-    // Secret files written by `echo` or editors end in a newline that is not part of the secret.
-    let trimmed = bytes.trim_ascii_end();
-    if trimmed.len() < MIN_HS256_SECRET {
-        return Err(AuthSetupError::SecretTooShort(trimmed.len()));
-    }
-    Ok(DecodingKey::from_secret(trimmed))
-}
-
-fn read_jwks_file(path: &Path, allowed: AlgSet) -> Result<KeySet, AuthSetupError> {
-    let bytes = std::fs::read(path).map_err(|source| AuthSetupError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    KeySet::from_jwks(&bytes, allowed).map_err(|source| AuthSetupError::Jwks {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn check_url(url: &str) -> Result<(), AuthSetupError> {
-    match url.parse::<http::Uri>() {
-        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
-            Ok(())
-        }
-        _ => Err(AuthSetupError::Url(url.to_owned())),
     }
 }

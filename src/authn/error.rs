@@ -1,10 +1,7 @@
 //! Why a request was not authenticated (every variant is one 401/503 reason), and why the
 //! authenticator could not be built from its config.
 
-use std::path::PathBuf;
-
 use super::identity::RoleError;
-use super::keys::JwksError;
 use crate::reason::Reason;
 
 #[derive(Debug, thiserror::Error)]
@@ -61,32 +58,12 @@ impl AuthError {
     }
 }
 
+/// What only the running process can get wrong: the environment variable holding the HS256
+/// secret (everything a config names is checked when it is compiled, `AuthConfig`).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
-    #[error("reading {}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("JWKS file {}", path.display())]
-    Jwks {
-        path: PathBuf,
-        #[source]
-        source: JwksError,
-    },
     #[error("environment variable {0} holding the HS256 secret is not set or not UTF-8")]
     SecretEnv(String),
     #[error("the HS256 secret is {0} bytes; at least 32 are required")]
     SecretTooShort(usize),
-    #[error("algorithm {0:?} is not supported")]
-    Algorithm(String),
-    #[error("HS256 needs auth.hs256_secret and cannot be mixed with auth.jwks")]
-    MixedKeys,
-    #[error("one of auth.jwks or auth.hs256_secret is required")]
-    NoKeySource,
-    #[error("token source {0} is not a valid header name")]
-    TokenSource(String),
-    #[error("JWKS URL {0:?} is not an http(s) URL")]
-    Url(String),
 }

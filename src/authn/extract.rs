@@ -5,11 +5,11 @@
 use http::header::{AUTHORIZATION, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
+use super::config::RawTokenSource;
 use super::error::AuthError;
-use crate::config::raw::RawTokenSource;
 
 /// A compiled token source.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// A header whose whole value is the token.
     Header(HeaderName),
@@ -114,7 +114,7 @@ mod tests {
     use super::*;
 
     fn defaults() -> Vec<TokenSource> {
-        crate::config::raw::defaults::token_sources()
+        crate::authn::config::defaults::token_sources()
             .iter()
             .map(|s| TokenSource::compile(s).unwrap())
             .collect()

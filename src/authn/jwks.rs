@@ -49,9 +49,9 @@ struct FetchState {
 
 impl JwksStore {
     /// A key set loaded once (from a file).
-    pub fn fixed(set: KeySet, allowed: AlgSet, refreshes: IntCounterVec) -> JwksStore {
+    pub fn fixed(set: Arc<KeySet>, allowed: AlgSet, refreshes: IntCounterVec) -> JwksStore {
         JwksStore {
-            current: ArcSwapOption::from_pointee(set),
+            current: ArcSwapOption::new(Some(set)),
             allowed,
             remote: None,
             refreshes,

@@ -3,6 +3,7 @@
 
 mod authenticator;
 pub mod cache;
+pub mod config;
 mod error;
 pub mod extract;
 pub mod identity;
@@ -12,5 +13,6 @@ pub mod keys;
 pub mod verify;
 
 pub use authenticator::Authenticator;
+pub use config::{AuthConfig, RawAuth};
 pub use error::{AuthError, AuthSetupError};
 pub use identity::Identity;

@@ -11,12 +11,13 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::config::ClaimNames;
 use super::error::AuthError;
 use super::identity::{Identity, RoleSet};
 use super::integrator;
 use super::keys::{AlgSet, KeySet, alg_name, parse_alg};
-use crate::config::raw::{Model, RawClaimNames};
-use crate::grants::codes::SwaCode;
+use crate::codes::SwaCode;
+use crate::model::Model;
 
 /// Where verification keys come from for one call.
 #[derive(Clone, Copy)]
@@ -34,7 +35,7 @@ pub struct Policy {
     pub audience: String,
     /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
     pub leeway: u64,
-    pub claims: RawClaimNames,
+    pub claims: ClaimNames,
     /// Street Manager tokens carry roles and a SWA code; contracts tokens a subject and the
     /// user's company (roles, if any, are not read).
     pub model: Model,

@@ -3,7 +3,7 @@
 use super::caller::Caller;
 use super::rule::{Access, Rule, ValueSource};
 use super::{Capacity, Decision, RequestFacts, visibility};
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::format::AccessLevel;
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::WorkInfo;

@@ -8,7 +8,7 @@ use super::access::{level, need_full_write};
 use super::caller::Caller;
 use super::rule::Rule;
 use crate::body::field::string_at;
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::format::OrgKind;
 use crate::grants::overlay::Works;
 use crate::reason::Reason;

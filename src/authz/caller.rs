@@ -4,7 +4,7 @@
 
 use super::{Capacity, Decision, SwaCodeParam};
 use crate::authn::identity::{Identity, Role, RoleSet};
-use crate::grants::codes::SwaCode;
+use crate::codes::SwaCode;
 use crate::grants::format::OrgStatus;
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::{Snapshot, User};

@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
+use super::Visibility;
 use super::rule::{Access, Rule, ValueSource};
 use super::{Decision, RequestFacts, Stage};
 use crate::authn::identity::Identity;
 use crate::contracts::snapshot::{ContractUser, PermissionSource};
 use crate::contracts::user_types::{Reads, UserType, UserTypes};
 use crate::contracts::{ContractRole, Party};
-use crate::filter::Visibility;
 use crate::grants::overlay::Works;
 use crate::reason::Reason;
 

@@ -17,7 +17,7 @@
 //! 7001/4020/002, `NW003` 7001/4021/003, `NW004` 7001/4020/004, `NW000` 7001/4020/000,
 //! `SG001` 7002/4020/001, `YW001` 7003/4021/001.
 
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::format::{AccessLevel, OrgKind, OrgStatus};
 use crate::grants::snapshot::{Organisation, Snapshot, User, WorkInfo};
 

@@ -7,7 +7,7 @@
 use super::caller::Caller;
 use super::{Decision, IntegratorCheck};
 use crate::authn::identity::Identity;
-use crate::grants::codes::SwaCode;
+use crate::codes::SwaCode;
 use crate::grants::overlay::Works;
 use crate::reason::Reason;
 

@@ -25,7 +25,7 @@ mod visibility;
 pub use visibility::Visibility;
 
 use crate::authn::identity::Identity;
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::format::AccessLevel;
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::WorkInfo;

@@ -434,7 +434,7 @@ fn without_a_snapshot_only_role_rules_are_decided() {
 
 #[test]
 fn filtered_routes_carry_visibility() {
-    use crate::filter::Visibility;
+    use crate::authz::Visibility;
     let world = World::new();
     let rows = |name: &str, swa| {
         let d = world.decide(Kind::Filtered, &who(name), None, swa);

@@ -7,7 +7,7 @@
 
 use super::Capacity;
 use super::caller::Caller;
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::format::AccessLevel;
 use crate::grants::snapshot::{Snapshot, User};
 

@@ -20,8 +20,9 @@ use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use super::original;
+use crate::listener::ConnInfo;
 use crate::listener::Handler;
-use crate::proxy::{CheckAnswer, CheckRequest, ConnInfo, Gateway, ProxyBody};
+use crate::proxy::{CheckAnswer, CheckRequest, Gateway, ProxyBody};
 use crate::reason::Reason;
 
 /// Envoy's `path_prefix` for the HTTP ext_authz service.

@@ -1,14 +1,12 @@
 //! Check mode: the decision API a fronting proxy calls instead of sending traffic through us
 //! (Envoy / Istio ext_authz over HTTP and gRPC, ingress-nginx `auth-url`, nginx
 //! `auth_request`, Traefik `forwardAuth`). The same pipeline runs up to the decision
-//! (`Gateway::check`); nothing is forwarded and no response is filtered.
+//! (`Gateway::check`); nothing is forwarded and no response is filtered. Its config section is
+//! `config::check`.
 
-mod config;
 pub mod grpc;
 pub mod http;
 mod original;
-
-pub use config::{RawCheck, validate};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::app::StartError;
-use crate::listener::{self, Limits};
+use crate::config::check::RawCheck;
+use crate::listener::{self, BindError, Limits};
 use crate::proxy::Gateway;
 
 /// The running check listeners.
@@ -49,7 +47,7 @@ pub async fn start(
     limits: Limits,
     shutdown: watch::Receiver<bool>,
     drain: Duration,
-) -> Result<Listening, StartError> {
+) -> Result<Listening, BindError> {
     let (http_listener, addr) = bind(check.addr).await?;
     let mut tasks = vec![tokio::spawn(listener::serve(
         listener::workers::Connections::Listener(http_listener),
@@ -80,12 +78,12 @@ pub async fn start(
     })
 }
 
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), BindError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| StartError::Bind { addr, source })?;
+        .map_err(|source| BindError { addr, source })?;
     let bound = listener
         .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
+        .map_err(|source| BindError { addr, source })?;
     Ok((listener, bound))
 }

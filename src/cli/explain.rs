@@ -14,18 +14,20 @@ use http::{HeaderMap, HeaderValue, Method, Uri, Version, header};
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 
+use crate::authn::config::ClaimNames;
+use crate::authn::extract::TokenSource;
 use crate::authn::identity::{Identity, RoleSet};
 use crate::authn::integrator;
 use crate::authn::{AuthSetupError, Authenticator};
 use crate::authz::rule::{Access, Allow, ValueSource};
 use crate::authz::{self, Decision};
 use crate::cli::progress::Progress;
-use crate::config::raw::{Model, RawClaimNames, RawTokenSource};
+use crate::codes::SwaCode;
 use crate::config::{Config, ConfigError};
 use crate::fetch::{FetchError, Fetched, Fetcher};
-use crate::grants::codes::SwaCode;
 use crate::grants::overlay::{CreatedWorks, Works};
 use crate::grants::snapshot::{Snapshot, SnapshotError};
+use crate::model::Model;
 use crate::normalize;
 use crate::proxy::{self, unix_now};
 use crate::reason::Reason;
@@ -84,7 +86,7 @@ pub enum ExplainError {
     #[error("invalid config {path}:\n{problems}")]
     ConfigInvalid {
         path: PathBuf,
-        problems: crate::config::Problems,
+        problems: crate::problems::Problems,
     },
     #[error("{0}")]
     Usage(String),
@@ -385,13 +387,11 @@ async fn verify(config: &Config, token: &str, now: u64) -> Result<Identified, Ex
         HeaderValue::from_str(&v)
             .map_err(|_| ExplainError::Usage("the token is not a header value".into()))
     };
-    match config.auth.token_sources.first() {
-        Some(RawTokenSource::Header(name)) => {
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ExplainError::Usage(format!("bad token header {name:?}")))?;
-            headers.insert(name, value(token.to_owned())?);
+    match config.auth.sources.first() {
+        Some(TokenSource::Header(name)) => {
+            headers.insert(name.clone(), value(token.to_owned())?);
         }
-        Some(RawTokenSource::Bearer) | None => {
+        Some(TokenSource::Bearer) | None => {
             headers.insert(header::AUTHORIZATION, value(format!("Bearer {token}"))?);
         }
     }
@@ -408,7 +408,7 @@ async fn verify(config: &Config, token: &str, now: u64) -> Result<Identified, Ex
 fn from_claims(
     claims: &Map<String, Value>,
     payload: &[u8],
-    names: &RawClaimNames,
+    names: &ClaimNames,
     model: Model,
 ) -> Result<Identity, (Reason, String)> {
     let string = |name: &str| match claims.get(name) {

@@ -1,20 +1,19 @@
 //! Typed config: parse the file (`raw`), validate everything in one pass reporting each problem
 //! with its location (`validate`), and hand out one compiled `Config` that is swapped whole.
 
+pub mod check;
 mod model;
-pub mod problems;
 pub mod raw;
 mod validate;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use http::Uri;
+pub use crate::problems::{Problem, Problems};
+use raw::{RawAdmin, RawDecisionLog, RawRuntime, RawShutdown};
 
-pub use problems::{Problem, Problems};
-use raw::{
-    RawAdmin, RawAuth, RawDecisionLog, RawGrants, RawListen, RawRateLimit, RawRuntime, RawShutdown,
-};
+use crate::grants::config::RawGrants;
+use crate::listener::config::RawListen;
+use crate::ratelimit::RawRateLimit;
 
 use crate::route::Router;
 
@@ -25,33 +24,18 @@ pub struct Config {
     pub source: Option<PathBuf>,
     pub listen: RawListen,
     pub admin: RawAdmin,
-    pub auth: RawAuth,
+    pub auth: crate::authn::AuthConfig,
     pub grants: Option<RawGrants>,
     pub decision_log: RawDecisionLog,
     pub shadow: bool,
     pub rate_limit: Option<RawRateLimit>,
     pub shutdown: RawShutdown,
     pub runtime: RawRuntime,
-    pub check: Option<crate::check::RawCheck>,
+    pub check: Option<check::RawCheck>,
     pub otel: Option<crate::telemetry::otel::RawOtel>,
     pub watch: bool,
-    pub apis: Vec<Api>,
+    pub apis: Vec<crate::forward::Api>,
     pub router: Router,
-}
-
-/// An upstream API and how to reach it.
-#[derive(Debug, Clone)]
-pub struct Api {
-    pub name: String,
-    /// Normalised: starts with `/`, no trailing `/`; empty when the API has no prefix.
-    pub prefix: String,
-    pub strip_prefix: bool,
-    /// `scheme://authority` of the upstream; the request path is appended.
-    pub upstream: Uri,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    /// Idle timeout between frames of the upstream response body.
-    pub body_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]

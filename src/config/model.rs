@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use super::Problems;
-use super::raw::{Model, RawAccess, RawConfig, RawRoute, RawValueSource};
+use super::raw::{RawAccess, RawConfig, RawRoute, RawValueSource};
 use crate::authz::rule::{Access, Allow, ValueSource};
 use crate::contracts::is_permission_name;
 use crate::contracts::user_types::UserTypes;
+use crate::model::Model;
+use crate::problems::Problems;
 
 /// The contracts model's user-type table; None for Street Manager.
 pub(super) fn user_types(raw: &RawConfig, problems: &mut Problems) -> Option<Arc<UserTypes>> {
@@ -129,8 +130,8 @@ pub(super) fn fits(
             .as_ref()
             .and_then(|r| r.filter.as_ref())
             .map(|f| match f {
-                crate::config::raw::RawFilter::Json { by, .. }
-                | crate::config::raw::RawFilter::Csv { by } => by.contract_field.is_some(),
+                crate::filter::config::RawFilter::Json { by, .. }
+                | crate::filter::config::RawFilter::Csv { by } => by.contract_field.is_some(),
             });
     if contract_list != (keyed_by_contract == Some(true)) {
         problems.push(

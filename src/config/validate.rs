@@ -7,28 +7,32 @@ use std::sync::Arc;
 
 use http::{Method, Uri};
 
-use super::raw::{
-    RawAccess, RawAllow, RawApi, RawAuth, RawConfig, RawJwks, RawRoute, RawSecret, RawValueSource,
-};
-use super::{Api, Config, Problems};
-use crate::authn::extract::TokenSource;
+use super::Config;
+use super::raw::{RawAccess, RawAllow, RawApi, RawConfig, RawRoute, RawValueSource};
 use crate::authn::identity::{Role, RoleSet};
-use crate::authn::keys::{AlgSet, KeySet};
+use crate::authn::{AuthConfig, RawAuth};
 use crate::authz::rule::{Access, Allow, BodyRule, Rule, ValueSource};
 use crate::contracts::user_types::UserTypes;
 use crate::filter::ResponsePolicy;
+use crate::forward::Api;
+use crate::problems::Problems;
 use crate::route::{Route, Router};
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     let mut problems = Problems::default();
 
     check_listen(&raw, &mut problems);
-    check_auth(&raw, &mut problems);
+    let auth = AuthConfig::try_from(RawAuth {
+        model: raw.model,
+        ..raw.auth.clone()
+    })
+    .map_err(|p| problems.extend(p))
+    .ok();
     let user_types = super::model::user_types(&raw, &mut problems);
     if let Some(g) = &raw.grants {
-        check_guard(g, &mut problems);
+        g.check(&mut problems);
     }
-    crate::check::validate(&raw, &mut problems);
+    super::check::validate(&raw, &mut problems);
     crate::telemetry::otel::validate(raw.otel.as_ref(), &mut problems);
 
     let mut apis = Vec::with_capacity(raw.apis.len());
@@ -36,9 +40,6 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     let mut ids = HashSet::new();
     if raw.apis.is_empty() {
         problems.push("apis", "at least one API is required");
-    }
-    if let Some(grants) = &raw.grants {
-        check_grants_source(&grants.source, &mut problems);
     }
     for (ai, api) in raw.apis.iter().enumerate() {
         let at = format!("apis[{ai}]");
@@ -78,14 +79,14 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         }
     }
 
+    let Some(auth) = auth else {
+        return Err(problems);
+    };
     problems.into_result(Config {
         source: None,
         listen: raw.listen,
         admin: raw.admin,
-        auth: RawAuth {
-            model: raw.model,
-            ..raw.auth
-        },
+        auth,
         grants: raw.grants,
         decision_log: raw.decision_log,
         shadow: raw.shadow,
@@ -100,82 +101,9 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
     })
 }
 
-/// The snapshot guard's keys (`crate::guard`).
-fn check_guard(g: &super::raw::RawGrants, problems: &mut Problems) {
-    if let Some(r) = g.max_revocation_ratio
-        && !(r > 0.0 && r <= 1.0)
-    {
-        problems.push(
-            "grants.max_revocation_ratio",
-            format!("{r} is not a share above 0 and at most 1"),
-        );
-    }
-    if g.max_revocation_ratio.is_some() && g.guard_window == 0 {
-        problems.push(
-            "grants.guard_window",
-            "0 turns the guard off, so max_revocation_ratio could never apply",
-        );
-    }
-    if let Some(path) = &g.accept_token_file {
-        match std::fs::read_to_string(path) {
-            Ok(t) if t.trim().len() >= 16 => {}
-            Ok(_) => problems.push(
-                "grants.accept_token_file",
-                "the token must be at least 16 characters",
-            ),
-            Err(_) => problems.push(
-                "grants.accept_token_file",
-                format!("{} is not a readable file", path.display()),
-            ),
-        }
-    }
-}
-
 fn check_listen(raw: &RawConfig, problems: &mut Problems) {
+    raw.listen.check(problems);
     let l = &raw.listen;
-    if l.max_headers == 0 {
-        problems.push("listen.max_headers", "must be at least 1");
-    }
-    if l.max_header_bytes < 1024 {
-        problems.push("listen.max_header_bytes", "must be at least 1024");
-    }
-    if l.header_read_timeout.is_zero() {
-        problems.push("listen.header_read_timeout", "must be above zero");
-    }
-    if l.idle_timeout.is_zero() {
-        problems.push("listen.idle_timeout", "must be above zero");
-    }
-    if l.body_read_timeout.is_zero() {
-        problems.push("listen.body_read_timeout", "must be above zero");
-    }
-    if l.buffered_body_budget() < l.max_body_bytes {
-        problems.push(
-            "listen.max_buffered_body_bytes_per_connection",
-            "must be at least listen.max_body_bytes",
-        );
-    }
-    for (i, net) in l.trusted_proxies.iter().enumerate() {
-        // `10.0.0.1/8` is most likely a typo for a single host or for `10.0.0.0/8`.
-        if net.trunc() != *net {
-            problems.push(
-                format!("listen.trusted_proxies[{i}]"),
-                format!(
-                    "{net} has host bits set; write {} (or a /32 or /128 for one host)",
-                    net.trunc()
-                ),
-            );
-        }
-    }
-    if let Some(tls) = &l.tls {
-        for (field, path) in [("cert", &tls.cert), ("key", &tls.key)] {
-            if !path.is_file() {
-                problems.push(
-                    format!("listen.tls.{field}"),
-                    format!("{} is not a readable file", path.display()),
-                );
-            }
-        }
-    }
     if raw.admin.addr == l.addr && l.addr.port() != 0 {
         problems.push("admin.addr", "must differ from listen.addr");
     }
@@ -194,14 +122,7 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
         );
     }
     if let Some(rl) = &raw.rate_limit {
-        for (field, rate) in [("per_ip", rl.per_ip), ("per_user", rl.per_user)] {
-            if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-                problems.push(
-                    format!("rate_limit.{field}"),
-                    "must be a number of requests per second above zero (leave it out to disable)",
-                );
-            }
-        }
+        rl.check(problems);
     }
 }
 
@@ -215,125 +136,6 @@ fn check_timeouts(api: &RawApi, at: &str, problems: &mut Problems) {
         if value.is_zero() {
             problems.push(format!("{at}.{field}"), "must be above zero");
         }
-    }
-}
-
-fn check_auth(raw: &RawConfig, problems: &mut Problems) {
-    let a = &raw.auth;
-    if a.token_sources.is_empty() {
-        problems.push(
-            "auth.token_sources",
-            "at least one token source is required",
-        );
-    }
-    match (&a.jwks, &a.hs256_secret) {
-        (None, None) => problems.push("auth", "one of auth.jwks or auth.hs256_secret is required"),
-        (Some(_), Some(_)) => problems.push(
-            "auth.hs256_secret",
-            "HS256 secrets cannot be mixed with public keys from auth.jwks",
-        ),
-        _ => {}
-    }
-    for (i, alg) in a.algorithms.iter().enumerate() {
-        match alg.as_str() {
-            "RS256" | "PS256" | "ES256" | "EdDSA" => {
-                if a.hs256_secret.is_some() {
-                    problems.push(
-                        format!("auth.algorithms[{i}]"),
-                        format!("{alg} needs public keys, but auth.hs256_secret is set"),
-                    );
-                }
-            }
-            "HS256" => {
-                if a.hs256_secret.is_none() {
-                    problems.push(
-                        format!("auth.algorithms[{i}]"),
-                        "HS256 needs auth.hs256_secret",
-                    );
-                }
-            }
-            other => problems.push(
-                format!("auth.algorithms[{i}]"),
-                format!("{other:?} is not allowed (RS256, PS256, ES256, EdDSA, HS256)"),
-            ),
-        }
-    }
-    if a.algorithms.is_empty() {
-        problems.push("auth.algorithms", "at least one algorithm is required");
-    }
-    if a.issuer.is_empty() {
-        problems.push("auth.issuer", "must not be empty");
-    }
-    if a.audience.is_empty() {
-        problems.push("auth.audience", "must not be empty");
-    }
-    if a.leeway.as_secs() > 300 {
-        problems.push("auth.leeway", "must be at most 5m");
-    }
-    if a.token_cache_entries == 0 {
-        problems.push("auth.token_cache_entries", "must be at least 1");
-    }
-    if a.max_token_bytes < 256 {
-        problems.push("auth.max_token_bytes", "must be at least 256");
-    }
-    check_auth_sources(a, problems);
-}
-
-/// Token sources, the JWKS location and the HS256 secret file.
-fn check_auth_sources(a: &RawAuth, problems: &mut Problems) {
-    for (i, source) in a.token_sources.iter().enumerate() {
-        if TokenSource::compile(source).is_none() {
-            problems.push(
-                format!("auth.token_sources[{i}]"),
-                "is not a valid HTTP header name",
-            );
-        }
-        if a.token_sources[..i].contains(source) {
-            problems.push(format!("auth.token_sources[{i}]"), "is listed twice");
-        }
-    }
-    match &a.jwks {
-        Some(RawJwks::File(path)) => match std::fs::read(path) {
-            Err(e) => problems.push("auth.jwks.file", format!("{}: {e}", path.display())),
-            Ok(bytes) => {
-                if let Err(e) = KeySet::from_jwks(&bytes, AlgSet::all_public()) {
-                    problems.push("auth.jwks.file", format!("{}: {e}", path.display()));
-                }
-            }
-        },
-        Some(RawJwks::Url {
-            url,
-            refresh_interval,
-            min_refresh_interval,
-        }) => {
-            let ok = url.parse::<Uri>().is_ok_and(|u| {
-                matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
-            });
-            if !ok {
-                problems.push(
-                    "auth.jwks.url.url",
-                    format!("{url:?} is not an http(s) URL"),
-                );
-            }
-            if refresh_interval.is_zero() {
-                problems.push("auth.jwks.url.refresh_interval", "must be above zero");
-            }
-            if min_refresh_interval > refresh_interval {
-                problems.push(
-                    "auth.jwks.url.min_refresh_interval",
-                    "must not exceed refresh_interval",
-                );
-            }
-        }
-        None => {}
-    }
-    if let Some(RawSecret::File(path)) = &a.hs256_secret
-        && !path.is_file()
-    {
-        problems.push(
-            "auth.hs256_secret.file",
-            format!("{} is not a readable file", path.display()),
-        );
     }
 }
 
@@ -607,29 +409,4 @@ fn template_params(template: &str) -> Vec<&str> {
         .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
         .map(|p| p.trim_start_matches('*'))
         .collect()
-}
-
-/// Longest long-poll wait accepted: longer holds outlast the idle timeouts of most proxies.
-const MAX_LONG_POLL: std::time::Duration = std::time::Duration::from_secs(300);
-
-fn check_grants_source(source: &super::raw::RawGrantsSource, problems: &mut Problems) {
-    let super::raw::RawGrantsSource::Url {
-        long_poll,
-        max_document_bytes,
-        ..
-    } = source
-    else {
-        return;
-    };
-    if let Some(wait) = long_poll
-        && (*wait < std::time::Duration::from_secs(1) || *wait > MAX_LONG_POLL)
-    {
-        problems.push(
-            "grants.source.url.long_poll",
-            format!("must be between 1s and {}s", MAX_LONG_POLL.as_secs()),
-        );
-    }
-    if *max_document_bytes == 0 {
-        problems.push("grants.source.url.max_document_bytes", "must be above 0");
-    }
 }

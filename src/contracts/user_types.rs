@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 /// `contracts:` in the config file.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

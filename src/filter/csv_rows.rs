@@ -110,9 +110,9 @@ fn position(reader: &csv::Reader<&[u8]>) -> Result<usize, FilterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::Visibility;
+    use crate::authz::Visibility;
+    use crate::codes::{SwaCode, Workstream};
     use crate::filter::policy::RowKey;
-    use crate::grants::codes::{SwaCode, Workstream};
 
     fn run(body: &str) -> Result<Filtered, FilterError> {
         let key = RowKey::Fields {

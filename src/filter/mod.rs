@@ -6,6 +6,7 @@
 //! `filter_bytes` is the pure core that tests and the bench drive directly.
 
 mod body;
+pub mod config;
 mod csv_rows;
 mod headers;
 mod json;
@@ -30,7 +31,7 @@ use policy::{Format, RowKey};
 use rows::Judge;
 
 /// Defined by the decision that computes it; filtering only reads it.
-pub use crate::authz::Visibility;
+use crate::authz::Visibility;
 
 /// Who is asking, as far as filtering cares.
 #[derive(Clone, Copy)]

@@ -2,7 +2,7 @@
 //! per case (with and without redaction), so a request only picks a plan and walks the body.
 
 use crate::authn::identity::{Role, RoleSet};
-use crate::config::raw::{RawFilter, RawPagination, RawRedact, RawResponsePolicy, RawRowKey};
+use crate::filter::config::{RawFilter, RawPagination, RawRedact, RawResponsePolicy, RawRowKey};
 
 /// A route's response policy, checked and compiled from `RawResponsePolicy`.
 #[derive(Debug, Clone, PartialEq)]

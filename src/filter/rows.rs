@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::overlay::Works;
 
 use super::Visibility;

@@ -1,7 +1,7 @@
 use super::*;
 use crate::authn::identity::Role;
-use crate::config::raw::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
+use crate::filter::config::{RawFilter, RawRedact, RawResponsePolicy, RawRowKey};
 use crate::grants::overlay::CreatedWorks;
 use crate::grants::snapshot::{Snapshot, WorkInfo};
 
@@ -318,7 +318,7 @@ fn pagination_counts_are_removed_or_recomputed() {
         }),
         redact: None,
         max_body_bytes: 1 << 20,
-        pagination: crate::config::raw::RawPagination::Recompute,
+        pagination: crate::filter::config::RawPagination::Recompute,
     };
     let p = ResponsePolicy::compile(&raw).unwrap();
     // Counts before and after the rows: both see the final count.
@@ -336,7 +336,7 @@ fn pagination_counts_are_removed_or_recomputed() {
         rows: "/data/rows".into(),
         by: by_wrn(),
     });
-    raw.pagination = crate::config::raw::RawPagination::Remove;
+    raw.pagination = crate::filter::config::RawPagination::Remove;
     let p = ResponsePolicy::compile(&raw).unwrap();
     let body = r#"{"data": {"rows": [], "pagination": {"total_rows": 9}}, "pagination": {"total_rows": 1}}"#;
     let json: serde_json::Value =

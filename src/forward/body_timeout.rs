@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::{Instant, Sleep};
 
-use crate::error::BoxError;
+use crate::listener::BoxError;
 use crate::reason::Reason;
 
 /// No body bytes arrived from the upstream for the configured time.

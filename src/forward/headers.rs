@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::authn::identity::Identity;
-use crate::grants::codes::SwaCode;
+use crate::codes::SwaCode;
 
 pub const USER: HeaderName = HeaderName::from_static("x-streetgate-user");
 pub const ORGANISATION: HeaderName = HeaderName::from_static("x-streetgate-organisation");

@@ -14,8 +14,7 @@ use hyper::body::Incoming;
 
 use self::body_timeout::TimedBody;
 use self::pool::Pool;
-use crate::config::Api;
-use crate::error::ProxyError;
+use crate::reason::Reason;
 
 /// A client body streams on, size-capped and failing when the client stalls for
 /// `listen.body_read_timeout`; a body the decision had to read is sent buffered.
@@ -23,6 +22,34 @@ pub type RequestBody = Either<TimedBody<Limited<Incoming>>, Full<Bytes>>;
 
 /// The upstream's response body, failing when it stalls for `body_timeout`.
 pub type UpstreamBody = TimedBody<Incoming>;
+
+/// An upstream API and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub name: String,
+    /// Normalised: starts with `/`, no trailing `/`; empty when the API has no prefix.
+    pub prefix: String,
+    pub strip_prefix: bool,
+    /// `scheme://authority` of the upstream; the request path is appended.
+    pub upstream: Uri,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Idle timeout between frames of the upstream response body.
+    pub body_timeout: Duration,
+}
+
+/// Why a request found no upstream response head.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("upstream {api} unreachable")]
+    Unreachable {
+        api: String,
+        #[source]
+        source: pool::SendError,
+    },
+    #[error("upstream {api} gave no response head within {timeout:?}")]
+    Timeout { api: String, timeout: Duration },
+}
 
 pub struct Upstream {
     name: String,
@@ -57,7 +84,7 @@ impl Upstream {
 
     /// The upstream URI for a checked path and query: the same bytes the decision saw (minus
     /// the API prefix when the operator asked for it to be stripped).
-    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, ProxyError> {
+    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Reason> {
         let path = match &path[self.prefix_len..] {
             "" => "/",
             rest => rest,
@@ -70,8 +97,7 @@ impl Upstream {
             uri.push_str(q);
         }
         // From the owned bytes: `parse()` would copy them once more.
-        Uri::from_maybe_shared(Bytes::from(uri))
-            .map_err(|_| ProxyError::Rejected(crate::reason::Reason::BadPath))
+        Uri::from_maybe_shared(Bytes::from(uri)).map_err(|_| Reason::BadPath)
     }
 
     /// How long the upstream may take to send its response head.
@@ -88,14 +114,14 @@ impl Upstream {
     pub async fn send(
         &self,
         request: Request<RequestBody>,
-    ) -> Result<Response<UpstreamBody>, ProxyError> {
+    ) -> Result<Response<UpstreamBody>, ForwardError> {
         match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
             Ok(Ok(response)) => Ok(response.map(|b| TimedBody::new(b, self.body_timeout))),
-            Ok(Err(source)) => Err(ProxyError::Upstream {
+            Ok(Err(source)) => Err(ForwardError::Unreachable {
                 api: self.name.clone(),
                 source,
             }),
-            Err(_) => Err(ProxyError::UpstreamTimeout {
+            Err(_) => Err(ForwardError::Timeout {
                 api: self.name.clone(),
                 timeout: self.timeout,
             }),

@@ -1,5 +1,5 @@
 //! The hook a candidate snapshot passes before it goes into force. The snapshot guard
-//! (`crate::guard`) implements it; it lives behind a trait so grants does not depend on the
+//! (the `guard` module) implements it; it lives behind a trait so grants does not depend on the
 //! decision code that the guard replays.
 
 use super::snapshot::Snapshot;

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 
-use super::codes::SwaCode;
 use super::format::{DeltaDocument, OrgKind};
 use super::snapshot::{
     Organisation, Snapshot, SnapshotError, organisation_from, user_from, work_from,
@@ -17,6 +16,7 @@ use super::validate::{
     check_work, no_workstream, not_authority, not_promoter, unknown_org,
 };
 use super::works::TooLarge;
+use crate::codes::SwaCode;
 
 pub(super) fn apply(base: &Snapshot, delta: &DeltaDocument<'_>) -> Result<Snapshot, SnapshotError> {
     if delta.since != base.version {

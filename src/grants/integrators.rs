@@ -136,7 +136,7 @@ mod tests {
     fn agreements_are_read_and_labels_bounded() {
         let s = Snapshot::from_json(doc(r#"[{"id": "hub", "apis": ["work"]}]"#).as_bytes(), None)
             .unwrap();
-        let org = s.organisation(crate::grants::codes::SwaCode::parse("7001").unwrap());
+        let org = s.organisation(crate::codes::SwaCode::parse("7001").unwrap());
         assert!(org.unwrap().integrators.covers("hub", "work"));
         assert!(!org.unwrap().integrators.covers("hub", "reporting"));
         assert_eq!(s.integrator_label("hub"), "hub");

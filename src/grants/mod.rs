@@ -2,7 +2,8 @@
 //! it, and the sources that fetch it.
 
 pub mod admission;
-pub mod codes;
+pub mod config;
+pub use crate::codes;
 mod delta;
 pub mod format;
 pub mod integrators;

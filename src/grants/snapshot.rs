@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use super::codes::{SwaCode, Workstream};
 use super::format::{
     AccessLevel, DeltaDocument, OrgKind, OrgStatus, OrganisationDoc, UserDoc, WorkDoc,
 };
@@ -13,7 +12,8 @@ use super::load::{Loaded, load};
 use super::shards::ShardedMap;
 use super::timestamp::parse_rfc3339;
 use super::works::{TooLarge, WorkIndex};
-use crate::config::Problems;
+use crate::codes::{SwaCode, Workstream};
+use crate::problems::Problems;
 
 #[derive(Debug, Clone)]
 pub struct Organisation {

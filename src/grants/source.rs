@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::remote::{Answer, Encoding, Remote, decoder};
 use super::store::{Applied, ApplyError, GrantsStore};
-use crate::config::raw::RawGrantsSource;
+use crate::grants::config::RawGrantsSource;
 
 /// Polls the configured source until `shutdown` turns true (or its sender is dropped).
 pub fn spawn_source(

@@ -15,7 +15,7 @@ use super::load::{Loaded, load_update};
 use super::overlay::CreatedWorks;
 use super::snapshot::{Snapshot, SnapshotError};
 use crate::clock::Clock;
-use crate::config::raw::OnStale;
+use crate::grants::config::OnStale;
 use crate::reason::Reason;
 use crate::telemetry::events::{SnapshotDelta, SnapshotFetch};
 use crate::telemetry::metrics::Metrics;
@@ -35,7 +35,7 @@ pub struct GrantsStore {
     /// take it.
     applying: Mutex<()>,
     clock: Clock,
-    /// The snapshot guard (`crate::guard`), consulted before a snapshot replaces another.
+    /// The snapshot guard (the `guard` module), consulted before a snapshot replaces another.
     admission: Option<Arc<dyn Admission>>,
     /// A candidate the guard refused, until a later one goes into force or it is accepted.
     pending: Mutex<Option<Arc<Snapshot>>>,

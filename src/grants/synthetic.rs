@@ -182,8 +182,8 @@ fn lettered(first: char, i: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codes::SwaCode;
     use crate::grants::Snapshot;
-    use crate::grants::codes::SwaCode;
 
     #[test]
     fn valid_deterministic_and_complete() {

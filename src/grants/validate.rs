@@ -5,10 +5,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::codes::{SwaCode, Workstream};
 use super::format::{AccessLevel, OrgKind, OrganisationDoc, UserDoc, WorkDoc};
 use super::timestamp::parse_rfc3339;
-use crate::config::Problems;
+use crate::codes::{SwaCode, Workstream};
+use crate::problems::Problems;
 
 /// Past this many problems the rest are only counted: a wholly wrong document of a million
 /// works must not produce a million log lines.

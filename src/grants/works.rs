@@ -273,7 +273,7 @@ fn key<'r>(refs: &'r str, ends: &[u32], pos: u32) -> &'r str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grants::codes::{SwaCode, Workstream};
+    use crate::codes::{SwaCode, Workstream};
 
     fn info(n: u8) -> WorkInfo {
         WorkInfo {

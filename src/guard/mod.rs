@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use crate::authn::identity::Identity;
 use crate::authz::{self, Decision, RequestFacts};
-use crate::config::raw::RawGrants;
 use crate::grants::Snapshot;
 use crate::grants::admission::{Admission, Refusal};
+use crate::grants::config::RawGrants;
 use crate::grants::overlay::{CreatedWorks, Works};
 use crate::reason::Reason;
 use crate::route::Route;

@@ -3,10 +3,12 @@
 //! idle timeout for keep-alive connections, and graceful shutdown.
 
 mod activity;
+pub mod config;
 pub mod framing;
 pub mod tls;
 pub mod workers;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,14 +24,34 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::raw::RawListen;
-use crate::error::BoxError;
-use crate::proxy::{ConnInfo, Gateway, ProxyBody};
+use crate::listener::config::RawListen;
 use crate::reason::Reason;
 
 use self::activity::{ActiveBody, Activity};
 use self::framing::{FramingIo, Verdict, Verdicts};
 use self::workers::Connections;
+
+/// A listening socket that could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind {addr}: {source}")]
+pub struct BindError {
+    pub addr: SocketAddr,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The error of a body served or forwarded: any error, boxed (hyper's convention).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Facts about the connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    /// Bytes of request bodies this connection may hold buffered at once, across its requests
+    /// (`listen.max_buffered_body_bytes_per_connection`).
+    pub body_budget: Arc<tokio::sync::Semaphore>,
+}
 
 /// Limits applied to every client connection.
 #[derive(Debug, Clone, Copy)]
@@ -64,7 +86,7 @@ impl From<&RawListen> for Limits {
     }
 }
 
-/// What a listener serves: the proxy (`Gateway`) or the admin endpoints. Both get the same
+/// What a listener serves: the proxy (`proxy::Gateway`), the admin, check or publish endpoints. Both get the same
 /// connection handling: limits, timeouts, the framing guard and graceful shutdown.
 pub trait Handler: Send + Sync + 'static {
     type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
@@ -78,22 +100,6 @@ pub trait Handler: Send + Sync + 'static {
     /// The answer to a request the framing guard refused (the listener closes the connection
     /// after it).
     fn refuse(&self, conn: &ConnInfo, method: &Method, reason: Reason) -> Response<Self::Body>;
-}
-
-impl Handler for Gateway {
-    type Body = ProxyBody;
-
-    fn handle(
-        &self,
-        conn: ConnInfo,
-        request: Request<Incoming>,
-    ) -> impl Future<Output = Response<ProxyBody>> + Send {
-        Gateway::handle(self, conn, request)
-    }
-
-    fn refuse(&self, conn: &ConnInfo, method: &Method, reason: Reason) -> Response<ProxyBody> {
-        self.reject_before_routing(conn, method, reason)
-    }
 }
 
 /// Accepts until `shutdown` flips, then lets in-flight requests finish for up to `drain`.

@@ -240,6 +240,7 @@ where
         .name(format!("streetgate-worker-{index}"))
         .spawn(move || {
             WORKER.with(|w| w.set(Some(index)));
+            crate::telemetry::decision_log::buffer_this_thread();
             runtime.block_on(async move {
                 tokio::spawn(crate::telemetry::decision_log::flush_periodically());
                 match source.into_connections() {

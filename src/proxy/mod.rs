@@ -16,29 +16,30 @@ pub use facts::authorize;
 pub use ids::unix_now;
 use ids::{DecisionIds, InFlight};
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::Incoming;
 
 use crate::authn::Authenticator;
 use crate::authn::identity::Identity;
+use crate::authz::Visibility;
 use crate::authz::rule::Allow;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::{self, ProxyError};
-use crate::filter::{self, Visibility};
+use crate::filter;
 use crate::forward::body_timeout::TimedBody;
 use crate::forward::{RequestBody, Upstream, UpstreamBody, headers};
 use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::grants::store::GrantsStore;
+use crate::listener::ConnInfo;
 use crate::ratelimit::RateLimiter;
 use crate::reason::Reason;
 use crate::route::Route;
@@ -100,16 +101,6 @@ pub struct Gateway {
     pub guard: Option<Arc<crate::guard::Guard>>,
     /// Set at start when `otel` is configured.
     pub tracer: std::sync::OnceLock<Tracer>,
-}
-
-/// Facts about the connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// Bytes of request bodies this connection may hold buffered at once, across its requests
-    /// (`listen.max_buffered_body_bytes_per_connection`).
-    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -285,7 +276,9 @@ impl Gateway {
 
         // --- forward ---
         let upstream = &runtime.upstreams[route.api];
-        let uri = upstream.uri_for(target.path, target.query)?;
+        let uri = upstream
+            .uri_for(target.path, target.query)
+            .map_err(ProxyError::Rejected)?;
         let decision_id = ids::header_value(&log.decision_id);
         let hop = headers::Hop {
             client: conn.peer.ip(),
@@ -373,7 +366,11 @@ impl Gateway {
         decision: &crate::authz::Decision,
         shadow: bool,
     ) {
-        log.set_decision(decision, shadow);
+        log.set_decision(
+            decision.reason,
+            decision.acting_organisation,
+            shadow && !decision.allowed(),
+        );
         if let Some(integrator) = log.integrator.as_deref() {
             let label = self
                 .grants
@@ -482,8 +479,24 @@ async fn forward(
     metrics
         .upstream(status)
         .observe(started.elapsed().as_secs_f64());
-    sent
+    sent.map_err(ProxyError::from)
 }
 
 /// Metric label for requests that matched no route (bounded: never the raw path).
 const UNMATCHED: &str = "_unmatched";
+
+impl crate::listener::Handler for Gateway {
+    type Body = ProxyBody;
+
+    fn handle(
+        &self,
+        conn: ConnInfo,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        Gateway::handle(self, conn, request)
+    }
+
+    fn refuse(&self, conn: &ConnInfo, method: &Method, reason: Reason) -> Response<ProxyBody> {
+        self.reject_before_routing(conn, method, reason)
+    }
+}

@@ -1,11 +1,11 @@
 //! The respond phase's two rewrites: filtering or redacting a policy route's body, and
 //! remembering a work created through the sidecar.
 
-use crate::config::raw::RawCreatesWork;
-use crate::filter::Visibility;
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::authz::Visibility;
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::snapshot::WorkInfo;
 use crate::grants::store::GrantsStore;
+use crate::route::RawCreatesWork;
 
 /// Visibility that keeps no row at all.
 pub(super) fn nothing_visible() -> Visibility {

@@ -18,8 +18,8 @@ use arc_swap::ArcSwapOption;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::Problems;
 use crate::listener::{self, Limits};
+use crate::problems::Problems;
 
 pub use catalog::{Catalog, PublishError};
 pub use metrics::PublishMetrics;

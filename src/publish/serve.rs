@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use super::catalog::{Catalog, Since};
 use super::encoded::{Encoded, Encoding};
 use super::metrics::PublishMetrics;
+use crate::listener::ConnInfo;
 use crate::listener::Handler;
-use crate::proxy::ConnInfo;
 use crate::reason::Reason;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use http::Method;
+use serde::Deserialize;
 
 use crate::authz::rule::Rule;
-use crate::config::raw::RawCreatesWork;
 use crate::filter::ResponsePolicy;
 
 /// A compiled route.
@@ -105,6 +105,17 @@ impl Router {
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawCreatesWork {
+    /// JSON pointer into the response body for the new work reference.
+    pub reference: String,
+    /// JSON pointer into the request body for the highway authority SWA code.
+    pub highway_authority: String,
+    /// JSON pointer into the request body for the workstream prefix.
+    pub workstream: String,
 }
 
 #[cfg(test)]

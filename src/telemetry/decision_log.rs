@@ -19,8 +19,7 @@ use http::Method;
 
 use super::log_buffer::LogBuffer;
 use super::route_metrics::Applied;
-use crate::authz::Decision;
-use crate::grants::codes::SwaCode;
+use crate::codes::SwaCode;
 use crate::reason::Reason;
 
 /// Buffered bytes at which a worker hands its lines over.
@@ -33,6 +32,15 @@ static SINK: OnceLock<LogBuffer> = OnceLock::new();
 thread_local! {
     /// This worker's lines not yet handed over.
     static PENDING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Set on data-path workers, whose timer hands `PENDING` over; elsewhere each line goes
+    /// straight to the sink.
+    static BUFFERED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Buffers this thread's lines from now on; the caller runs `flush_periodically` on it and
+/// `flush_thread` when it stops (a data-path worker).
+pub fn buffer_this_thread() {
+    BUFFERED.with(|b| b.set(true));
 }
 
 /// Sends decision lines to `sink` from now on; false if a sink was already installed.
@@ -79,10 +87,16 @@ impl DecisionRecord {
         }
     }
 
-    pub fn set_decision(&mut self, decision: &Decision, shadow: bool) {
-        self.reason = Some(decision.reason);
-        self.acting_organisation = decision.acting_organisation;
-        self.shadow = shadow && !decision.allowed();
+    /// The decision's outcome; `shadowed`: a denial forwarded anyway (shadow mode).
+    pub fn set_decision(
+        &mut self,
+        reason: Reason,
+        acting_organisation: Option<SwaCode>,
+        shadowed: bool,
+    ) {
+        self.reason = Some(reason);
+        self.acting_organisation = acting_organisation;
+        self.shadow = shadowed;
     }
 }
 
@@ -93,7 +107,7 @@ pub fn emit(record: &DecisionRecord, allow_sample_rate: f64) {
     }
     let Some(sink) = SINK.get() else { return };
     let now = SystemTime::now();
-    if crate::listener::workers::current().is_none() {
+    if !BUFFERED.with(std::cell::Cell::get) {
         let mut line = Vec::with_capacity(320);
         format_line(&mut line, record, reason, now);
         sink.append(&line);

@@ -28,8 +28,8 @@ fn policy(algorithms: AlgSet) -> Policy {
         issuer: "https://idp.test".into(),
         audience: "streetgate".into(),
         leeway: 5,
-        claims: RawClaimNames::default(),
-        model: crate::config::raw::Model::StreetManager,
+        claims: ClaimNames::default(),
+        model: crate::model::Model::StreetManager,
     }
 }
 
@@ -381,7 +381,7 @@ fn roles_claim() {
 #[test]
 fn claim_names_are_configurable() {
     let mut p = policy(public_algs());
-    p.claims = RawClaimNames {
+    p.claims = ClaimNames {
         subject: "preferred_username".into(),
         roles: "groups".into(),
         organisation: "swa".into(),

@@ -1,6 +1,6 @@
+use crate::codes::SwaCode;
 use crate::grants::Snapshot;
 use crate::grants::SnapshotError;
-use crate::grants::codes::SwaCode;
 use crate::grants::format::AccessLevel;
 use crate::grants::load::{Loaded, load};
 use crate::grants::validate::tests::GOOD;
@@ -44,7 +44,7 @@ fn upserts_and_deletes_land_and_the_base_is_untouched() {
     ));
     let next = apply(&base, &json).unwrap();
     let swa = SwaCode::parse("7001").unwrap();
-    let ws = crate::grants::codes::Workstream::parse("001").unwrap();
+    let ws = crate::codes::Workstream::parse("001").unwrap();
     assert_eq!(next.version, 1843);
     assert_eq!(next.access("user-a", swa, ws), AccessLevel::ReadOnly);
     assert_eq!(base.access("user-a", swa, ws), AccessLevel::FullWrite);

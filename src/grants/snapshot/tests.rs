@@ -1,4 +1,4 @@
-use crate::grants::codes::{SwaCode, Workstream};
+use crate::codes::{SwaCode, Workstream};
 use crate::grants::format::{AccessLevel, OrgKind, OrgStatus};
 use crate::grants::snapshot::{Snapshot, SnapshotError, WorkInfo};
 use crate::grants::validate::tests::GOOD;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use crate::config::Problems;
+use crate::problems::Problems;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

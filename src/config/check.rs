@@ -4,8 +4,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::Deserialize;
 
-use crate::config::Problems;
-use crate::config::raw::RawConfig;
+use super::raw::RawConfig;
+use crate::problems::Problems;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

@@ -20,6 +20,11 @@ impl Problems {
         });
     }
 
+    /// Adds every problem of `other` (a section compiled on its own).
+    pub fn extend(&mut self, other: Problems) {
+        self.0.extend(other.0);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
