@@ -29,7 +29,7 @@ mod support;
 const ROWS: usize = 10_000;
 
 fn policy(filter: RawFilter, redact: bool) -> ResponsePolicy {
-    ResponsePolicy::compile(&RawResponsePolicy {
+    ResponsePolicy::try_from(&RawResponsePolicy {
         filter: Some(filter),
         redact: redact.then(|| RawRedact {
             fields: vec![

@@ -205,7 +205,7 @@ fn filter_for_caller(policy: &ResponsePolicy, data: &[u8]) -> Option<crate::filt
 
 fn response_policy(yaml: &str) -> ResponsePolicy {
     let raw: RawResponsePolicy = crate::config::from_yaml_str(yaml).expect("fuzz policy parses");
-    ResponsePolicy::compile(&raw).expect("fuzz policy compiles")
+    ResponsePolicy::try_from(&raw).expect("fuzz policy compiles")
 }
 
 static JSON_POLICY: LazyLock<ResponsePolicy> = LazyLock::new(|| {

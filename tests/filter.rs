@@ -184,7 +184,7 @@ fn by_wrn(field: &str) -> RawRowKey {
 }
 
 fn json_policy(redact: bool, max_body_bytes: u64) -> ResponsePolicy {
-    ResponsePolicy::compile(&RawResponsePolicy {
+    ResponsePolicy::try_from(&RawResponsePolicy {
         filter: Some(RawFilter::Json {
             rows: "/rows".into(),
             by: by_wrn("work_reference_number"),
@@ -203,7 +203,7 @@ fn json_policy(redact: bool, max_body_bytes: u64) -> ResponsePolicy {
 }
 
 fn csv_policy() -> ResponsePolicy {
-    ResponsePolicy::compile(&RawResponsePolicy {
+    ResponsePolicy::try_from(&RawResponsePolicy {
         filter: Some(RawFilter::Csv {
             by: by_wrn("Work reference number"),
         }),

@@ -250,7 +250,7 @@ fn quote_unless(text: &str, safe: impl Fn(char) -> bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::{RawAllow, RawRoute};
+    use crate::route::config::{RawAllow, RawRoute};
 
     #[test]
     fn stubs_for_a_small_document() {

@@ -91,7 +91,17 @@ impl ResponsePolicy {
         matches!(self.format, Format::JsonRows { .. } | Format::Csv { .. })
     }
 
-    pub fn compile(raw: &RawResponsePolicy) -> Result<ResponsePolicy, String> {
+    /// Whether this caller gets the redacted view.
+    pub(super) fn redacts_for(&self, roles: RoleSet) -> bool {
+        self.redact_unless.is_some_and(|role| !roles.contains(role))
+    }
+}
+
+impl TryFrom<&RawResponsePolicy> for ResponsePolicy {
+    type Error = String;
+
+    /// Compiles a route's `response` section; the error says what is wrong with it.
+    fn try_from(raw: &RawResponsePolicy) -> Result<ResponsePolicy, String> {
         if raw.max_body_bytes == 0 {
             return Err("max_body_bytes must be above 0".into());
         }
@@ -137,11 +147,6 @@ impl ResponsePolicy {
             redact_unless,
             max_body_bytes: raw.max_body_bytes,
         })
-    }
-
-    /// Whether this caller gets the redacted view.
-    pub(super) fn redacts_for(&self, roles: RoleSet) -> bool {
-        self.redact_unless.is_some_and(|role| !roles.contains(role))
     }
 }
 
@@ -376,7 +381,7 @@ mod tests {
 
     #[test]
     fn rows_and_redaction_merge_into_one_plan() {
-        let p = ResponsePolicy::compile(&raw(
+        let p = ResponsePolicy::try_from(&raw(
             json("/rows"),
             &[
                 "rows[].draft_invoice_amount",
@@ -445,7 +450,7 @@ mod tests {
             work_reference_field: Some("wrn".into()),
             contract_field: None,
         };
-        let err = |p: RawResponsePolicy| ResponsePolicy::compile(&p).unwrap_err();
+        let err = |p: RawResponsePolicy| ResponsePolicy::try_from(&p).unwrap_err();
         err(raw(
             Some(RawFilter::Json {
                 rows: "/rows".into(),

@@ -13,7 +13,7 @@ fn ws(s: &str) -> Workstream {
 }
 
 fn policy(rows: &str, key: RawRowKey, redact: &[&str]) -> ResponsePolicy {
-    ResponsePolicy::compile(&RawResponsePolicy {
+    ResponsePolicy::try_from(&RawResponsePolicy {
         filter: Some(RawFilter::Json {
             rows: rows.into(),
             by: key,
@@ -231,7 +231,7 @@ fn redaction_removes_fields_unless_the_role_is_held() {
 
 #[test]
 fn redaction_only_policy() {
-    let p = ResponsePolicy::compile(&RawResponsePolicy {
+    let p = ResponsePolicy::try_from(&RawResponsePolicy {
         filter: None,
         redact: Some(RawRedact {
             fields: vec!["draft_invoice_amount".into(), "final_agreed_amount".into()],
@@ -254,7 +254,7 @@ fn redaction_only_policy() {
 
 #[test]
 fn csv_error_bodies_in_json_pass() {
-    let p = ResponsePolicy::compile(&RawResponsePolicy {
+    let p = ResponsePolicy::try_from(&RawResponsePolicy {
         filter: Some(RawFilter::Csv { by: by_wrn() }),
         redact: None,
         max_body_bytes: 1024,
@@ -320,7 +320,7 @@ fn pagination_counts_are_removed_or_recomputed() {
         max_body_bytes: 1 << 20,
         pagination: crate::filter::config::RawPagination::Recompute,
     };
-    let p = ResponsePolicy::compile(&raw).unwrap();
+    let p = ResponsePolicy::try_from(&raw).unwrap();
     // Counts before and after the rows: both see the final count.
     for body in [
         body.to_owned(),
@@ -337,7 +337,7 @@ fn pagination_counts_are_removed_or_recomputed() {
         by: by_wrn(),
     });
     raw.pagination = crate::filter::config::RawPagination::Remove;
-    let p = ResponsePolicy::compile(&raw).unwrap();
+    let p = ResponsePolicy::try_from(&raw).unwrap();
     let body = r#"{"data": {"rows": [], "pagination": {"total_rows": 9}}, "pagination": {"total_rows": 1}}"#;
     let json: serde_json::Value =
         serde_json::from_slice(&run(&p, &v, &[Role::Planner], 200, body).unwrap().body).unwrap();

@@ -5,7 +5,7 @@ use crate::authz::Visibility;
 use crate::codes::{SwaCode, Workstream};
 use crate::grants::snapshot::WorkInfo;
 use crate::grants::store::GrantsStore;
-use crate::route::RawCreatesWork;
+use crate::route::config::RawCreatesWork;
 
 /// Visibility that keeps no row at all.
 pub(super) fn nothing_visible() -> Visibility {

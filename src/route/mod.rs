@@ -1,10 +1,12 @@
 //! Route matching: one radix tree (matchit) over every API's prefixed templates; each leaf holds
 //! the routes of that template by method. Never a linear scan.
 
+pub mod compile;
+pub mod config;
+
 use std::sync::Arc;
 
 use http::Method;
-use serde::Deserialize;
 
 use crate::authz::rule::Rule;
 use crate::filter::ResponsePolicy;
@@ -25,7 +27,7 @@ pub struct Route {
     pub template: Box<str>,
     /// Shared, so the snapshot guard's samples hold it without copying it per request.
     pub rule: Arc<Rule>,
-    pub creates_work: Option<RawCreatesWork>,
+    pub creates_work: Option<config::RawCreatesWork>,
     pub response: Option<ResponsePolicy>,
     pub shadow: bool,
     /// Check mode answers this response-policy route unfiltered instead of refusing it.
@@ -105,17 +107,6 @@ impl Router {
     pub fn routes(&self) -> &[Route] {
         &self.routes
     }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RawCreatesWork {
-    /// JSON pointer into the response body for the new work reference.
-    pub reference: String,
-    /// JSON pointer into the request body for the highway authority SWA code.
-    pub highway_authority: String,
-    /// JSON pointer into the request body for the workstream prefix.
-    pub workstream: String,
 }
 
 #[cfg(test)]
