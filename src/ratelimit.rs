@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use serde::Deserialize;
 
+use crate::problems::Problems;
+
 /// How often the app evicts refilled buckets.
 pub const EVICT_EVERY: Duration = Duration::from_secs(5);
 
@@ -133,9 +135,10 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// None when no rate is configured (nothing to check on the request path).
-    pub fn new(config: &RawRateLimit) -> Option<RateLimiter> {
-        let per_ip = config.per_ip.and_then(Rate::per_second).map(Buckets::new);
-        let per_user = config.per_user.and_then(Rate::per_second).map(Buckets::new);
+    /// None when no rate is set.
+    pub fn new(limits: &RateLimits) -> Option<RateLimiter> {
+        let per_ip = limits.per_ip.map(Buckets::new);
+        let per_user = limits.per_user.map(Buckets::new);
         (per_ip.is_some() || per_user.is_some()).then(|| RateLimiter {
             epoch: Instant::now(),
             per_ip,
@@ -195,17 +198,34 @@ pub struct RawRateLimit {
     pub per_user: Option<f64>,
 }
 
-impl RawRateLimit {
-    /// Reports every problem of the section with its location.
-    pub fn check(&self, problems: &mut crate::problems::Problems) {
-        for (field, rate) in [("per_ip", self.per_ip), ("per_user", self.per_user)] {
-            if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+/// The `rate_limit` section compiled: each rate checked once and turned into its GCRA
+/// interval and tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    per_ip: Option<Rate>,
+    per_user: Option<Rate>,
+}
+
+impl TryFrom<&RawRateLimit> for RateLimits {
+    type Error = Problems;
+
+    fn try_from(raw: &RawRateLimit) -> Result<RateLimits, Problems> {
+        let mut problems = Problems::default();
+        let mut rate = |field: &str, value: Option<f64>| {
+            let rate = value.map(Rate::per_second)?;
+            if rate.is_none() {
                 problems.push(
                     format!("rate_limit.{field}"),
                     "must be a number of requests per second above zero (leave it out to disable)",
                 );
             }
-        }
+            rate
+        };
+        let limits = RateLimits {
+            per_ip: rate("per_ip", raw.per_ip),
+            per_user: rate("per_user", raw.per_user),
+        };
+        problems.into_result(limits)
     }
 }
 
@@ -213,8 +233,12 @@ impl RawRateLimit {
 mod tests {
     use super::*;
 
+    fn limits(per_ip: Option<f64>, per_user: Option<f64>) -> Result<RateLimits, Problems> {
+        RateLimits::try_from(&RawRateLimit { per_ip, per_user })
+    }
+
     fn limiter(per_ip: Option<f64>, per_user: Option<f64>) -> RateLimiter {
-        RateLimiter::new(&RawRateLimit { per_ip, per_user }).unwrap()
+        RateLimiter::new(&limits(per_ip, per_user).unwrap()).unwrap()
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -222,20 +246,18 @@ mod tests {
 
     #[test]
     fn nothing_configured_is_no_limiter() {
-        assert!(
-            RateLimiter::new(&RawRateLimit {
-                per_ip: None,
-                per_user: None
-            })
-            .is_none()
-        );
-        assert!(
-            RateLimiter::new(&RawRateLimit {
-                per_ip: Some(0.0),
-                per_user: None
-            })
-            .is_none()
-        );
+        assert!(RateLimiter::new(&limits(None, None).unwrap()).is_none());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let problems = limits(Some(1.0), Some(bad)).unwrap_err();
+            assert_eq!(
+                problems
+                    .iter()
+                    .map(|p| p.location.as_str())
+                    .collect::<Vec<_>>(),
+                ["rate_limit.per_user"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,6 @@ use raw::{RawAdmin, RawDecisionLog, RawRuntime, RawShutdown};
 
 use crate::grants::config::RawGrants;
 use crate::listener::config::RawListen;
-use crate::ratelimit::RawRateLimit;
 
 use crate::route::Router;
 
@@ -28,7 +27,7 @@ pub struct Config {
     pub grants: Option<RawGrants>,
     pub decision_log: RawDecisionLog,
     pub shadow: bool,
-    pub rate_limit: Option<RawRateLimit>,
+    pub rate_limit: Option<crate::ratelimit::RateLimits>,
     pub shutdown: RawShutdown,
     pub runtime: RawRuntime,
     pub check: Option<check::RawCheck>,

@@ -10,6 +10,7 @@ use super::raw::{RawApi, RawConfig};
 use crate::authn::{AuthConfig, RawAuth};
 use crate::forward::Api;
 use crate::problems::Problems;
+use crate::ratelimit::RateLimits;
 use crate::route::Router;
 
 pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
@@ -73,6 +74,10 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         }
     }
 
+    let rate_limit = raw
+        .rate_limit
+        .as_ref()
+        .and_then(|r| RateLimits::try_from(r).map_err(|p| problems.extend(p)).ok());
     let Some(auth) = auth else {
         return Err(problems);
     };
@@ -84,7 +89,7 @@ pub(super) fn validate(raw: RawConfig) -> Result<Config, Problems> {
         grants: raw.grants,
         decision_log: raw.decision_log,
         shadow: raw.shadow,
-        rate_limit: raw.rate_limit,
+        rate_limit,
         shutdown: raw.shutdown,
         runtime: raw.runtime,
         check: raw.check,
@@ -114,9 +119,6 @@ fn check_listen(raw: &RawConfig, problems: &mut Problems) {
                 crate::listener::workers::MAX
             ),
         );
-    }
-    if let Some(rl) = &raw.rate_limit {
-        rl.check(problems);
     }
 }
 
