@@ -173,7 +173,8 @@ fn prepare(
 pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     let mut problems = Problems::default();
     let (o, n) = (&old.listen, &new.listen);
-    let tls = |l: &crate::listener::config::RawListen| if l.tls.is_some() { "on" } else { "off" };
+    let tls =
+        |l: &crate::listener::config::ListenConfig| if l.tls.is_some() { "on" } else { "off" };
     unchanged(&mut problems, "listen.addr", &o.addr, &n.addr);
     unchanged(&mut problems, "listen.tls", &tls(o), &tls(n));
     unchanged(

@@ -27,7 +27,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use streetgate::grants::config::{OnStale, RawGrantsSource};
+use streetgate::grants::config::{GrantsSource, OnStale};
 use streetgate::grants::{GrantsStore, spawn_source};
 use streetgate::telemetry::metrics::Metrics;
 
@@ -266,13 +266,8 @@ struct Fed {
     _stop: watch::Sender<bool>,
 }
 
-fn url_source(
-    url: String,
-    poll: Duration,
-    long_poll: Option<Duration>,
-    max: u64,
-) -> RawGrantsSource {
-    RawGrantsSource::Url {
+fn url_source(url: String, poll: Duration, long_poll: Option<Duration>, max: u64) -> GrantsSource {
+    GrantsSource::Url {
         url,
         poll_interval: poll,
         max_backoff: poll,
@@ -281,7 +276,7 @@ fn url_source(
     }
 }
 
-fn feed(source: RawGrantsSource) -> Fed {
+fn feed(source: GrantsSource) -> Fed {
     let metrics = Metrics::new();
     let store = Arc::new(GrantsStore::new(
         Duration::from_secs(600),

@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use streetgate::clock::Clock;
 use streetgate::grants::codes::{SwaCode, Workstream};
-use streetgate::grants::config::{OnStale, RawGrantsSource};
+use streetgate::grants::config::{GrantsSource, OnStale};
 use streetgate::grants::overlay::Works;
 use streetgate::grants::snapshot::WorkInfo;
 use streetgate::grants::synthetic::{synthetic_document_version, work_reference};
@@ -142,8 +142,8 @@ fn store(max_age: Duration, on_stale: OnStale) -> (Arc<GrantsStore>, Metrics) {
     (store, metrics)
 }
 
-fn url_source(url: String) -> RawGrantsSource {
-    RawGrantsSource::Url {
+fn url_source(url: String) -> GrantsSource {
+    GrantsSource::Url {
         url,
         poll_interval: POLL,
         max_backoff: Duration::from_millis(100),
@@ -486,7 +486,7 @@ async fn file_source_picks_up_a_rewritten_file() {
     std::fs::write(&path, doc(1)).unwrap();
     let (store, metrics) = store(Duration::from_secs(60), OnStale::Deny);
     let (tx, rx) = watch::channel(false);
-    let source = RawGrantsSource::File {
+    let source = GrantsSource::File {
         path: path.clone(),
         poll_interval: POLL,
     };
@@ -541,7 +541,7 @@ async fn source_stops_on_shutdown_even_mid_backoff() {
     drop(listener);
     let (store, metrics) = store(Duration::from_secs(60), OnStale::Deny);
     let (tx, rx) = watch::channel(false);
-    let source = RawGrantsSource::Url {
+    let source = GrantsSource::Url {
         url: format!("http://{addr}/"),
         poll_interval: Duration::from_secs(30),
         max_backoff: Duration::from_secs(600),

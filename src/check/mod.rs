@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::check::RawCheck;
+use crate::config::check::CheckConfig;
 use crate::listener::{self, BindError, Limits};
 use crate::proxy::Gateway;
 
@@ -42,7 +42,7 @@ impl Listening {
 /// Binds and serves `check.addr` (with the main listener's limits, never TLS: it is meant for
 /// the pod or the mesh) and `check.grpc_addr`.
 pub async fn start(
-    check: &RawCheck,
+    check: &CheckConfig,
     gateway: &Arc<Gateway>,
     limits: Limits,
     shutdown: watch::Receiver<bool>,

@@ -9,7 +9,7 @@ use crate::problems::Problems;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RawCheck {
+pub struct CheckConfig {
     /// HTTP decision API: Envoy ext_authz HTTP mode under `/envoy`, ingress-nginx `auth-url`,
     /// nginx `auth_request` and Traefik `forwardAuth` at `/forward-auth`.
     pub addr: SocketAddr,
@@ -21,7 +21,7 @@ pub struct RawCheck {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-impl RawCheck {
+impl CheckConfig {
     /// Whether a TCP peer may report the original request in forward-auth headers.
     pub fn trusted(&self, peer: IpAddr) -> bool {
         // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.

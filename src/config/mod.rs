@@ -1,5 +1,13 @@
 //! Typed config: parse the file (`raw`), validate everything in one pass reporting each problem
 //! with its location (`validate`), and hand out one compiled `Config` that is swapped whole.
+//!
+//! Each component owns its section's types and checks (`authn::config`, `listener::config`,
+//! `grants::config`, `filter::config`, `route::config`, `ratelimit`, `telemetry::otel`, and
+//! `config::check` for check mode); this module only assembles them. A section that needs
+//! compiling (names parsed, files read, rules built) has a `Raw*` form and a compiled form made
+//! once through `TryFrom` (`AuthConfig`, `ResponsePolicy`, `RateLimits`) or `route::compile`;
+//! a section serde already types completely is used as parsed (`ListenConfig`, `GrantsConfig`)
+//! after its `check`.
 
 pub mod check;
 mod model;
@@ -9,11 +17,10 @@ mod validate;
 use std::path::{Path, PathBuf};
 
 pub use crate::problems::{Problem, Problems};
-use raw::{RawAdmin, RawDecisionLog, RawRuntime, RawShutdown};
+use raw::{AdminConfig, DecisionLogConfig, RuntimeConfig, ShutdownConfig};
 
-use crate::grants::config::RawGrants;
-use crate::listener::config::RawListen;
-
+use crate::grants::config::GrantsConfig;
+use crate::listener::config::ListenConfig;
 use crate::route::Router;
 
 /// A validated config. Everything the request path needs is precomputed here.
@@ -21,16 +28,16 @@ use crate::route::Router;
 pub struct Config {
     /// The file it came from (None for embedded configs).
     pub source: Option<PathBuf>,
-    pub listen: RawListen,
-    pub admin: RawAdmin,
+    pub listen: ListenConfig,
+    pub admin: AdminConfig,
     pub auth: crate::authn::AuthConfig,
-    pub grants: Option<RawGrants>,
-    pub decision_log: RawDecisionLog,
+    pub grants: Option<GrantsConfig>,
+    pub decision_log: DecisionLogConfig,
     pub shadow: bool,
     pub rate_limit: Option<crate::ratelimit::RateLimits>,
-    pub shutdown: RawShutdown,
-    pub runtime: RawRuntime,
-    pub check: Option<check::RawCheck>,
+    pub shutdown: ShutdownConfig,
+    pub runtime: RuntimeConfig,
+    pub check: Option<check::CheckConfig>,
     pub otel: Option<crate::telemetry::otel::RawOtel>,
     pub watch: bool,
     pub apis: Vec<crate::forward::Api>,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::grants::config::RawGrants;
-use crate::listener::config::RawListen;
+use crate::grants::config::GrantsConfig;
+use crate::listener::config::ListenConfig;
 use crate::ratelimit::RawRateLimit;
 use crate::route::config::RawRoute;
 
@@ -22,28 +22,28 @@ pub struct RawConfig {
     /// The user-type table of the contracts model.
     #[serde(default)]
     pub contracts: Option<crate::contracts::user_types::RawContracts>,
-    pub listen: RawListen,
+    pub listen: ListenConfig,
     #[serde(default)]
-    pub admin: RawAdmin,
+    pub admin: AdminConfig,
     pub auth: crate::authn::RawAuth,
     /// Optional until the grants model lands in a deployment: without it, rules that need
     /// grants (anything but `public` and role-only rules) are config errors.
     #[serde(default)]
-    pub grants: Option<RawGrants>,
+    pub grants: Option<GrantsConfig>,
     #[serde(default)]
-    pub decision_log: RawDecisionLog,
+    pub decision_log: DecisionLogConfig,
     /// Global shadow mode: decisions are made, logged and counted, but denials are forwarded.
     #[serde(default)]
     pub shadow: bool,
     #[serde(default)]
     pub rate_limit: Option<RawRateLimit>,
     #[serde(default)]
-    pub shutdown: RawShutdown,
+    pub shutdown: ShutdownConfig,
     #[serde(default)]
-    pub runtime: RawRuntime,
+    pub runtime: RuntimeConfig,
     /// The decision API (ext_authz / forward-auth); off when absent.
     #[serde(default)]
-    pub check: Option<super::check::RawCheck>,
+    pub check: Option<super::check::CheckConfig>,
     /// OpenTelemetry traces (OTLP/HTTP); off when absent.
     #[serde(default)]
     pub otel: Option<crate::telemetry::otel::RawOtel>,
@@ -55,12 +55,12 @@ pub struct RawConfig {
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RawAdmin {
+pub struct AdminConfig {
     #[serde(default = "defaults::admin_addr")]
     pub addr: SocketAddr,
 }
 
-impl Default for RawAdmin {
+impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             addr: defaults::admin_addr(),
@@ -70,13 +70,13 @@ impl Default for RawAdmin {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDecisionLog {
+pub struct DecisionLogConfig {
     /// Fraction of allowed decisions logged (denials are always logged).
     #[serde(default = "defaults::allow_sample_rate")]
     pub allow_sample_rate: f64,
 }
 
-impl Default for RawDecisionLog {
+impl Default for DecisionLogConfig {
     fn default() -> Self {
         Self {
             allow_sample_rate: defaults::allow_sample_rate(),
@@ -86,12 +86,12 @@ impl Default for RawDecisionLog {
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RawShutdown {
+pub struct ShutdownConfig {
     #[serde(default = "defaults::drain", with = "humantime_serde")]
     pub drain: Duration,
 }
 
-impl Default for RawShutdown {
+impl Default for ShutdownConfig {
     fn default() -> Self {
         Self {
             drain: defaults::drain(),
@@ -102,7 +102,7 @@ impl Default for RawShutdown {
 /// How the data path is threaded (start-up only).
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RawRuntime {
+pub struct RuntimeConfig {
     /// Worker threads serving the main listener, each with its own runtime, listener and
     /// upstream connections. Default: the CPUs this process may use (cgroup quota and
     /// affinity included); the `STREETGATE_WORKERS` environment variable overrides it.

@@ -10,8 +10,8 @@ use crate::problems::Problems;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RawGrants {
-    pub source: RawGrantsSource,
+pub struct GrantsConfig {
+    pub source: GrantsSource,
     /// Maximum age since the last successful fetch before the snapshot is stale.
     #[serde(default = "defaults::max_age", with = "humantime_serde")]
     pub max_age: Duration,
@@ -31,7 +31,7 @@ pub struct RawGrants {
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum RawGrantsSource {
+pub enum GrantsSource {
     File {
         path: PathBuf,
         #[serde(default = "defaults::poll", with = "humantime_serde")]
@@ -63,7 +63,7 @@ pub enum OnStale {
     ServeStale,
 }
 
-impl RawGrants {
+impl GrantsConfig {
     /// Reports every problem of the section with its location.
     pub fn check(&self, problems: &mut Problems) {
         check_source(&self.source, problems);
@@ -72,7 +72,7 @@ impl RawGrants {
 }
 
 /// The snapshot guard's keys (the `guard` module).
-fn check_guard(g: &RawGrants, problems: &mut Problems) {
+fn check_guard(g: &GrantsConfig, problems: &mut Problems) {
     if let Some(r) = g.max_revocation_ratio
         && !(r > 0.0 && r <= 1.0)
     {
@@ -105,8 +105,8 @@ fn check_guard(g: &RawGrants, problems: &mut Problems) {
 /// Longest long-poll wait accepted: longer holds outlast the idle timeouts of most proxies.
 const MAX_LONG_POLL: std::time::Duration = std::time::Duration::from_secs(300);
 
-fn check_source(source: &RawGrantsSource, problems: &mut Problems) {
-    let RawGrantsSource::Url {
+fn check_source(source: &GrantsSource, problems: &mut Problems) {
+    let GrantsSource::Url {
         long_poll,
         max_document_bytes,
         ..

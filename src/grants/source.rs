@@ -13,21 +13,21 @@ use tokio::task::JoinHandle;
 
 use super::remote::{Answer, Encoding, Remote, decoder};
 use super::store::{Applied, ApplyError, GrantsStore};
-use crate::grants::config::RawGrantsSource;
+use crate::grants::config::GrantsSource;
 
 /// Polls the configured source until `shutdown` turns true (or its sender is dropped).
 pub fn spawn_source(
     store: Arc<GrantsStore>,
-    source: RawGrantsSource,
+    source: GrantsSource,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         match source {
-            RawGrantsSource::File {
+            GrantsSource::File {
                 path,
                 poll_interval,
             } => poll_file(&store, path, poll_interval, shutdown).await,
-            RawGrantsSource::Url {
+            GrantsSource::Url {
                 url,
                 poll_interval,
                 max_backoff,

@@ -15,7 +15,7 @@ use crate::authn::identity::Identity;
 use crate::authz::{self, Decision, RequestFacts};
 use crate::grants::Snapshot;
 use crate::grants::admission::{Admission, Refusal};
-use crate::grants::config::RawGrants;
+use crate::grants::config::GrantsConfig;
 use crate::grants::overlay::{CreatedWorks, Works};
 use crate::reason::Reason;
 use crate::route::Route;
@@ -60,7 +60,7 @@ pub struct Review {
 impl Guard {
     /// The guard for a `grants` section; None when `guard_window` is 0.
     pub fn from_config(
-        grants: &RawGrants,
+        grants: &GrantsConfig,
         metrics: &Metrics,
     ) -> Result<Option<Guard>, AcceptTokenError> {
         if grants.guard_window == 0 {

@@ -10,10 +10,10 @@ use crate::problems::Problems;
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RawListen {
+pub struct ListenConfig {
     pub addr: SocketAddr,
     #[serde(default)]
-    pub tls: Option<RawTls>,
+    pub tls: Option<TlsConfig>,
     #[serde(default = "defaults::max_header_bytes")]
     pub max_header_bytes: usize,
     #[serde(default = "defaults::max_headers")]
@@ -38,7 +38,7 @@ pub struct RawListen {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
-impl RawListen {
+impl ListenConfig {
     pub fn buffered_body_budget(&self) -> u64 {
         self.max_buffered_body_bytes_per_connection
             .unwrap_or(self.max_body_bytes.saturating_mul(4))
@@ -57,12 +57,12 @@ impl RawListen {
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RawTls {
+pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
-impl RawListen {
+impl ListenConfig {
     /// Reports every problem of the section with its location.
     pub fn check(&self, problems: &mut Problems) {
         let l = self;

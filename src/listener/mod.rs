@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
-use crate::listener::config::RawListen;
+use crate::listener::config::ListenConfig;
 use crate::reason::Reason;
 
 use self::activity::{ActiveBody, Activity};
@@ -72,8 +72,8 @@ impl Limits {
     }
 }
 
-impl From<&RawListen> for Limits {
-    fn from(l: &RawListen) -> Self {
+impl From<&ListenConfig> for Limits {
+    fn from(l: &ListenConfig) -> Self {
         Limits {
             max_header_bytes: l.max_header_bytes,
             max_headers: l.max_headers,
