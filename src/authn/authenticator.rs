@@ -144,7 +144,7 @@ impl Authenticator {
     ) -> Result<Arc<Identity>, AuthError> {
         let inner = &*self.inner;
         let token = extract(headers, &inner.sources, inner.max_token_bytes)?;
-        let key = TokenCache::key(token);
+        let key = inner.cache.key(token);
         // The key set in force: a cached token is only as valid as the key that verified it.
         let current = match &inner.keys {
             KeySource::Secret(_) => None,
