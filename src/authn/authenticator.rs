@@ -167,7 +167,9 @@ impl Authenticator {
                 let (identity, set) = match inner.policy.verify(&parsed, Keys::Jwks(&set), now_unix)
                 {
                     Err(AuthError::UnknownKey(kid)) => {
-                        let Some(fresh) = store.refresh_for_unknown_kid(&set).await else {
+                        // Boxed: a JWKS fetch is rare and its future large.
+                        let Some(fresh) = Box::pin(store.refresh_for_unknown_kid(&set)).await
+                        else {
                             return Err(AuthError::UnknownKey(kid));
                         };
                         let identity =
