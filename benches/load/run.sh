@@ -439,6 +439,9 @@ ab() {
             echo "1 $round $r" | tee -a "$results" >&2
         done
     done
+    for name in A B; do
+        echo "$name RSS after the run: $(awk '/VmRSS/ {print $2}' "/proc/${pid[$name]}/status") kB"
+    done
     python3 - "$results" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
