@@ -275,6 +275,93 @@ async fn idle_keep_alive_connections_are_closed_at_the_idle_timeout_but_long_dow
     }
 }
 
+/// The connection timer only looks at a connection when it fires: a keep-alive connection in
+/// steady use outlives both timeouts many times over, and once idle it is closed at the idle
+/// timeout: with the idle timeout shorter than the header-read timeout, and (HTTP/2 only:
+/// on HTTP/1 hyper's own header-read timer runs between requests too and closes first) longer.
+#[tokio::test]
+async fn busy_keep_alive_connections_outlive_both_timeouts_and_close_once_idle() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start().await;
+    let cases: [(&str, &str, &[bool], Duration); 2] = [
+        ("1s", "300ms", &[false, true], Duration::from_millis(225)),
+        ("200ms", "500ms", &[true], Duration::from_millis(400)),
+    ];
+    for (header_read, idle, protocols, at_least) in cases {
+        let gw = sidecar(&yaml(&upstream.url(), &jwks.url(), header_read, idle, "")).await;
+        for &h2 in protocols {
+            keep_busy_then_idle(&gw, h2, at_least).await;
+        }
+    }
+}
+
+async fn keep_busy_then_idle(gw: &Running, h2: bool, at_least: Duration) {
+    {
+        let stream = TcpStream::connect(gw.addr).await.unwrap();
+        type Sent = Pin<Box<dyn Future<Output = Result<StatusCode, hyper::Error>> + Send>>;
+        // Each request's body is read whole, so it is over before the next one.
+        let (mut send, conn): (Box<dyn FnMut() -> Sent>, _) = if h2 {
+            let (sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                    .await
+                    .unwrap();
+            let send = move || {
+                let mut s = sender.clone();
+                Box::pin(async move {
+                    let response = s.send_request(get("/work/status", None)).await?;
+                    let status = response.status();
+                    response.into_body().collect().await?;
+                    Ok(status)
+                }) as Sent
+            };
+            (
+                Box::new(send) as Box<dyn FnMut() -> Sent>,
+                tokio::spawn(conn),
+            )
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .unwrap();
+            let sender = Arc::new(tokio::sync::Mutex::new(sender));
+            let send = move || {
+                let sender = sender.clone();
+                Box::pin(async move {
+                    let mut s = sender.lock().await;
+                    s.ready().await?;
+                    let response = s.send_request(get("/work/status", None)).await?;
+                    let status = response.status();
+                    response.into_body().collect().await?;
+                    Ok(status)
+                }) as Sent
+            };
+            (
+                Box::new(send) as Box<dyn FnMut() -> Sent>,
+                tokio::spawn(conn),
+            )
+        };
+        // A request every 50 ms for 1.5 s: several times both timeouts.
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        let busy_until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < busy_until {
+            tick.tick().await;
+            let status = send().await.unwrap_or_else(|e| panic!("h2: {h2}: {e}"));
+            assert_eq!(status, 200, "h2: {h2}");
+        }
+        assert!(!conn.is_finished(), "h2: {h2}: closed while in use");
+        let idle_from = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), conn)
+            .await
+            .unwrap_or_else(|_| panic!("h2: {h2}: idle connection still open after 5 s"))
+            .unwrap()
+            .ok();
+        let after = idle_from.elapsed();
+        assert!(
+            after >= at_least && after < Duration::from_millis(1000),
+            "h2: {h2}: closed after {after:?}, not at the idle timeout"
+        );
+    }
+}
+
 // === misbehaving upstreams ===
 
 type Script =

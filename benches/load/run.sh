@@ -2,7 +2,7 @@
 # Load comparison of streetgate against the proxies a platform team would otherwise deploy, in
 # one run on this machine, plus latency while grants snapshots are swapped and idle memory.
 #
-#   benches/load/run.sh [compare|swap|rss|all]     (default: all)
+#   benches/load/run.sh [compare|swap|rss|all|ab|profile]     (default: all)
 #
 # compare  one fixed upstream (nginx, 1 worker, small JSON body); for each worker count in PAIRS
 #          (fair pairings: nginx worker_processes P, haproxy nbthread P, streetgate
@@ -16,6 +16,12 @@
 #          its children) is printed for every proxy: it is the figure other load disturbs least.
 # swap     streetgate's latency with a 1M-work snapshot, without swaps and while a new version
 #          of it is written every second (file source, short poll interval), in turns.
+# ab       two streetgate builds side by side (BIN_A, BIN_B; default BIN_A=$BIN), 1 worker each
+#          (STREETGATE_WORKERS), same config, snapshot and token, in A B A B turns: the way each
+#          trim is measured. Prints CPU µs per request and req/s for each, and B / A.
+# profile  streetgate (BIN, 1 worker) under wrk, sampled by `perf record` (cpu-clock) for
+#          DURATION; the report goes to $DIR/perf.txt (KEEP=1 to keep it and perf.data) and its
+#          top lines out. CALLGRAPH=dwarf for callers (release builds have no frame pointers).
 # rss      streetgate's resident memory at idle (demo config if `streetgate demo` runs, else
 #          the load config without a grants snapshot).
 #
@@ -406,6 +412,79 @@ print("p99 while swapping / p99 steady: " + ", ".join(f"{x:.2f}x" for x in ratio
 PY
 }
 
+# ab: BIN_A against BIN_B with the same config, in turns. A fair A/B of one change.
+ab() {
+    local a=${BIN_A:-$BIN} b=${BIN_B:?BIN_B: the streetgate binary to compare with BIN_A}
+    start_upstream
+    log "snapshot: $WORKS works, $USERS users, $ORGS organisations"
+    "$FIXTURE" snapshot "$DIR/grants.json" --orgs "$ORGS" --users "$USERS" --works "$WORKS"
+    TOKEN=$(token)
+    local results=$DIR/ab.txt name bin port admin
+    : >"$results"
+    local -A url pid
+    for name in A B; do
+        [[ $name == A ]] && bin=$a || bin=$b
+        port=$(free_port) admin=$(free_port)
+        BIN=$bin streetgate_config "$DIR/sg-$name.yaml" "$port" "$admin" "$DIR/grants.json" 10s
+        BIN=$bin STREETGATE_WORKERS=${STREETGATE_WORKERS:-1} start_streetgate "$DIR/sg-$name.yaml" "$admin"
+        url[$name]="http://127.0.0.1:$port$PATH_ALLOWED"
+        pid[$name]=$SG_PID
+        check_200 "$name" "${url[$name]}"
+        wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "${url[$name]}" >/dev/null
+    done
+    local round r
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for name in A B; do
+            r=$(bench "$name" "${url[$name]}" "${pid[$name]}") || return 1
+            echo "1 $round $r" | tee -a "$results" >&2
+        done
+    done
+    for name in A B; do
+        echo "$name RSS after the run: $(awk '/VmRSS/ {print $2}' "/proc/${pid[$name]}/status") kB"
+    done
+    python3 - "$results" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1])]
+by = {}
+for _, rnd, name, rps, p50, p99, cpu in rows:
+    by.setdefault(int(rnd), {})[name] = (float(rps), int(p99), float(cpu))
+cpu = [v["B"][2] / v["A"][2] for v in by.values()]
+rps = [v["B"][0] / v["A"][0] for v in by.values()]
+p99 = [v["B"][1] / v["A"][1] for v in by.values()]
+for k, v in sorted(by.items()):
+    print(f"round {k}: A {v['A'][2]:.1f} µs/req {v['A'][0]:.0f} req/s p99 {v['A'][1]} | "
+          f"B {v['B'][2]:.1f} µs/req {v['B'][0]:.0f} req/s p99 {v['B'][1]}")
+print(f"B / A: CPU/req {st.mean(cpu):.3f}x  req/s {st.mean(rps):.3f}x  p99 {st.mean(p99):.2f}x"
+      f"  (per round CPU {' '.join(f'{c:.3f}' for c in cpu)})")
+PY
+}
+
+# profile: perf samples of one streetgate worker under wrk.
+profile() {
+    command -v perf >/dev/null || { log "perf not found"; return 1; }
+    start_upstream
+    "$FIXTURE" snapshot "$DIR/grants.json" --orgs "$ORGS" --users "$USERS" --works "$WORKS"
+    TOKEN=$(token)
+    local port admin
+    port=$(free_port) admin=$(free_port)
+    streetgate_config "$DIR/streetgate.yaml" "$port" "$admin" "$DIR/grants.json" 10s
+    STREETGATE_WORKERS=${STREETGATE_WORKERS:-1} start_streetgate "$DIR/streetgate.yaml" "$admin"
+    local url="http://127.0.0.1:$port$PATH_ALLOWED"
+    check_200 streetgate "$url"
+    wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
+        >"$DIR/wrk.log" &
+    local wrk_pid=$!
+    perf record -e cpu-clock -F "${PERF_FREQ:-4000}" --call-graph "${CALLGRAPH:-fp}" -p "$SG_PID" -o "$DIR/perf.data" -- sleep "${DURATION%s}" \
+        2>"$DIR/perf.log" >/dev/null
+    wait "$wrk_pid"
+    grep -E 'Requests/sec' "$DIR/wrk.log"
+    perf report -i "$DIR/perf.data" --no-children --percent-limit 0.3 --stdio \
+        -g none --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' |
+        sed 's/ *- *- *$//; s/ *$//' >"$DIR/perf.txt"
+    head -60 "$DIR/perf.txt"
+}
+
 rss() {
     local port admin
     port=$(free_port)
@@ -449,6 +528,8 @@ case $MODE in
 compare) compare ;;
 swap) swap ;;
 rss) rss ;;
+ab) ab ;;
+profile) profile ;;
 all)
     compare
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -461,7 +542,7 @@ all)
     rss
     ;;
 *)
-    echo "usage: $0 [compare|swap|rss|all]" >&2
+    echo "usage: $0 [compare|swap|rss|all|ab|profile]" >&2
     exit 2
     ;;
 esac

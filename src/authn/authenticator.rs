@@ -123,7 +123,7 @@ impl Authenticator {
     ) -> Result<Arc<Identity>, AuthError> {
         let inner = &*self.inner;
         let token = extract(headers, &inner.sources, inner.max_token_bytes)?;
-        let key = TokenCache::key(token);
+        let key = inner.cache.key(token);
         // The key set in force: a cached token is only as valid as the key that verified it.
         let current = match &inner.keys {
             KeySource::Secret(_) => None,
@@ -146,7 +146,9 @@ impl Authenticator {
                 let (identity, set) = match inner.policy.verify(&parsed, Keys::Jwks(&set), now_unix)
                 {
                     Err(AuthError::UnknownKey(kid)) => {
-                        let Some(fresh) = store.refresh_for_unknown_kid(&set).await else {
+                        // Boxed: a JWKS fetch is rare and its future large.
+                        let Some(fresh) = Box::pin(store.refresh_for_unknown_kid(&set)).await
+                        else {
                             return Err(AuthError::UnknownKey(kid));
                         };
                         let identity =

@@ -115,7 +115,9 @@ impl Pool {
                 Err((None, e)) => return Err(e),
             }
         }
-        let sender = self.connect(slot).await?;
+        // Boxed: connecting is rare, and its TLS and HTTP/2 handshakes would otherwise make
+        // every request's future (moved by value on each await) kilobytes larger.
+        let sender = Box::pin(self.connect(slot)).await?;
         self.exchange(slot, sender, request)
             .await
             .map_err(|(_, e)| e)

@@ -5,6 +5,11 @@
 //!
 //! A request counts as busy until its response body has been sent, not just until the service
 //! returns, so a long download is never mistaken for an idle connection.
+//!
+//! The listener's timer is lazy: a request ending only stores a time, it wakes nothing. The
+//! timer checks `deadline` when it fires and sleeps again until the new deadline (at most
+//! `Limits::recheck` later), so a busy keep-alive connection costs no timer or wake-up per
+//! request.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -13,7 +18,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::Limits;
@@ -27,9 +31,6 @@ pub(super) struct Activity {
     idle_since_ms: AtomicU64,
     /// When the connection was accepted.
     epoch: Instant,
-    /// Wakes the listener's timer when the connection goes idle, so it sleeps until the new
-    /// deadline instead of polling.
-    idle: Notify,
 }
 
 impl Activity {
@@ -39,7 +40,6 @@ impl Activity {
             started: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             epoch: accepted,
-            idle: Notify::new(),
         })
     }
 
@@ -48,11 +48,6 @@ impl Activity {
         self.started.store(true, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
-    }
-
-    /// Resolves when a request finishes (the deadline moved).
-    pub(super) async fn went_idle(&self) {
-        self.idle.notified().await;
     }
 
     /// When the connection may be closed if nothing happens meanwhile; None while busy.
@@ -78,9 +73,7 @@ impl Drop for Busy {
         let a = &self.0;
         a.idle_since_ms
             .store(millis(a.epoch.elapsed()), Ordering::Relaxed);
-        if a.busy.fetch_sub(1, Ordering::Release) == 1 {
-            a.idle.notify_one();
-        }
+        a.busy.fetch_sub(1, Ordering::Release);
     }
 }
 

@@ -70,6 +70,12 @@ impl Limits {
     fn head_cap(&self) -> usize {
         self.max_header_bytes.max(8192)
     }
+
+    /// The longest the connection timer sleeps without looking at the connection: any new
+    /// deadline is at least this far after the event that set it, so none is missed.
+    fn recheck(&self) -> Duration {
+        self.idle_timeout.min(self.header_read_timeout)
+    }
 }
 
 impl From<&ListenConfig> for Limits {
@@ -267,23 +273,30 @@ impl<H: Handler> Conn<'_, H> {
         let conn = builder.serve_connection(io, service);
         let conn = shutdown.watch(conn.into_owned());
         tokio::pin!(conn);
+        // One timer per connection, re-armed when it fires (see `activity`).
+        let first = Instant::now() + limits.recheck();
+        let timer =
+            tokio::time::sleep_until(activity.deadline(&limits).map_or(first, |d| d.min(first)));
+        tokio::pin!(timer);
         loop {
-            // While busy there is no deadline: wait for the connection to go idle.
-            let wake = activity
-                .deadline(&limits)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                () = activity.went_idle() => {}
                 result = conn.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(peer = %info.peer, error = %e, "connection ended with error");
                     }
                     return;
                 }
-                _ = tokio::time::sleep_until(wake) => {
-                    if activity.deadline(&limits).is_some_and(|d| d <= Instant::now()) {
-                        tracing::debug!(peer = %info.peer, "closing idle connection");
-                        return;
+                () = timer.as_mut() => {
+                    let now = Instant::now();
+                    let recheck = now + limits.recheck();
+                    match activity.deadline(&limits) {
+                        Some(deadline) if deadline <= now => {
+                            tracing::debug!(peer = %info.peer, "closing idle connection");
+                            return;
+                        }
+                        // Idle: its deadline, or busy: look again later.
+                        Some(deadline) => timer.as_mut().reset(deadline.min(recheck)),
+                        None => timer.as_mut().reset(recheck),
                     }
                 }
             }

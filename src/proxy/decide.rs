@@ -128,7 +128,9 @@ impl Gateway {
                     timeout: runtime.config.listen.body_read_timeout,
                     budget,
                 };
-                (Some(body::read(&parts.headers, body, bounds).await?), None)
+                // Boxed: only body-reading routes need this future's space.
+                let read = Box::pin(body::read(&parts.headers, body, bounds)).await?;
+                (Some(read), None)
             }
             BodySource::Stream { body, .. } => (None, Some(body)),
             BodySource::Given { bytes, cut } if needs_body => {

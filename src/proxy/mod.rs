@@ -325,9 +325,12 @@ impl Gateway {
             };
             let roles = identity.as_ref().map(|i| i.roles).unwrap_or_default();
             // Bounded like a streamed body: each wait for more bytes by `body_timeout`.
-            let (filtered, outcome) = filter::apply(policy, &visibility, works, roles, response)
-                .await
-                .map_err(ProxyError::Filter)?;
+            // Boxed, as the other cold paths here: the request future is moved by value on
+            // each await, so what only some routes run should not size it for all.
+            let (filtered, outcome) =
+                Box::pin(filter::apply(policy, &visibility, works, roles, response))
+                    .await
+                    .map_err(ProxyError::Filter)?;
             log.filter_us = Some(u64::try_from(outcome.elapsed.as_micros()).unwrap_or(u64::MAX));
             route_metrics.rows(RowOutcome::Kept).inc_by(outcome.kept);
             route_metrics
@@ -343,8 +346,7 @@ impl Gateway {
         ) && response.status().is_success()
         {
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, respond::CREATED_RESPONSE_LIMIT)
-                .collect()
+            let body = Box::pin(Limited::new(body, respond::CREATED_RESPONSE_LIMIT).collect())
                 .await
                 .map_err(|source| ProxyError::UpstreamBody {
                     api: upstream.name().to_owned(),
