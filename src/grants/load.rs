@@ -62,14 +62,27 @@ pub fn load_update(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, S
     read(reader, in_force, true)
 }
 
+/// `load` from bytes already in memory: parsed in place, so strings are borrowed, not copied.
+pub fn load_slice(bytes: &[u8], in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
+    run(serde_json::Deserializer::from_slice(bytes), in_force, false)
+}
+
 fn read(
     reader: impl Read,
     in_force: Option<u64>,
     skip_unchanged: bool,
 ) -> Result<Loaded, SnapshotError> {
     // serde_json reads a stream a byte at a time: buffer it.
-    let mut de =
+    let de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+    run(de, in_force, skip_unchanged)
+}
+
+fn run<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    in_force: Option<u64>,
+    skip_unchanged: bool,
+) -> Result<Loaded, SnapshotError> {
     let mut track = serde_path_to_error::Track::new();
     let mut loader = Loader {
         skip: if skip_unchanged { in_force } else { None },

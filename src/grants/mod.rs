@@ -16,6 +16,7 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod synthetic;
 mod timestamp;
+pub mod user_grants;
 mod validate;
 pub(crate) mod works;
 

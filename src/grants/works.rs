@@ -4,7 +4,9 @@
 //! own (a `HashMap<Box<str>, WorkInfo>` would cost about 100 bytes). Shards sit behind `Arc`s:
 //! a delta copies only the shards it changes, the snapshot in force keeps the rest shared.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -19,6 +21,8 @@ const SHARDS: usize = 4096;
 pub(crate) struct WorkIndex {
     shards: Vec<Arc<Shard>>,
     /// One hash per reference: its high half picks the shard, the whole of it the bucket.
+    /// foldhash, not SipHash: references come from the trusted snapshot, and hashing 3M of
+    /// them is a visible part of a load.
     hasher: RandomState,
     len: usize,
 }
@@ -44,7 +48,7 @@ impl Default for WorkIndex {
         let empty = Arc::new(Shard::default());
         WorkIndex {
             shards: vec![empty; SHARDS],
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             len: 0,
         }
     }

@@ -25,8 +25,9 @@ use super::metrics::PublishMetrics;
 use crate::grants::{Snapshot, SnapshotError};
 use crate::json_str::CowStr;
 
-/// Key → the entry as stored.
-type Entries = HashMap<Box<str>, Stored>;
+/// Key → the entry as stored. Keys are shared between versions like the entries; foldhash,
+/// not SipHash: the keys come from validated drops, and every entry is looked up per version.
+type Entries = HashMap<Arc<str>, Stored, foldhash::fast::RandomState>;
 
 /// One entry of one version.
 #[derive(Clone)]
@@ -62,7 +63,7 @@ pub struct Version {
     entries: [Entries; 3],
     /// Per kind, the keys upserted or deleted since the version published before this one
     /// (empty for the first).
-    changed: [Vec<Box<str>>; 3],
+    changed: [Vec<Arc<str>>; 3],
     pub full: Arc<Encoded>,
 }
 
@@ -342,7 +343,7 @@ fn key_document(bytes: &Bytes, previous: Option<&Version>) -> Result<Version, Pu
     let number = doc.version;
     let lists = [&doc.organisations, &doc.users, &doc.works];
     let mut entries: [Entries; 3] = Default::default();
-    let mut changed: [Vec<Box<str>>; 3] = Default::default();
+    let mut changed: [Vec<Arc<str>>; 3] = Default::default();
     for (i, list) in lists.into_iter().enumerate() {
         let before = previous.map(|p| &p.entries[i]);
         (entries[i], changed[i]) = keyed(list, KINDS[i].1, before)?;
@@ -366,20 +367,24 @@ fn keyed(
     list: &[&RawValue],
     key: &'static str,
     before: Option<&Entries>,
-) -> Result<(Entries, Vec<Box<str>>), PublishError> {
-    let mut out = HashMap::with_capacity(list.len());
+) -> Result<(Entries, Vec<Arc<str>>), PublishError> {
+    let mut out = HashMap::with_capacity_and_hasher(list.len(), Default::default());
     let mut changed = Vec::new();
     let mut kept = 0usize;
     for raw in list {
         let text = raw.get();
         let mut de = serde_json::Deserializer::from_str(text);
-        let k: Box<str> = match KeyOf(key).deserialize(&mut de) {
-            Ok(Some(k)) => k.0.into(),
+        let name = match KeyOf(key).deserialize(&mut de) {
+            Ok(Some(k)) => k.0,
             Ok(None) => return Err(PublishError::Entry(format!("no {key}"))),
             Err(e) => return Err(PublishError::Entry(e.to_string())),
         };
-        let prev = before.and_then(|b| b.get(&k));
-        kept += usize::from(prev.is_some());
+        let found = before.and_then(|b| b.get_key_value(&*name));
+        kept += usize::from(found.is_some());
+        let (k, prev): (Arc<str>, _) = match found {
+            Some((k, prev)) => (Arc::clone(k), Some(prev)),
+            None => (Arc::from(&*name), None),
+        };
         let stored = match prev {
             Some(p) if p.dropped_as(text) => p.clone(),
             _ => {
