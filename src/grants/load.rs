@@ -19,6 +19,7 @@ use super::timestamp::parse_rfc3339;
 use super::validate::{
     Orgs, Report, check_generated_at, check_user, check_version, check_work, organisations,
 };
+use super::work_batch::WorkBatch;
 use super::works::{TooLarge, WorkIndex};
 
 /// A document as read: a full one already built, or a delta to apply.
@@ -29,6 +30,9 @@ pub enum Loaded {
     /// The version in force again (`load_update` only): not read past `version`.
     Unchanged(u64),
 }
+
+/// Works with problems held before their batch is indexed (more than the report lists).
+const MAX_DEFERRED: usize = 128;
 
 const FIELDS: &[&str] = &[
     "version",
@@ -125,6 +129,11 @@ struct Loader {
     contracts: Option<crate::contracts::snapshot::ContractsDoc>,
     users: ShardedMap<Box<str>, super::snapshot::User>,
     works: WorkIndex,
+    /// Works read but not yet indexed (indexed in batches, by shard).
+    batch: WorkBatch,
+    /// The problems of the batch's works, by position, held so that they and the batch's
+    /// duplicates are reported in document order.
+    deferred: Vec<(usize, Report)>,
     user_count: usize,
     work_count: usize,
     body: Option<Report>,
@@ -157,23 +166,61 @@ impl Loader {
     fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), TooLarge> {
         let i = self.work_count;
         self.work_count += 1;
-        let mut r = self.body.take().unwrap_or_else(Report::new);
         let wrn = &*work.work_reference_number;
+        let mut full = false;
         if !wrn.is_empty()
             && let Some(info) = work_from(work)
-            && !self.works.insert_new(wrn, info)?
         {
-            r.push_with(|| {
-                (
-                    format!("works[{i}].work_reference_number"),
-                    format!("duplicate work {wrn:?}"),
-                )
-            });
+            full = self.batch.push(&self.works, i, wrn, info);
         }
         if let Some(orgs) = &self.orgs {
+            let mut r = Report::new();
             check_work(|| format!("works[{i}]"), work, orgs, &mut r);
+            if !r.is_empty() {
+                self.deferred.push((i, r));
+            }
         }
-        self.body = Some(r);
+        // Past the report's cap nothing more is listed: no need to hold more.
+        if full || self.deferred.len() > MAX_DEFERRED {
+            self.index_works()?;
+        }
+        Ok(())
+    }
+
+    /// Indexes the works read so far, then reports their problems in document order: for
+    /// each work, a duplicate reference first, then the rest.
+    fn index_works(&mut self) -> Result<(), TooLarge> {
+        let mut duplicates = Vec::new();
+        self.batch.flush(&mut self.works, |at, wrn| {
+            duplicates.push((at, wrn.to_owned()))
+        })?;
+        duplicates.sort_unstable();
+        let mut duplicates = duplicates.into_iter().peekable();
+        let mut deferred = std::mem::take(&mut self.deferred).into_iter().peekable();
+        let mut report = self.body.take().unwrap_or_else(Report::new);
+        loop {
+            let next_dup = duplicates.peek().map(|(at, _)| *at);
+            let next_other = deferred.peek().map(|(at, _)| *at);
+            let duplicate_first = match (next_dup, next_other) {
+                (None, None) => break,
+                (Some(d), Some(o)) => d <= o,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            if duplicate_first {
+                if let Some((at, wrn)) = duplicates.next() {
+                    report.push_with(|| {
+                        (
+                            format!("works[{at}].work_reference_number"),
+                            format!("duplicate work {wrn:?}"),
+                        )
+                    });
+                }
+            } else if let Some((_, r)) = deferred.next() {
+                report = r.after(report);
+            }
+        }
+        self.body = Some(report);
         Ok(())
     }
 
@@ -223,6 +270,7 @@ impl Loader {
                 SnapshotError::Json(serde_path_to_error::Error::new(path, e))
             })?;
         }
+        self.index_works()?;
         if let Some(e) = self.too_large.take() {
             return Err(SnapshotError::TooLarge(e));
         }

@@ -18,6 +18,7 @@ pub mod synthetic;
 mod timestamp;
 pub mod user_grants;
 mod validate;
+mod work_batch;
 pub(crate) mod works;
 
 pub use load::load_delta;

@@ -292,6 +292,10 @@ impl Report {
         first
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.problems.is_empty() && self.unreported == 0
+    }
+
     /// The problems, with a count of those past `MAX_REPORTED`.
     pub(super) fn finish(mut self) -> Problems {
         if self.unreported > 0 {
