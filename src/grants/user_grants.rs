@@ -41,7 +41,7 @@ impl FromIterator<(Key, AccessLevel)> for Grants {
         let mut v: Vec<(Key, AccessLevel)> = entries.into_iter().collect();
         v.reverse();
         // Stable: of equal keys the last given comes first, and dedup keeps the first.
-        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v.sort_by_key(|e| e.0);
         v.dedup_by(|a, b| a.0 == b.0);
         Grants(v.into_boxed_slice())
     }

@@ -57,7 +57,7 @@ impl Encoded {
     /// wait for the first). Counted in `compressions{encoding}`. CPU-heavy for a full
     /// document: call it off the async runtime unless the body is small.
     pub fn encode(&self, encoding: Encoding, compressions: &IntCounterVec) -> (Encoding, Bytes) {
-        let (cell, compress): (_, fn(&[u8]) -> std::io::Result<Vec<u8>>) = match encoding {
+        let (cell, compress): (_, Compress) = match encoding {
             Encoding::Identity => return (Encoding::Identity, self.identity.clone()),
             Encoding::Gzip => (&self.gzip, gzip),
             Encoding::Zstd => (&self.zstd, |b| zstd::bulk::compress(b, ZSTD_LEVEL)),
@@ -84,6 +84,8 @@ impl Encoded {
         self.identity.len()
     }
 }
+
+type Compress = fn(&[u8]) -> std::io::Result<Vec<u8>>;
 
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
