@@ -20,6 +20,7 @@ use super::validate::{
     Orgs, Report, check_generated_at, check_user, check_version, check_work, organisations,
 };
 use super::work_batch::WorkBatch;
+use super::work_entry::{WorkFields, WorkScratch};
 use super::works::{TooLarge, WorkIndex};
 
 /// A document as read: a full one already built, or a delta to apply.
@@ -134,6 +135,8 @@ struct Loader {
     /// The problems of the batch's works, by position, held so that they and the batch's
     /// duplicates are reported in document order.
     deferred: Vec<(usize, Report)>,
+    /// The buffers each streamed work is read into.
+    scratch: WorkScratch,
     user_count: usize,
     work_count: usize,
     body: Option<Report>,
@@ -413,21 +416,39 @@ impl<'l, T> Entries<'l, T> {
     }
 }
 
-/// What the loader does with one entry.
-trait Entry<'de>: serde::Deserialize<'de> {
-    fn take(self, loader: &mut Loader) -> Result<(), TooLarge>;
+/// How the loader reads one entry and what it does with it.
+trait Entry<'de> {
+    /// Reads the next entry and hands it to the loader; false at the end of the array.
+    fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error>;
 }
 
 impl<'de> Entry<'de> for UserDoc<'de> {
-    fn take(self, loader: &mut Loader) -> Result<(), TooLarge> {
-        loader.user(&self);
-        Ok(())
+    fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error> {
+        let Some(user) = seq.next_element::<UserDoc<'de>>()? else {
+            return Ok(false);
+        };
+        loader.user(&user);
+        Ok(true)
     }
 }
 
 impl<'de> Entry<'de> for WorkDoc<'de> {
-    fn take(self, loader: &mut Loader) -> Result<(), TooLarge> {
-        loader.work(&self)
+    fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error> {
+        // Taken out while the loader is busy with the work it holds; put back after.
+        let mut scratch = std::mem::take(&mut loader.scratch);
+        let result = match seq.next_element_seed(WorkFields(&mut scratch)) {
+            Ok(Some(())) => match loader.work(&scratch.doc()) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    loader.too_large = Some(e);
+                    Err(de::Error::custom("works exceed the index"))
+                }
+            },
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        loader.scratch = scratch;
+        result
     }
 }
 
@@ -447,12 +468,7 @@ impl<'de, 'l, T: Entry<'de>> Visitor<'de> for Entries<'l, T> {
     }
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        while let Some(entry) = seq.next_element::<T>()? {
-            if let Err(e) = entry.take(self.loader) {
-                self.loader.too_large = Some(e);
-                return Err(de::Error::custom("works exceed the index"));
-            }
-        }
+        while T::next(&mut seq, self.loader)? {}
         Ok(())
     }
 }

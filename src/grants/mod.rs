@@ -19,6 +19,7 @@ mod timestamp;
 pub mod user_grants;
 mod validate;
 mod work_batch;
+mod work_entry;
 pub(crate) mod works;
 
 pub use load::load_delta;

@@ -347,3 +347,64 @@ fn duplicate_works_across_index_batches_are_reported_in_document_order() {
     };
     assert_eq!(streamed, expected);
 }
+
+/// A work is read into reused buffers, not derived: its field rules and errors are still the
+/// derived ones, with the path of the work, from a stream and from a slice alike.
+#[test]
+fn malformed_works_are_refused_with_their_path() {
+    let work = r#"{"work_reference_number":"SW00000000001","promoter":"0000","highway_authority":"H000","workstream":"001"}"#;
+    for (bad, error, path) in [
+        (
+            work.replace(
+                r#""workstream":"001""#,
+                r#""workstream":"001","colour":"red""#,
+            ),
+            "unknown field `colour`",
+            "works[1]",
+        ),
+        (
+            work.replace(
+                r#""promoter":"0000""#,
+                r#""promoter":"0000","promoter":"0001""#,
+            ),
+            "duplicate field `promoter`",
+            "works[1]",
+        ),
+        (
+            work.replace(r#","workstream":"001""#, ""),
+            "missing field `workstream`",
+            "works[1]",
+        ),
+        (
+            work.replace(r#""promoter":"0000""#, r#""promoter":7"#),
+            "expected a string",
+            "works[1].promoter",
+        ),
+        (
+            r#"["SW1"]"#.to_owned(),
+            "expected struct WorkDoc",
+            "works[1]",
+        ),
+    ] {
+        let doc = format!(
+            r#"{{"version":1,"generated_at":"2026-11-23T07:00:00Z","organisations":[{{"swa_code":"0000","name":"P","kind":"promoter","status":"active","workstreams":["001"]}},{{"swa_code":"H000","name":"H","kind":"highway_authority","status":"active"}}],"users":[],"works":[{},{bad}]}}"#,
+            work.replace("01\",", "02\",")
+        );
+        for result in [
+            Snapshot::from_json(doc.as_bytes(), None),
+            Snapshot::from_reader(doc.as_bytes(), None),
+        ] {
+            match result {
+                Err(SnapshotError::Json(e)) => {
+                    assert!(e.to_string().contains(error), "{bad}: {e}");
+                    assert!(
+                        e.path().to_string().starts_with(path),
+                        "{bad}: {}",
+                        e.path()
+                    );
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}
