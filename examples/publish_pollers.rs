@@ -182,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
         fleet_ms[n - 1]
     );
     println!(
-        "  publisher CPU per version: mean {:.0} ms (validate, diff against 10 retained, compress)",
+        "  publisher CPU per version: mean {:.0} ms (validate, key the entries, build and compress the delta)",
         mean(&per_version_cpu)
     );
     println!(

@@ -556,3 +556,154 @@ fn bad_options_are_all_reported_with_their_flags() {
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--max-wait"));
 }
+
+/// The fleet case: many sidecars long-polling the same version all get the change from one
+/// delta built once and compressed once per encoding, and the full document is not
+/// compressed for them at all. A poller further behind gets a delta built on first demand,
+/// once, however many ask for it at the same time.
+#[tokio::test]
+async fn many_long_pollers_get_one_change_from_one_delta_built_once() {
+    const POLLERS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let p = publisher(dir.path(), Duration::from_secs(120)).await;
+    let v1 = doc(1, 2000);
+    drop_file(dir.path(), "1.json", &bytes(&v1));
+    wait_version(&p, 1).await;
+    assert_eq!(metric(&p, "streetgate_publish_deltas_built_total"), 0.0);
+
+    let addr = p.addr;
+    let held: Vec<_> = (0..POLLERS)
+        .map(|i| {
+            let coding = if i % 2 == 0 { "zstd" } else { "gzip" };
+            tokio::spawn(async move {
+                let req = Request::get("/grants?since=1")
+                    .header("host", "p")
+                    .header("prefer", "wait=120")
+                    .header("accept-encoding", coding)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                send(addr, req).await
+            })
+        })
+        .collect();
+    assert!(
+        eventually(WITHIN, || async {
+            metric(&p, "streetgate_publish_long_polls_waiting") == POLLERS as f64
+        })
+        .await
+    );
+    let v2 = changed(&v1, 2);
+    drop_file(dir.path(), "2.json", &bytes(&v2));
+    let mut bodies = std::collections::HashSet::new();
+    for h in held {
+        let r = h.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["etag"], "\"1-2\"");
+        same_document(&apply(&v1, &decode(&r)), &v2);
+        bodies.insert(r.body.clone());
+    }
+    // One body per encoding, byte for byte: each was made once.
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(metric(&p, "streetgate_publish_deltas_built_total"), 1.0);
+    for coding in ["zstd", "gzip"] {
+        assert_eq!(
+            metric(
+                &p,
+                &format!("streetgate_publish_compressions_total{{encoding=\"{coding}\"}}")
+            ),
+            1.0,
+            "{coding}"
+        );
+    }
+
+    // v3 lands: 2→3 is built as it lands; 1→3 only when asked, once for all who ask.
+    let v3 = changed(&v2, 3);
+    drop_file(dir.path(), "3.json", &bytes(&v3));
+    wait_version(&p, 3).await;
+    assert_eq!(metric(&p, "streetgate_publish_deltas_built_total"), 2.0);
+    let behind: Vec<_> = (0..50)
+        .map(|_| {
+            tokio::spawn(async move {
+                let req = Request::get("/grants?since=1")
+                    .header("host", "p")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+                send(addr, req).await
+            })
+        })
+        .collect();
+    for h in behind {
+        let r = h.await.unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["etag"], "\"1-3\"");
+        same_document(&apply(&v1, &decode(&r)), &v3);
+    }
+    assert_eq!(metric(&p, "streetgate_publish_deltas_built_total"), 3.0);
+    // Nobody asked for a full document: it was never compressed.
+    assert_eq!(
+        metric(
+            &p,
+            "streetgate_publish_compressions_total{encoding=\"zstd\"}"
+        ),
+        1.0
+    );
+    p.shutdown().await;
+}
+
+/// Deltas are built from the keys each version changed: a drop re-indented and re-ordered is
+/// no change, a change undone later is no change across both, and a delta spanning several
+/// versions has exactly what differs between its ends.
+#[tokio::test]
+async fn deltas_across_versions_carry_what_differs_between_their_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = publisher(dir.path(), Duration::from_secs(1)).await;
+    let v1 = doc(1, 40);
+    drop_file(dir.path(), "1.json", &bytes(&v1));
+    wait_version(&p, 1).await;
+
+    // v2: the same entries, pretty-printed and listed in reverse order.
+    let mut v2 = v1.clone();
+    v2["version"] = json!(2);
+    for kind in ["organisations", "users", "works"] {
+        v2[kind].as_array_mut().unwrap().reverse();
+    }
+    drop_file(
+        dir.path(),
+        "2.json",
+        serde_json::to_string_pretty(&v2).unwrap().as_bytes(),
+    );
+    wait_version(&p, 2).await;
+    let d = decode(&get(&p, "/grants?since=1", &[]).await);
+    for part in ["upsert", "delete"] {
+        for kind in ["organisations", "users", "works"] {
+            assert_eq!(d[part][kind], json!([]), "{part} {kind}");
+        }
+    }
+
+    // v3 changes one work; v4 (the same pretty bytes as v2 but for the version) undoes it.
+    let mut v3 = v2.clone();
+    v3["version"] = json!(3);
+    let ws = v3["works"][0]["workstream"].as_str().unwrap().to_owned();
+    v3["works"][0]["workstream"] = json!(if ws == "001" { "002" } else { "001" });
+    drop_file(dir.path(), "3.json", &bytes(&v3));
+    wait_version(&p, 3).await;
+    let d = decode(&get(&p, "/grants?since=1", &[]).await);
+    assert_eq!(d["upsert"]["works"].as_array().unwrap().len(), 1);
+    same_document(&apply(&v1, &d), &v3);
+
+    let mut v4 = v2.clone();
+    v4["version"] = json!(4);
+    drop_file(
+        dir.path(),
+        "4.json",
+        serde_json::to_string_pretty(&v4).unwrap().as_bytes(),
+    );
+    wait_version(&p, 4).await;
+    let d = decode(&get(&p, "/grants?since=2", &[]).await);
+    assert_eq!(d["upsert"]["works"], json!([]), "changed and changed back");
+    same_document(&apply(&v2, &d), &v4);
+    let d = decode(&get(&p, "/grants?since=3", &[]).await);
+    assert_eq!(d["upsert"]["works"].as_array().unwrap().len(), 1);
+    same_document(&apply(&v3, &d), &v4);
+    p.shutdown().await;
+}

@@ -2,7 +2,8 @@
 # Load comparison of streetgate against the proxies a platform team would otherwise deploy, in
 # one run on this machine, plus latency while grants snapshots are swapped and idle memory.
 #
-#   benches/load/run.sh [compare|swap|rss|all|ab|profile]     (default: all)
+#   benches/load/run.sh [compare|swap|deltas|rss|all|ab|profile]
+#                       (default: all; deltas, ab and profile only when named)
 #
 # compare  one fixed upstream (nginx, 1 worker, small JSON body); for each worker count in PAIRS
 #          (fair pairings: nginx worker_processes P, haproxy nbthread P, streetgate
@@ -16,6 +17,11 @@
 #          its children) is printed for every proxy: it is the figure other load disturbs least.
 # swap     streetgate's latency with a 1M-work snapshot, without swaps and while a new version
 #          of it is written every second (file source, short poll interval), in turns.
+# deltas   streetgate's latency with a DELTA_WORKS snapshot from a URL source with long-poll,
+#          steady against while 1,000-change deltas arrive at 1 Hz, in turns. The source is
+#          examples/delta_source (deltas prepared and checked before the run, so it costs almost
+#          no CPU during it), not `streetgate publish`, which would validate every version on
+#          the same two cores and measure itself.
 # ab       two streetgate builds side by side (BIN_A, BIN_B; default BIN_A=$BIN), 1 worker each
 #          (STREETGATE_WORKERS), same config, snapshot and token, in A B A B turns: the way each
 #          trim is measured. Prints CPU µs per request and req/s for each, and B / A.
@@ -27,7 +33,8 @@
 #
 # Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=2 PAIRS="1 2" WORKERS=$(nproc) (swap)
 # CEILING_SRC=../shared/perf-ceiling
-# WORKS=100000 USERS=10000 SWAP_WORKS=1000000 SKIP_BUILD=1 SHIPPED_CONFIG=1|0 KEEP=1.
+# WORKS=100000 USERS=10000 SWAP_WORKS=1000000 DELTA_WORKS=1000000 DELTA_USERS=100000
+# SKIP_BUILD=1 SHIPPED_CONFIG=1|0 KEEP=1.
 # Needs wrk, nginx, haproxy (installed with apt-get when missing and running as root), cargo.
 set -euo pipefail
 
@@ -48,15 +55,21 @@ WORKS=${WORKS:-100000}
 USERS=${USERS:-10000}
 SWAP_WORKS=${SWAP_WORKS:-1000000}
 SWAP_USERS=${SWAP_USERS:-100000}
+DELTA_WORKS=${DELTA_WORKS:-1000000}
+DELTA_USERS=${DELTA_USERS:-100000}
 ISSUER=https://auth.bench.invalid/
 AUDIENCE=street-manager
 KEYS=$ROOT/tests/fixtures/keys
 # user-0 is a Planner of promoter 0000 with read-only on workstream 004; synthetic work 100 is
 # promoter 0000's, workstream 004 (src/grants/synthetic.rs): a workstream grant allows it.
 PATH_ALLOWED=/work/works/SW00000000100
+# With 10,000 organisations (5,000 promoters) promoter 0000's works are every 5,000th; 10000
+# is also workstream 004.
+DELTA_PATH=/work/works/SW00000010000
 
 BIN=${BIN:-$ROOT/target/release/streetgate}
 FIXTURE=$ROOT/target/release/examples/bench_fixture
+DELTA_SOURCE=$ROOT/target/release/examples/delta_source
 DIR=$(mktemp -d /tmp/streetgate-load.XXXXXX)
 PIDS=()
 
@@ -84,7 +97,8 @@ ensure_tools() {
 build() {
     [[ -n ${SKIP_BUILD:-} ]] && return
     log "building streetgate and the fixture tool (release)"
-    (cd "$ROOT" && cargo build --release --quiet --bin streetgate --example bench_fixture)
+    (cd "$ROOT" && cargo build --release --quiet --bin streetgate --example bench_fixture \
+        --example delta_source)
 }
 
 free_port() {
@@ -396,20 +410,71 @@ wait_swapper_and_settle() { # ADMIN_PORT LAST_VERSION: let the last write be app
     log "last snapshot version $2 not applied yet ($(snapshot_version "$1")); continuing"
 }
 
-summarise_swap() {
-    python3 - "$1" <<'PY'
+summarise_swap() { # FILE [TURN]: "round turn rps p50 p99 [cpu]" rows, steady against TURN
+    python3 - "$1" "${2:-swapping}" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1])]
+turn = sys.argv[2]
 print()
-print(f"{'round':>5} {'turn':<10} {'req/s':>8} {'p50 µs':>7} {'p99 µs':>7}")
+print(f"{'round':>5} {'turn':<10} {'req/s':>8} {'p50 µs':>7} {'p99 µs':>7} {'CPU µs/req':>10}")
 for r in rows:
-    print(f"{r[0]:>5} {r[1]:<10} {float(r[2]):>8.0f} {r[3]:>7} {r[4]:>7}")
+    cpu = r[5] if len(r) > 5 else "-"
+    print(f"{r[0]:>5} {r[1]:<10} {float(r[2]):>8.0f} {r[3]:>7} {r[4]:>7} {cpu:>10}")
 steady = {r[0]: int(r[4]) for r in rows if r[1] == "steady"}
-swapping = {r[0]: int(r[4]) for r in rows if r[1] == "swapping"}
-ratios = [swapping[k] / steady[k] for k in steady]
-print("p99 while swapping / p99 steady: " + ", ".join(f"{x:.2f}x" for x in ratios)
+other = {r[0]: int(r[4]) for r in rows if r[1] == turn}
+ratios = [other[k] / steady[k] for k in steady]
+print(f"p99 {turn} / p99 steady: " + ", ".join(f"{x:.2f}x" for x in ratios)
       + f" (mean {st.mean(ratios):.2f}x)")
 PY
+}
+
+deltas() {
+    start_upstream
+    local sg_port sg_admin src_port
+    sg_port=$(free_port) sg_admin=$(free_port) src_port=$(free_port)
+    log "snapshot: $DELTA_WORKS works, $DELTA_USERS users, 10000 organisations (the deltas name them)"
+    "$FIXTURE" snapshot "$DIR/grants.json" --orgs 10000 --users "$DELTA_USERS" --works "$DELTA_WORKS"
+    local secs=${DURATION%s}
+    start source "$DELTA_SOURCE" "$DIR/grants.json" --works "$DELTA_WORKS" --users "$DELTA_USERS" \
+        --addr "127.0.0.1:$src_port" --deltas "$((ROUNDS * (secs + 2)))" --every 1s \
+        --keep-sub user-0 --keep-work "${DELTA_PATH##*/}"
+    wait_http "http://127.0.0.1:$src_port/stats" 300
+    streetgate_config "$DIR/streetgate.yaml" "$sg_port" "$sg_admin" "$DIR/grants.json" 10s
+    # The same config with the file source replaced by the long-polled URL source.
+    python3 - "$DIR/streetgate.yaml" "http://127.0.0.1:$src_port/grants" <<'PY'
+import re, sys
+path, url = sys.argv[1:]
+text = open(path).read()
+text, n = re.subn(r"(?m)^  source:\n(    .*\n)+",
+                  f"  source:\n    url: {{url: {url}, poll_interval: 10s, long_poll: 30s}}\n", text)
+assert n == 1, "grants source not found"
+open(path, "w").write(text)
+PY
+    "$BIN" check-config "$DIR/streetgate.yaml" >&2
+    start_streetgate "$DIR/streetgate.yaml" "$sg_admin"
+    TOKEN=$(token)
+    local url="http://127.0.0.1:$sg_port$DELTA_PATH"
+    check_200 streetgate "$url"
+    wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
+
+    local results=$DIR/deltas.txt version=1
+    : >"$results"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        local r before after
+        r=$(bench steady "$url" "$SG_PID") || return 1
+        echo "$round $r" | tee -a "$results" >&2
+        before=$(snapshot_version "$sg_admin")
+        curl -sf -X POST "http://127.0.0.1:$src_port/run?count=$((secs + 1))" >/dev/null
+        version=$((version + secs + 1))
+        r=$(bench deltas "$url" "$SG_PID") || return 1
+        after=$(snapshot_version "$sg_admin")
+        echo "$round $r" | tee -a "$results" >&2
+        echo "round $round: snapshot version $before -> $after during the deltas turn;" \
+            "source (version full_fetches delta_answers): $(curl -s "http://127.0.0.1:$src_port/stats")" >&2
+        wait_swapper_and_settle "$sg_admin" "$version"
+    done
+    curl -s "http://127.0.0.1:$sg_admin/metrics" | grep -E '^streetgate_snapshot_(delta|fetch)_total' >&2 || true
+    summarise_swap "$results" deltas
 }
 
 # ab: BIN_A against BIN_B with the same config, in turns. A fair A/B of one change.
@@ -527,6 +592,7 @@ echo "versions: $(nginx -v 2>&1 | cut -d/ -f2), haproxy $(haproxy -v | head -1 |
 case $MODE in
 compare) compare ;;
 swap) swap ;;
+deltas) deltas ;;
 rss) rss ;;
 ab) ab ;;
 profile) profile ;;
@@ -542,7 +608,7 @@ all)
     rss
     ;;
 *)
-    echo "usage: $0 [compare|swap|rss|all|ab|profile]" >&2
+    echo "usage: $0 [compare|swap|deltas|rss|all|ab|profile]" >&2
     exit 2
     ;;
 esac

@@ -19,6 +19,8 @@ use super::timestamp::parse_rfc3339;
 use super::validate::{
     Orgs, Report, check_generated_at, check_user, check_version, check_work, organisations,
 };
+use super::work_batch::WorkBatch;
+use super::work_entry::{WorkFields, WorkScratch};
 use super::works::{TooLarge, WorkIndex};
 
 /// A document as read: a full one already built, or a delta to apply.
@@ -29,6 +31,9 @@ pub enum Loaded {
     /// The version in force again (`load_update` only): not read past `version`.
     Unchanged(u64),
 }
+
+/// Works with problems held before their batch is indexed (more than the report lists).
+const MAX_DEFERRED: usize = 128;
 
 const FIELDS: &[&str] = &[
     "version",
@@ -62,14 +67,27 @@ pub fn load_update(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, S
     read(reader, in_force, true)
 }
 
+/// `load` from bytes already in memory: parsed in place, so strings are borrowed, not copied.
+pub fn load_slice(bytes: &[u8], in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
+    run(serde_json::Deserializer::from_slice(bytes), in_force, false)
+}
+
 fn read(
     reader: impl Read,
     in_force: Option<u64>,
     skip_unchanged: bool,
 ) -> Result<Loaded, SnapshotError> {
     // serde_json reads a stream a byte at a time: buffer it.
-    let mut de =
+    let de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+    run(de, in_force, skip_unchanged)
+}
+
+fn run<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    in_force: Option<u64>,
+    skip_unchanged: bool,
+) -> Result<Loaded, SnapshotError> {
     let mut track = serde_path_to_error::Track::new();
     let mut loader = Loader {
         skip: if skip_unchanged { in_force } else { None },
@@ -112,6 +130,13 @@ struct Loader {
     contracts: Option<crate::contracts::snapshot::ContractsDoc>,
     users: ShardedMap<Box<str>, super::snapshot::User>,
     works: WorkIndex,
+    /// Works read but not yet indexed (indexed in batches, by shard).
+    batch: WorkBatch,
+    /// The problems of the batch's works, by position, held so that they and the batch's
+    /// duplicates are reported in document order.
+    deferred: Vec<(usize, Report)>,
+    /// The buffers each streamed work is read into.
+    scratch: WorkScratch,
     user_count: usize,
     work_count: usize,
     body: Option<Report>,
@@ -144,23 +169,61 @@ impl Loader {
     fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), TooLarge> {
         let i = self.work_count;
         self.work_count += 1;
-        let mut r = self.body.take().unwrap_or_else(Report::new);
         let wrn = &*work.work_reference_number;
+        let mut full = false;
         if !wrn.is_empty()
             && let Some(info) = work_from(work)
-            && !self.works.insert_new(wrn, info)?
         {
-            r.push_with(|| {
-                (
-                    format!("works[{i}].work_reference_number"),
-                    format!("duplicate work {wrn:?}"),
-                )
-            });
+            full = self.batch.push(&self.works, i, wrn, info);
         }
         if let Some(orgs) = &self.orgs {
+            let mut r = Report::new();
             check_work(|| format!("works[{i}]"), work, orgs, &mut r);
+            if !r.is_empty() {
+                self.deferred.push((i, r));
+            }
         }
-        self.body = Some(r);
+        // Past the report's cap nothing more is listed: no need to hold more.
+        if full || self.deferred.len() > MAX_DEFERRED {
+            self.index_works()?;
+        }
+        Ok(())
+    }
+
+    /// Indexes the works read so far, then reports their problems in document order: for
+    /// each work, a duplicate reference first, then the rest.
+    fn index_works(&mut self) -> Result<(), TooLarge> {
+        let mut duplicates = Vec::new();
+        self.batch.flush(&mut self.works, |at, wrn| {
+            duplicates.push((at, wrn.to_owned()))
+        })?;
+        duplicates.sort_unstable();
+        let mut duplicates = duplicates.into_iter().peekable();
+        let mut deferred = std::mem::take(&mut self.deferred).into_iter().peekable();
+        let mut report = self.body.take().unwrap_or_else(Report::new);
+        loop {
+            let next_dup = duplicates.peek().map(|(at, _)| *at);
+            let next_other = deferred.peek().map(|(at, _)| *at);
+            let duplicate_first = match (next_dup, next_other) {
+                (None, None) => break,
+                (Some(d), Some(o)) => d <= o,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+            };
+            if duplicate_first {
+                if let Some((at, wrn)) = duplicates.next() {
+                    report.push_with(|| {
+                        (
+                            format!("works[{at}].work_reference_number"),
+                            format!("duplicate work {wrn:?}"),
+                        )
+                    });
+                }
+            } else if let Some((_, r)) = deferred.next() {
+                report = r.after(report);
+            }
+        }
+        self.body = Some(report);
         Ok(())
     }
 
@@ -210,6 +273,7 @@ impl Loader {
                 SnapshotError::Json(serde_path_to_error::Error::new(path, e))
             })?;
         }
+        self.index_works()?;
         if let Some(e) = self.too_large.take() {
             return Err(SnapshotError::TooLarge(e));
         }
@@ -352,21 +416,39 @@ impl<'l, T> Entries<'l, T> {
     }
 }
 
-/// What the loader does with one entry.
-trait Entry<'de>: serde::Deserialize<'de> {
-    fn take(self, loader: &mut Loader) -> Result<(), TooLarge>;
+/// How the loader reads one entry and what it does with it.
+trait Entry<'de> {
+    /// Reads the next entry and hands it to the loader; false at the end of the array.
+    fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error>;
 }
 
 impl<'de> Entry<'de> for UserDoc<'de> {
-    fn take(self, loader: &mut Loader) -> Result<(), TooLarge> {
-        loader.user(&self);
-        Ok(())
+    fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error> {
+        let Some(user) = seq.next_element::<UserDoc<'de>>()? else {
+            return Ok(false);
+        };
+        loader.user(&user);
+        Ok(true)
     }
 }
 
 impl<'de> Entry<'de> for WorkDoc<'de> {
-    fn take(self, loader: &mut Loader) -> Result<(), TooLarge> {
-        loader.work(&self)
+    fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error> {
+        // Taken out while the loader is busy with the work it holds; put back after.
+        let mut scratch = std::mem::take(&mut loader.scratch);
+        let result = match seq.next_element_seed(WorkFields(&mut scratch)) {
+            Ok(Some(())) => match loader.work(&scratch.doc()) {
+                Ok(()) => Ok(true),
+                Err(e) => {
+                    loader.too_large = Some(e);
+                    Err(de::Error::custom("works exceed the index"))
+                }
+            },
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        loader.scratch = scratch;
+        result
     }
 }
 
@@ -386,12 +468,7 @@ impl<'de, 'l, T: Entry<'de>> Visitor<'de> for Entries<'l, T> {
     }
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
-        while let Some(entry) = seq.next_element::<T>()? {
-            if let Err(e) = entry.take(self.loader) {
-                self.loader.too_large = Some(e);
-                return Err(de::Error::custom("works exceed the index"));
-            }
-        }
+        while T::next(&mut seq, self.loader)? {}
         Ok(())
     }
 }

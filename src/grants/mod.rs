@@ -17,7 +17,10 @@ pub mod store;
 #[cfg(any(test, feature = "testing"))]
 pub mod synthetic;
 mod timestamp;
+pub mod user_grants;
 mod validate;
+mod work_batch;
+mod work_entry;
 pub(crate) mod works;
 
 pub use load::load_delta;

@@ -4,13 +4,16 @@
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, RandomState};
+use std::hash::{BuildHasher, Hash};
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub(crate) struct ShardedMap<K, V> {
-    shards: Vec<Arc<HashMap<K, V>>>,
-    /// Picks the shard; each shard's map hashes with its own state.
+    shards: Vec<Arc<HashMap<K, V, RandomState>>>,
+    /// Picks the shard; each shard's map hashes with its own state. foldhash, not SipHash:
+    /// keys come from the trusted snapshot, and hashing is a visible part of a load.
     hasher: RandomState,
     len: usize,
 }
@@ -21,10 +24,10 @@ const SHARDS: usize = 1024;
 
 impl<K, V> Default for ShardedMap<K, V> {
     fn default() -> Self {
-        let empty = Arc::new(HashMap::new());
+        let empty = Arc::new(HashMap::default());
         ShardedMap {
             shards: vec![empty; SHARDS],
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             len: 0,
         }
     }

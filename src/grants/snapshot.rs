@@ -1,16 +1,16 @@
 //! The indexed, immutable grants snapshot the decision reads. Built off the request path from a
 //! validated `GrantsDocument`, then swapped in whole.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use super::format::{
     AccessLevel, DeltaDocument, OrgKind, OrgStatus, OrganisationDoc, UserDoc, WorkDoc,
 };
 use super::integrators::{Agreements, KnownIntegrators};
-use super::load::{Loaded, load};
+use super::load::{Loaded, load, load_slice};
 use super::shards::ShardedMap;
 use super::timestamp::parse_rfc3339;
+use super::user_grants::Grants;
 use super::works::{TooLarge, WorkIndex};
 use crate::codes::{SwaCode, Workstream};
 use crate::problems::Problems;
@@ -34,7 +34,7 @@ pub struct User {
     /// Seconds since the epoch; tokens with an earlier `iat` are revoked.
     pub tokens_valid_after: Option<u64>,
     /// (organisation the grant is for, workstream) → level.
-    pub grants: HashMap<(SwaCode, Workstream), AccessLevel>,
+    pub grants: Grants,
 }
 
 /// What the decision needs to know about a work record.
@@ -83,7 +83,7 @@ impl Snapshot {
     /// Reads, validates and builds a snapshot from a format v1 document. `in_force` is the
     /// version currently in use, which the document's must exceed.
     pub fn from_json(bytes: &[u8], in_force: Option<u64>) -> Result<Snapshot, SnapshotError> {
-        Snapshot::from_reader(bytes, in_force)
+        full(load_slice(bytes, in_force)?)
     }
 
     /// `from_json` from a stream (a file, a decoder), never holding the whole document.
@@ -91,11 +91,7 @@ impl Snapshot {
         reader: impl Read,
         in_force: Option<u64>,
     ) -> Result<Snapshot, SnapshotError> {
-        match load(reader, in_force)? {
-            Loaded::Full(snapshot) => Ok(snapshot),
-            Loaded::Delta(_) => Err(SnapshotError::Mixed("a delta is not a full document")),
-            Loaded::Unchanged(_) => Err(SnapshotError::Mixed("unreachable: no version to skip")),
-        }
+        full(load(reader, in_force)?)
     }
 
     /// The snapshot `delta` turns this one into, validated as strictly as a full document;
@@ -158,6 +154,14 @@ impl Snapshot {
     }
 }
 
+fn full(loaded: Loaded) -> Result<Snapshot, SnapshotError> {
+    match loaded {
+        Loaded::Full(snapshot) => Ok(snapshot),
+        Loaded::Delta(_) => Err(SnapshotError::Mixed("a delta is not a full document")),
+        Loaded::Unchanged(_) => Err(SnapshotError::Mixed("unreachable: no version to skip")),
+    }
+}
+
 pub(super) fn organisation_from(o: &OrganisationDoc) -> Option<(SwaCode, Organisation)> {
     let swa = SwaCode::parse(&o.swa_code)?;
     let org = Organisation {
@@ -192,7 +196,7 @@ pub(super) fn user_from(u: &UserDoc<'_>) -> User {
                 Some(((org, Workstream::parse(w)?), AccessLevel::parse(level)?))
             })
         })
-        .collect::<HashMap<_, _>>();
+        .collect::<Grants>();
     User {
         organisation: SwaCode::parse(&u.organisation),
         tokens_valid_after: u.tokens_valid_after.as_deref().and_then(parse_rfc3339),

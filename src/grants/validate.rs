@@ -20,7 +20,8 @@ pub(super) struct OrgFacts {
     pub(super) workstreams: Vec<Workstream>,
 }
 
-pub(super) type Orgs = HashMap<SwaCode, OrgFacts>;
+/// Looked up twice per work: a fast hasher, the keys come from the trusted snapshot.
+pub(super) type Orgs = HashMap<SwaCode, OrgFacts, foldhash::fast::RandomState>;
 
 pub(super) struct Report {
     problems: Problems,
@@ -45,7 +46,7 @@ pub(super) fn check_generated_at(generated_at: &str, r: &mut Report) {
 }
 
 pub(super) fn organisations(docs: &[OrganisationDoc], r: &mut Report) -> Orgs {
-    let mut orgs = HashMap::with_capacity(docs.len());
+    let mut orgs = HashMap::with_capacity_and_hasher(docs.len(), Default::default());
     for (i, org) in docs.iter().enumerate() {
         let at = format!("organisations[{i}]");
         let Some((swa, facts)) = check_organisation(&at, org, r) else {
@@ -289,6 +290,10 @@ impl Report {
         }
         first.unreported += self.unreported;
         first
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.problems.is_empty() && self.unreported == 0
     }
 
     /// The problems, with a count of those past `MAX_REPORTED`.

@@ -4,7 +4,9 @@
 //! own (a `HashMap<Box<str>, WorkInfo>` would cost about 100 bytes). Shards sit behind `Arc`s:
 //! a delta copies only the shards it changes, the snapshot in force keeps the rest shared.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
@@ -19,6 +21,8 @@ const SHARDS: usize = 4096;
 pub(crate) struct WorkIndex {
     shards: Vec<Arc<Shard>>,
     /// One hash per reference: its high half picks the shard, the whole of it the bucket.
+    /// foldhash, not SipHash: references come from the trusted snapshot, and hashing 3M of
+    /// them is a visible part of a load.
     hasher: RandomState,
     len: usize,
 }
@@ -44,7 +48,7 @@ impl Default for WorkIndex {
         let empty = Arc::new(Shard::default());
         WorkIndex {
             shards: vec![empty; SHARDS],
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
             len: 0,
         }
     }
@@ -88,7 +92,29 @@ impl WorkIndex {
 
     /// Adds a work unless its reference is already indexed; says whether it was added.
     pub(crate) fn insert_new(&mut self, wrn: &str, info: WorkInfo) -> Result<bool, TooLarge> {
-        let (i, hash) = self.locate(wrn);
+        let hash = self.hash(wrn);
+        self.insert_new_hashed(hash, wrn, info)
+    }
+
+    /// The hash `insert_new_hashed` takes (to compute before, e.g. to order a batch).
+    pub(crate) fn hash(&self, wrn: &str) -> u64 {
+        self.hasher.hash_one(wrn)
+    }
+
+    /// The shard a hash picks: a batch of works inserted in this order touches each shard's
+    /// memory once, not once per work.
+    pub(crate) fn shard_of(hash: u64) -> usize {
+        usize::try_from((hash >> 32) % SHARDS as u64).unwrap_or(0)
+    }
+
+    /// `insert_new` with `hash` from `hash(wrn)`.
+    pub(crate) fn insert_new_hashed(
+        &mut self,
+        hash: u64,
+        wrn: &str,
+        info: WorkInfo,
+    ) -> Result<bool, TooLarge> {
+        let i = WorkIndex::shard_of(hash);
         if self.shard(i).find(hash, wrn).is_some() {
             return Ok(false);
         }
@@ -183,11 +209,10 @@ impl WorkIndex {
     }
 
     fn locate(&self, wrn: &str) -> (usize, u64) {
-        let hash = self.hasher.hash_one(wrn);
+        let hash = self.hash(wrn);
         // hashbrown takes the bucket from the low bits and its tag from the top 7: the shard
         // comes from bits in between, so works in one shard still spread over its buckets.
-        let i = usize::try_from((hash >> 32) % SHARDS as u64).unwrap_or(0);
-        (i, hash)
+        (WorkIndex::shard_of(hash), hash)
     }
 
     fn shard(&self, i: usize) -> &Shard {

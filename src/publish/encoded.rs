@@ -1,10 +1,13 @@
-//! A response body prepared once per version: the identity bytes plus gzip and zstd encodings,
-//! so a thousand pollers asking for the same version cost one compression, not a thousand.
+//! A response body prepared once per version: the identity bytes, and gzip and zstd encodings
+//! each made on first request and kept, so a thousand pollers asking for the same version cost
+//! one compression, not a thousand, and an encoding nobody asks for costs nothing.
 
 use std::io::Write;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use http::HeaderValue;
+use prometheus::IntCounterVec;
 
 /// zstd level: 3 is zstd's default, fast enough for a 350 MB document in seconds.
 const ZSTD_LEVEL: i32 = 3;
@@ -20,38 +23,74 @@ pub enum Encoding {
 pub struct Encoded {
     pub etag: HeaderValue,
     identity: Bytes,
-    gzip: Bytes,
-    zstd: Bytes,
+    /// `None` inside when compressing failed: the body is then sent as identity.
+    gzip: OnceLock<Option<Bytes>>,
+    zstd: OnceLock<Option<Bytes>>,
 }
 
 impl Encoded {
-    /// Compresses `body` both ways. `etag` is the quoted tag (`"42"` or `"41-42"`).
-    pub fn new(etag: &str, body: Bytes) -> std::io::Result<Encoded> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(&body)?;
-        let gzip = Bytes::from(gz.finish()?);
-        let zstd = Bytes::from(zstd::bulk::compress(&body, ZSTD_LEVEL)?);
-        let etag = HeaderValue::from_str(etag)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        Ok(Encoded {
+    /// `etag` is the quoted tag (`"42"` or `"41-42"`), made by the catalog from version
+    /// numbers, so always a valid header value.
+    pub fn new(etag: HeaderValue, body: Bytes) -> Encoded {
+        Encoded {
             etag,
             identity: body,
-            gzip,
-            zstd,
+            gzip: OnceLock::new(),
+            zstd: OnceLock::new(),
+        }
+    }
+
+    /// The body in `encoding` if it is ready (identity always is), with the encoding it is in.
+    pub fn ready(&self, encoding: Encoding) -> Option<(Encoding, Bytes)> {
+        let cell = match encoding {
+            Encoding::Identity => return Some((Encoding::Identity, self.identity.clone())),
+            Encoding::Gzip => &self.gzip,
+            Encoding::Zstd => &self.zstd,
+        };
+        Some(match cell.get()? {
+            Some(b) => (encoding, b.clone()),
+            None => (Encoding::Identity, self.identity.clone()),
         })
     }
 
-    pub fn body(&self, encoding: Encoding) -> Bytes {
-        match encoding {
-            Encoding::Identity => self.identity.clone(),
-            Encoding::Gzip => self.gzip.clone(),
-            Encoding::Zstd => self.zstd.clone(),
+    /// The body in `encoding`, compressing it now if nobody has yet (once: concurrent callers
+    /// wait for the first). Counted in `compressions{encoding}`. CPU-heavy for a full
+    /// document: call it off the async runtime unless the body is small.
+    pub fn encode(&self, encoding: Encoding, compressions: &IntCounterVec) -> (Encoding, Bytes) {
+        let (cell, compress): (_, Compress) = match encoding {
+            Encoding::Identity => return (Encoding::Identity, self.identity.clone()),
+            Encoding::Gzip => (&self.gzip, gzip),
+            Encoding::Zstd => (&self.zstd, |b| zstd::bulk::compress(b, ZSTD_LEVEL)),
+        };
+        let done = cell.get_or_init(|| {
+            compressions
+                .with_label_values(&[encoding.as_str()])
+                .inc();
+            match compress(&self.identity) {
+                Ok(b) => Some(Bytes::from(b)),
+                Err(e) => {
+                    tracing::error!(error = %e, encoding = encoding.as_str(), "cannot compress; sending identity");
+                    None
+                }
+            }
+        });
+        match done {
+            Some(b) => (encoding, b.clone()),
+            None => (Encoding::Identity, self.identity.clone()),
         }
     }
 
     pub fn identity_len(&self) -> usize {
         self.identity.len()
     }
+}
+
+type Compress = fn(&[u8]) -> std::io::Result<Vec<u8>>;
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(body)?;
+    gz.finish()
 }
 
 impl Encoding {

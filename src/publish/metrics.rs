@@ -16,6 +16,10 @@ pub struct PublishMetrics {
     /// kind: body bytes as sent (after compression).
     pub bytes_sent: IntCounterVec,
     pub long_polls_waiting: IntGauge,
+    /// Deltas built: once per pair of versions, however many pollers ask for it.
+    pub deltas_built: IntCounter,
+    /// encoding (gzip | zstd): bodies compressed, once per body and encoding.
+    pub compressions: IntCounterVec,
 }
 
 impl PublishMetrics {
@@ -56,6 +60,17 @@ impl PublishMetrics {
                 "streetgate_publish_long_polls_waiting",
                 "Long-poll requests held open now.",
             )?,
+            deltas_built: IntCounter::new(
+                "streetgate_publish_deltas_built_total",
+                "Deltas built between two versions (once per pair, however many ask).",
+            )?,
+            compressions: IntCounterVec::new(
+                Opts::new(
+                    "streetgate_publish_compressions_total",
+                    "Bodies compressed (once per body and encoding, on first request).",
+                ),
+                &["encoding"],
+            )?,
             registry,
         };
         m.registry
@@ -71,6 +86,11 @@ impl PublishMetrics {
         m.registry.register(Box::new(m.bytes_sent.clone()))?;
         m.registry
             .register(Box::new(m.long_polls_waiting.clone()))?;
+        m.registry.register(Box::new(m.deltas_built.clone()))?;
+        m.registry.register(Box::new(m.compressions.clone()))?;
+        for encoding in ["gzip", "zstd"] {
+            m.compressions.with_label_values(&[encoding]);
+        }
         Ok(m)
     }
 

@@ -132,7 +132,7 @@ pub async fn start(args: PublishArgs) -> Result<RunningPublisher, PublishStartEr
         return Err(PublishStartError::Invalid(problems));
     }
     let metrics = PublishMetrics::new()?;
-    let catalog = Arc::new(Catalog::new(args.retain));
+    let catalog = Arc::new(Catalog::new(args.retain, metrics.clone()));
     let tcp = TcpListener::bind(args.addr)
         .await
         .map_err(|source| PublishStartError::Bind {

@@ -20,6 +20,9 @@ use crate::reason::Reason;
 
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const NO_CACHE: &str = "no-cache";
+/// Bodies up to this size (deltas of a few thousand entries) are compressed on the runtime:
+/// it takes well under a millisecond.
+const INLINE_COMPRESS: usize = 256 * 1024;
 
 pub struct Publisher {
     pub catalog: Arc<Catalog>,
@@ -129,7 +132,10 @@ impl Publisher {
         if let Some(n) = rest.strip_prefix("versions/") {
             let found = parse_version(n).and_then(|n| self.catalog.version(n));
             return match found {
-                Some(v) => (Kind::Version, body(req, &v.full, encoding, IMMUTABLE)),
+                Some(v) => (
+                    Kind::Version,
+                    self.body(req, &v.full, encoding, IMMUTABLE).await,
+                ),
                 None => (
                     Kind::Version,
                     text(StatusCode::NOT_FOUND, "no such version\n"),
@@ -149,7 +155,10 @@ impl Publisher {
             let catalog = Arc::clone(&self.catalog);
             let found = tokio::task::spawn_blocking(move || catalog.delta(a, b)).await;
             return match found {
-                Ok(Ok(Some(d))) => (Kind::DeltaUrl, body(req, &d, encoding, IMMUTABLE)),
+                Ok(Ok(Some(d))) => (
+                    Kind::DeltaUrl,
+                    self.body(req, &d, encoding, IMMUTABLE).await,
+                ),
                 Ok(Ok(None)) => (
                     Kind::DeltaUrl,
                     text(StatusCode::NOT_FOUND, "no such delta\n"),
@@ -198,8 +207,9 @@ impl Publisher {
             let seen = *self.catalog.subscribe().borrow();
             // What the client already has, if that is still the latest.
             let answer = match since {
-                Some(v) => match self.catalog.since(v) {
-                    Since::Gone => {
+                Some(v) => match self.since(v).await {
+                    // (`since` builds what is unbuilt, so `Unbuilt` never comes back.)
+                    Since::Gone | Since::Unbuilt => {
                         return (
                             kind,
                             text(
@@ -228,7 +238,7 @@ impl Publisher {
             };
             match (answer, wait) {
                 (Some(doc), _) => {
-                    let mut resp = body(req, &doc, encoding, NO_CACHE);
+                    let mut resp = self.body(req, &doc, encoding, NO_CACHE).await;
                     applied(&mut resp, waited, wait);
                     return (kind, resp);
                 }
@@ -243,6 +253,65 @@ impl Publisher {
                 }
             }
         }
+    }
+
+    /// The answer to `?since=v`, building its delta off the runtime when it is not built yet
+    /// (a poller further behind than the previous version; the first one builds it for all).
+    async fn since(&self, v: u64) -> Since {
+        match self.catalog.since(v) {
+            Since::Unbuilt => {
+                let catalog = Arc::clone(&self.catalog);
+                tokio::task::spawn_blocking(move || catalog.since_built(v))
+                    .await
+                    .unwrap_or(Since::Gone)
+            }
+            ready => ready,
+        }
+    }
+
+    /// `doc` in `encoding`, or 304 for its ETag. An encoding not made yet is made now, once:
+    /// in place for a small body (a delta), off the runtime for a full document.
+    async fn body(
+        &self,
+        req: &Request<Incoming>,
+        doc: &Arc<Encoded>,
+        encoding: Encoding,
+        cache: &'static str,
+    ) -> Reply {
+        if req.headers().get(header::IF_NONE_MATCH) == Some(&doc.etag) {
+            let mut resp = not_modified(Some(&doc.etag));
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            return resp;
+        }
+        let compressions = &self.metrics.compressions;
+        let (sent, bytes) = match doc.ready(encoding) {
+            Some(ready) => ready,
+            None if doc.identity_len() <= INLINE_COMPRESS => doc.encode(encoding, compressions),
+            None => {
+                let (doc2, c) = (Arc::clone(doc), compressions.clone());
+                match tokio::task::spawn_blocking(move || doc2.encode(encoding, &c)).await {
+                    Ok(encoded) => encoded,
+                    Err(_) => doc.encode(Encoding::Identity, compressions),
+                }
+            }
+        };
+        let mut resp = Response::new(Full::new(bytes));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.insert(header::ETAG, doc.etag.clone());
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if sent != Encoding::Identity {
+            h.insert(
+                header::CONTENT_ENCODING,
+                HeaderValue::from_static(sent.as_str()),
+            );
+        }
+        resp
     }
 
     /// Waits up to `wait` for a version newer than `seen`.
@@ -315,31 +384,6 @@ fn prefer_wait(headers: &http::HeaderMap) -> Option<Duration> {
         })
         .next()
         .map(Duration::from_secs)
-}
-
-fn body(req: &Request<Incoming>, doc: &Encoded, encoding: Encoding, cache: &'static str) -> Reply {
-    if req.headers().get(header::IF_NONE_MATCH) == Some(&doc.etag) {
-        let mut resp = not_modified(Some(&doc.etag));
-        resp.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-        return resp;
-    }
-    let mut resp = Response::new(Full::new(doc.body(encoding)));
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    h.insert(header::ETAG, doc.etag.clone());
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
-    if encoding != Encoding::Identity {
-        h.insert(
-            header::CONTENT_ENCODING,
-            HeaderValue::from_static(encoding.as_str()),
-        );
-    }
-    resp
 }
 
 fn not_modified(etag: Option<&HeaderValue>) -> Reply {

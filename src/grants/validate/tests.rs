@@ -308,3 +308,103 @@ fn entries_before_the_organisations_get_the_same_checks() {
     );
     assert_eq!(problems(&reordered, None), vec![]);
 }
+
+/// Works are indexed in batches of 64k: a repeat found in a later batch, in the same batch,
+/// and one next to another problem are all reported at their own work, in document order,
+/// and the streamed load (a reader, not a slice) reports the same.
+#[test]
+fn duplicate_works_across_index_batches_are_reported_in_document_order() {
+    let works = 70_000;
+    let doc =
+        String::from_utf8(crate::grants::synthetic::synthetic_document(10, 5, works)).unwrap();
+    let wrn = |i: usize| crate::grants::synthetic::work_reference(i);
+    let doc = doc
+        // 69,990 repeats 3 (an earlier batch); 10 repeats 9 (the same batch).
+        .replace(&format!("\"{}\"", wrn(69_990)), &format!("\"{}\"", wrn(3)))
+        .replace(&format!("\"{}\"", wrn(10)), &format!("\"{}\"", wrn(9)))
+        // 20 has another problem besides.
+        .replace(
+            &format!(
+                "{{\"work_reference_number\":\"{}\",\"promoter\":\"0000\"",
+                wrn(20)
+            ),
+            &format!(
+                "{{\"work_reference_number\":\"{}\",\"promoter\":\"9999\"",
+                wrn(9)
+            ),
+        );
+    let expected = vec![
+        "works[10].work_reference_number".to_owned(),
+        "works[20].work_reference_number".to_owned(),
+        "works[20].promoter".to_owned(),
+        "works[69990].work_reference_number".to_owned(),
+    ];
+    let locations = |p: Vec<(String, String)>| p.into_iter().map(|(l, _)| l).collect::<Vec<_>>();
+    assert_eq!(locations(problems(&doc, None)), expected);
+    let streamed: Vec<String> = match Snapshot::from_reader(doc.as_bytes(), None) {
+        Err(SnapshotError::Invalid(p)) => p.iter().map(|p| p.location.clone()).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(streamed, expected);
+}
+
+/// A work is read into reused buffers, not derived: its field rules and errors are still the
+/// derived ones, with the path of the work, from a stream and from a slice alike.
+#[test]
+fn malformed_works_are_refused_with_their_path() {
+    let work = r#"{"work_reference_number":"SW00000000001","promoter":"0000","highway_authority":"H000","workstream":"001"}"#;
+    for (bad, error, path) in [
+        (
+            work.replace(
+                r#""workstream":"001""#,
+                r#""workstream":"001","colour":"red""#,
+            ),
+            "unknown field `colour`",
+            "works[1]",
+        ),
+        (
+            work.replace(
+                r#""promoter":"0000""#,
+                r#""promoter":"0000","promoter":"0001""#,
+            ),
+            "duplicate field `promoter`",
+            "works[1]",
+        ),
+        (
+            work.replace(r#","workstream":"001""#, ""),
+            "missing field `workstream`",
+            "works[1]",
+        ),
+        (
+            work.replace(r#""promoter":"0000""#, r#""promoter":7"#),
+            "expected a string",
+            "works[1].promoter",
+        ),
+        (
+            r#"["SW1"]"#.to_owned(),
+            "expected struct WorkDoc",
+            "works[1]",
+        ),
+    ] {
+        let doc = format!(
+            r#"{{"version":1,"generated_at":"2026-11-23T07:00:00Z","organisations":[{{"swa_code":"0000","name":"P","kind":"promoter","status":"active","workstreams":["001"]}},{{"swa_code":"H000","name":"H","kind":"highway_authority","status":"active"}}],"users":[],"works":[{},{bad}]}}"#,
+            work.replace("01\",", "02\",")
+        );
+        for result in [
+            Snapshot::from_json(doc.as_bytes(), None),
+            Snapshot::from_reader(doc.as_bytes(), None),
+        ] {
+            match result {
+                Err(SnapshotError::Json(e)) => {
+                    assert!(e.to_string().contains(error), "{bad}: {e}");
+                    assert!(
+                        e.path().to_string().starts_with(path),
+                        "{bad}: {}",
+                        e.path()
+                    );
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+}
