@@ -552,14 +552,16 @@ async fn keys_unavailable_until_the_first_good_fetch() {
     let refresh = auth
         .spawn_refresh(rx)
         .expect("a JWKS URL has a refresh task");
+    // The failed fetch is counted once its answer is read, after the server saw it.
+    let failed = metrics.jwks_refresh.with_label_values(&["error"]);
     assert!(
-        eventually(PATIENCE, || async { server.hits() >= 1 }).await,
-        "timed out waiting for server.hits() >= 1"
+        eventually(PATIENCE, || async { failed.get() >= 1 }).await,
+        "timed out waiting for a failed JWKS fetch to be counted"
     );
+    assert!(server.hits() >= 1);
     assert!(!auth.ready());
     let err = auth.authenticate(&token_header(&t), NOW).await.unwrap_err();
     assert_eq!(err.reason(), Reason::KeysUnavailable);
-    assert!(metrics.jwks_refresh.with_label_values(&["error"]).get() >= 1);
     // Retries on its own, then keeps refreshing every refresh_interval.
     server.status.store(200, Ordering::SeqCst);
     assert!(
