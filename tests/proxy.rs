@@ -397,6 +397,62 @@ async fn bodies_stream_both_ways_and_oversized_bodies_are_413() {
     assert_eq!(upstream.count(), 1);
 }
 
+/// A body refused unread (no token: 401; too large by Content-Length: 413) is drained, not
+/// cut off: the client sends all of it, reads the answer, and the HTTP/1 connection stays
+/// usable. Closing on unread bytes would reset it and could destroy the answer.
+#[tokio::test]
+async fn bodies_refused_unread_are_drained_and_the_connection_kept() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::with(Arc::new(|seen: &Seen| {
+        http::Response::new(Full::new(seen.body.clone()))
+    }))
+    .await;
+    let World { upstream, gw, .. } = World::with(upstream, DEFAULT_ROUTES, "").await;
+    let token = planner();
+    for (auth, len, status) in [
+        ("", 3 * 1024 * 1024, "401"),
+        (token.as_str(), 3 * 1024 * 1024, "413"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        let token_line = if auth.is_empty() {
+            String::new()
+        } else {
+            format!("token: {auth}\r\n")
+        };
+        let head = format!(
+            "POST /work/echo HTTP/1.1\r\nhost: gw.test\r\n{token_line}content-length: {len}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        // The whole body, while the answer may already be on its way.
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..len / chunk.len() {
+            stream.write_all(&chunk).await.unwrap();
+        }
+        // A second request on the same connection: answered only if the first body was drained.
+        stream
+            .write_all(b"GET /not-routed HTTP/1.1\r\nhost: gw.test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        let answered = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "closed after: {}", String::from_utf8_lossy(&seen));
+                seen.extend_from_slice(&buf[..n]);
+                if String::from_utf8_lossy(&seen).matches("HTTP/1.1 ").count() == 2 {
+                    break;
+                }
+            }
+        })
+        .await;
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        assert!(answered.is_ok(), "two answers expected, got: {text}");
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+    }
+    assert_eq!(upstream.count(), 0, "refused bodies never reach the upstream");
+}
+
 #[tokio::test]
 async fn upstream_refusing_is_502_and_slow_upstream_is_504() {
     // A port nobody listens on.

@@ -29,7 +29,7 @@ pub(super) enum BodySource<'c> {
     /// Proxy mode: the client's stream, read only when the rule needs it, bounded by the
     /// connection's buffered-body budget.
     Stream {
-        body: Incoming,
+        body: super::linger::Lingering,
         budget: &'c Arc<Semaphore>,
     },
     /// Check mode: the bytes the fronting proxy sent along (none when it sends no body);
@@ -129,10 +129,10 @@ impl Gateway {
                     budget,
                 };
                 // Boxed: only body-reading routes need this future's space.
-                let read = Box::pin(body::read(&parts.headers, body, bounds)).await?;
+                let read = Box::pin(body::read(&parts.headers, body.take(), bounds)).await?;
                 (Some(read), None)
             }
-            BodySource::Stream { body, .. } => (None, Some(body)),
+            BodySource::Stream { body, .. } => (None, Some(body.take())),
             BodySource::Given { bytes, cut } if needs_body => {
                 if let Some(reason) = cut {
                     return Err(reason.into());

@@ -8,6 +8,7 @@ mod check;
 mod decide;
 mod facts;
 mod ids;
+mod linger;
 mod query;
 mod respond;
 
@@ -233,8 +234,11 @@ impl Gateway {
         log: &mut DecisionRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
+        // Refused unread, an HTTP/1 body is drained so the client can read the answer.
+        let linger = (parts.version < http::Version::HTTP_2)
+            .then_some(runtime.config.listen.body_read_timeout);
         let source = decide::BodySource::Stream {
-            body,
+            body: linger::Lingering::new(body, linger),
             budget: &conn.body_budget,
         };
         let decide::Decided {
