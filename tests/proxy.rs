@@ -450,7 +450,11 @@ async fn bodies_refused_unread_are_drained_and_the_connection_kept() {
         assert!(answered.is_ok(), "two answers expected, got: {text}");
         assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
     }
-    assert_eq!(upstream.count(), 0, "refused bodies never reach the upstream");
+    assert_eq!(
+        upstream.count(),
+        0,
+        "refused bodies never reach the upstream"
+    );
 }
 
 #[tokio::test]
