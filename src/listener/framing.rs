@@ -494,6 +494,35 @@ mod tests {
         }
     }
 
+    /// The same agreement over heads with one byte replaced by each byte that matters to
+    /// line ends, header syntax or framing, at every position.
+    #[test]
+    fn the_fast_path_agrees_on_every_one_byte_mutation() {
+        let first: &[u8] = b"GET /first HTTP/1.1\r\n\r\n";
+        let heads: [&[u8]; 3] = [
+            b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t.u.v\r\n\r\nGET /z HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\nContent-Length: 1\n\nxGET / HTTP/1.0\n\n",
+        ];
+        let specials = b"\r\n \t:;,0a\x00\x7f";
+        for head in heads {
+            for i in 0..head.len() {
+                for &b in specials {
+                    let mut case = head.to_vec();
+                    case[i] = b;
+                    let mut pieces = vec![first];
+                    pieces.extend(case.chunks(1));
+                    assert_eq!(
+                        run(&[first, &case]),
+                        run(&pieces),
+                        "{:?}",
+                        String::from_utf8_lossy(&case)
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn plain_get_is_clean() {
         let s = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
