@@ -278,7 +278,7 @@ async fn idle_keep_alive_connections_are_closed_at_the_idle_timeout_but_long_dow
 /// The connection timer only looks at a connection when it fires: a keep-alive connection in
 /// steady use outlives both timeouts many times over, and once idle it is closed at the idle
 /// timeout: with the idle timeout shorter than the header-read timeout, and (HTTP/2 only:
-/// on HTTP/1 hyper's own header-read timer runs between requests too and closes first) longer.
+/// on HTTP/1 the header-read timeout runs between requests too and closes first) longer.
 #[tokio::test]
 async fn busy_keep_alive_connections_outlive_both_timeouts_and_close_once_idle() {
     let upstream = Upstream::start().await;

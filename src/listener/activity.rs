@@ -1,7 +1,10 @@
 //! What a connection is doing, so the listener can close one that is not doing anything: a
 //! connection with no request yet gets `header_read_timeout` from accept (this covers the TLS
 //! handshake, hyper's protocol sniffing and an HTTP/2 preface that never comes, none of which
-//! hyper's own HTTP/1 header timer sees), and one between requests gets `idle_timeout`.
+//! hyper's own HTTP/1 header timer would see), and one between requests gets `idle_timeout`.
+//! On HTTP/1 the time between requests is also the time to send the next head, so there it is
+//! the shorter of the two timeouts. This is the only header-read timer: hyper's own (off, see
+//! `listener::serve`) would create, insert and remove a timer for every request head.
 //!
 //! A request counts as busy until its response body has been sent, not just until the service
 //! returns, so a long download is never mistaken for an idle connection.
@@ -27,6 +30,8 @@ pub(super) struct Activity {
     busy: AtomicUsize,
     /// Whether any request has arrived on this connection.
     started: AtomicBool,
+    /// Whether its requests are HTTP/1 (the next head is awaited between requests).
+    h1: AtomicBool,
     /// Milliseconds after `epoch` when the connection last became idle.
     idle_since_ms: AtomicU64,
     /// When the connection was accepted.
@@ -38,13 +43,15 @@ impl Activity {
         Arc::new(Activity {
             busy: AtomicUsize::new(0),
             started: AtomicBool::new(false),
+            h1: AtomicBool::new(false),
             idle_since_ms: AtomicU64::new(0),
             epoch: accepted,
         })
     }
 
     /// A request arrived; the returned guard marks it done when dropped (with its body).
-    pub(super) fn begin(self: &Arc<Self>) -> Busy {
+    pub(super) fn begin(self: &Arc<Self>, h1: bool) -> Busy {
+        self.h1.store(h1, Ordering::Relaxed);
         self.started.store(true, Ordering::Relaxed);
         self.busy.fetch_add(1, Ordering::Relaxed);
         Busy(self.clone())
@@ -55,10 +62,12 @@ impl Activity {
         if self.busy.load(Ordering::Acquire) > 0 {
             return None;
         }
-        let allowed = if self.started.load(Ordering::Relaxed) {
-            limits.idle_timeout
-        } else {
+        let allowed = if !self.started.load(Ordering::Relaxed) {
             limits.header_read_timeout
+        } else if self.h1.load(Ordering::Relaxed) {
+            limits.idle_timeout.min(limits.header_read_timeout)
+        } else {
+            limits.idle_timeout
         };
         let since = Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
         Some(self.epoch + since + allowed)

@@ -160,6 +160,9 @@ impl Tracker {
             if blank > 0 {
                 return blank;
             }
+            if let Some(used) = self.whole_head(bytes) {
+                return used;
+            }
         }
         let (line, complete) = match bytes.iter().position(|&b| b == b'\n') {
             Some(i) => (&bytes[..=i], true),
@@ -177,6 +180,27 @@ impl Tracker {
             }
         }
         line.len()
+    }
+
+    /// The fast path for a head that arrived whole in one read (a keep-alive request, almost
+    /// always): judged where it lies instead of collected line by line. It takes only heads the
+    /// line-by-line path would judge the same way, to the same end (httparse ends a complete
+    /// head at its first empty line, as that path does); anything else (a partial head, one
+    /// over the size cap, too many headers for the stack, one that stops the tracker, the
+    /// connection's first head, which may be an HTTP/2 preface) goes the slow way.
+    fn whole_head(&mut self, bytes: &[u8]) -> Option<usize> {
+        if self.first {
+            return None;
+        }
+        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        match judge_prefix(bytes, &mut stack) {
+            Ok(Some((verdict, body, len))) if body != State::Off && len <= self.max_head_bytes => {
+                self.verdicts.push(verdict);
+                self.state = body;
+                Some(len)
+            }
+            _ => None,
+        }
     }
 
     fn head_complete(&mut self) {
@@ -218,11 +242,19 @@ fn judge<'h>(
     head: &'h [u8],
     headers: &mut [httparse::Header<'h>],
 ) -> Result<Option<(Verdict, State)>, httparse::Error> {
+    Ok(judge_prefix(head, headers)?
+        .and_then(|(verdict, body, len)| (len == head.len()).then_some((verdict, body))))
+}
+
+/// `judge` of the head `bytes` start with, whatever follows it; also returns the head's length.
+fn judge_prefix<'h>(
+    bytes: &'h [u8],
+    headers: &mut [httparse::Header<'h>],
+) -> Result<Option<(Verdict, State, usize)>, httparse::Error> {
     let mut req = httparse::Request::new(headers);
-    match req.parse(head)? {
-        httparse::Status::Complete(len) if len == head.len() => {}
-        _ => return Ok(None),
-    }
+    let httparse::Status::Complete(len) = req.parse(bytes)? else {
+        return Ok(None);
+    };
     let http11 = req.version == Some(1);
     let mut lengths = 0usize;
     let mut length: Option<u64> = None;
@@ -231,7 +263,7 @@ fn judge<'h>(
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             if !http11 {
-                return Ok(Some((Verdict::Pass, State::Off)));
+                return Ok(Some((Verdict::Pass, State::Off, len)));
             }
             te = true;
             chunked = is_chunked(h.value);
@@ -241,10 +273,10 @@ fn judge<'h>(
                 continue;
             }
             let Some(n) = digits(h.value) else {
-                return Ok(Some((Verdict::Pass, State::Off)));
+                return Ok(Some((Verdict::Pass, State::Off, len)));
             };
             if length.is_some_and(|prev| prev != n) {
-                return Ok(Some((Verdict::Pass, State::Off)));
+                return Ok(Some((Verdict::Pass, State::Off, len)));
             }
             length = Some(n);
         }
@@ -260,7 +292,7 @@ fn judge<'h>(
         (false, _, Some(n)) if n > 0 => State::Length(n),
         (false, _, _) => State::Head,
     };
-    Ok(Some((verdict, body)))
+    Ok(Some((verdict, body, len)))
 }
 
 /// hyper: the last comma-separated coding of the line is `chunked`.
@@ -424,6 +456,71 @@ mod tests {
         let bytes: Vec<&[u8]> = stream.chunks(1).collect();
         assert_eq!(run(&bytes), whole, "byte by byte");
         whole
+    }
+
+    /// Heads after the first that arrive whole in one read take `whole_head`; fed byte by
+    /// byte they take the line-by-line path. Both must agree on every kind of head.
+    #[test]
+    fn a_head_judged_where_it_lies_gets_the_line_by_line_verdict() {
+        let first: &[u8] = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n";
+        let big = format!("GET /a HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(8192));
+        let many: String = (0..STACK_HEADERS + 1)
+            .map(|i| format!("h{i}: v\r\n"))
+            .collect();
+        let many = format!("GET /a HTTP/1.1\r\n{many}\r\n");
+        let cases: Vec<&[u8]> = vec![
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /a HTTP/1.1\nHost: x\n\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\n\nGET /b HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST /a HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nX: a\r\n b\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nX: a\rb\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nX: a\r\r\n\r\n",
+            b"GET /a\nb HTTP/1.1\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET /a HTTP/1.1\r\nHost: x\r\n",
+            big.as_bytes(),
+            many.as_bytes(),
+        ];
+        for case in cases {
+            let fast = run(&[first, case]);
+            let mut pieces = vec![first];
+            pieces.extend(case.chunks(1));
+            assert_eq!(fast, run(&pieces), "{:?}", String::from_utf8_lossy(case));
+        }
+    }
+
+    /// The same agreement over heads with one byte replaced by each byte that matters to
+    /// line ends, header syntax or framing, at every position.
+    #[test]
+    fn the_fast_path_agrees_on_every_one_byte_mutation() {
+        let first: &[u8] = b"GET /first HTTP/1.1\r\n\r\n";
+        let heads: [&[u8]; 3] = [
+            b"GET /a?b=c HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t.u.v\r\n\r\nGET /z HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\nContent-Length: 1\n\nxGET / HTTP/1.0\n\n",
+        ];
+        let specials = b"\r\n \t:;,0a\x00\x7f";
+        for head in heads {
+            for i in 0..head.len() {
+                for &b in specials {
+                    let mut case = head.to_vec();
+                    case[i] = b;
+                    let mut pieces = vec![first];
+                    pieces.extend(case.chunks(1));
+                    assert_eq!(
+                        run(&[first, &case]),
+                        run(&pieces),
+                        "{:?}",
+                        String::from_utf8_lossy(&case)
+                    );
+                }
+            }
+        }
     }
 
     #[test]

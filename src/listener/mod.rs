@@ -125,7 +125,8 @@ pub async fn serve<H: Handler>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The connection timer (`activity`) enforces it: hyper's would arm a timer per head.
+        .header_read_timeout(None)
         .max_buf_size(limits.head_cap())
         .max_headers(limits.max_headers)
         .keep_alive(true);
@@ -254,7 +255,7 @@ impl<H: Handler> Conn<'_, H> {
         let service = service_fn(move |request: Request<Incoming>| {
             let handler = handler.clone();
             let info = service_info.clone();
-            let busy = service_activity.begin();
+            let busy = service_activity.begin(request.version() < http::Version::HTTP_2);
             // Popped here, not in the future: hyper calls the service in request order.
             let verdict = match &verdicts {
                 Some(v) if request.version() < http::Version::HTTP_2 => v.next(),
