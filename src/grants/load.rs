@@ -8,6 +8,8 @@
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -48,14 +50,20 @@ const FIELDS: &[&str] = &[
 ];
 
 /// Reads, validates and (for a full document) builds. `in_force` is the version in use, which
-/// a full document's must exceed.
-pub fn load(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
-    read(reader, in_force, false)
+/// a full document's must exceed. `size_hint` is the document's expected length in bytes (a
+/// file's length, a body's decoded size), used only to size the indexes once: a wrong one
+/// costs speed, never correctness.
+pub fn load(
+    reader: impl Read,
+    in_force: Option<u64>,
+    size_hint: Option<u64>,
+) -> Result<Loaded, SnapshotError> {
+    read(reader, in_force, false, size_hint)
 }
 
 /// Reads a delta document (for benchmarks and tools; sources go through `load_update`).
 pub fn load_delta(reader: impl Read) -> Result<DeltaDocument<'static>, SnapshotError> {
-    match read(reader, None, false)? {
+    match read(reader, None, false, None)? {
         Loaded::Delta(delta) => Ok(delta),
         _ => Err(SnapshotError::Mixed("a full document is not a delta")),
     }
@@ -63,34 +71,55 @@ pub fn load_delta(reader: impl Read) -> Result<DeltaDocument<'static>, SnapshotE
 
 /// `load` for what a source answered: a document with the version in force is `Unchanged`,
 /// and reading stops as soon as that is known.
-pub fn load_update(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
-    read(reader, in_force, true)
+pub fn load_update(
+    reader: impl Read,
+    in_force: Option<u64>,
+    size_hint: Option<u64>,
+) -> Result<Loaded, SnapshotError> {
+    read(reader, in_force, true, size_hint)
 }
 
 /// `load` from bytes already in memory: parsed in place, so strings are borrowed, not copied.
 pub fn load_slice(bytes: &[u8], in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
-    run(serde_json::Deserializer::from_slice(bytes), in_force, false)
+    run(
+        serde_json::Deserializer::from_slice(bytes),
+        in_force,
+        false,
+        None,
+    )
 }
 
 fn read(
     reader: impl Read,
     in_force: Option<u64>,
     skip_unchanged: bool,
+    size_hint: Option<u64>,
 ) -> Result<Loaded, SnapshotError> {
+    let counted = Counted {
+        inner: reader,
+        read: Arc::default(),
+    };
+    let sizing = size_hint.map(|total| Sizing {
+        total,
+        read: Arc::clone(&counted.read),
+        works_from: None,
+    });
     // serde_json reads a stream a byte at a time: buffer it.
     let de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
-    run(de, in_force, skip_unchanged)
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, counted));
+    run(de, in_force, skip_unchanged, sizing)
 }
 
 fn run<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
     in_force: Option<u64>,
     skip_unchanged: bool,
+    sizing: Option<Sizing>,
 ) -> Result<Loaded, SnapshotError> {
     let mut track = serde_path_to_error::Track::new();
     let mut loader = Loader {
         skip: if skip_unchanged { in_force } else { None },
+        sizing,
         ..Loader::default()
     };
     let read =
@@ -109,8 +138,64 @@ fn run<'de, R: serde_json::de::Read<'de>>(
     loader.finish(in_force)
 }
 
+/// Counts the bytes read from a stream, so the loader knows how far into the document it is.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Fewer bytes than any work entry can take (`{"work_reference_number":"A",...}` is over 80):
+/// caps the works a lying size hint can make the index reserve room for.
+const MIN_WORK_BYTES: u64 = 64;
+
+/// The most works a hint can reserve room for (over five times a national snapshot): past
+/// it the index grows as it would without a hint, so even a hint of `u64::MAX` reserves a
+/// bounded amount that `shrink_to_fit` gives back.
+const MAX_PRESIZED_WORKS: usize = 1 << 24;
+
+/// What sizes the work index once, from the first full batch: the bytes its works took give
+/// the document's bytes per work, and the bytes left by the hint how many works are to come.
+/// Streamed, the count is not known up front; without this every shard grows by doubling and
+/// is shrunk at the end, and the freed growth stays in the allocator (about 10 B a work).
+struct Sizing {
+    /// The document's expected length (the caller caps it by its own document limit).
+    total: u64,
+    /// Bytes read from the stream so far (ahead of the parser by at most its buffer).
+    read: Arc<AtomicU64>,
+    /// Bytes read when the `works` array began.
+    works_from: Option<u64>,
+}
+
+impl Sizing {
+    /// The works and reference bytes to reserve room for, given a first batch of `works`
+    /// works with `ref_bytes` of references.
+    fn estimate(&self, works: usize, ref_bytes: usize) -> Option<(usize, usize)> {
+        let from = self.works_from?;
+        let batch = u64::try_from(works).ok().filter(|&n| n > 0)?;
+        let now = self.read.load(Ordering::Relaxed);
+        let per_work = (now.saturating_sub(from) / batch).max(MIN_WORK_BYTES);
+        let to_come = self.total.saturating_sub(now) / per_work;
+        let total_works = usize::try_from(to_come)
+            .unwrap_or(usize::MAX)
+            .saturating_add(works)
+            .min(MAX_PRESIZED_WORKS);
+        let total_refs = ref_bytes / works * total_works;
+        Some((total_works, total_refs))
+    }
+}
+
 #[derive(Default)]
 struct Loader {
+    /// Sizes the work index from the document's expected length, when known.
+    sizing: Option<Sizing>,
     /// Stop at `version` if it is this one.
     skip: Option<u64>,
     unchanged: Option<u64>,
@@ -183,11 +268,25 @@ impl Loader {
                 self.deferred.push((i, r));
             }
         }
+        if full && self.works.len() == 0 {
+            self.presize();
+        }
         // Past the report's cap nothing more is listed: no need to hold more.
         if full || self.deferred.len() > MAX_DEFERRED {
             self.index_works()?;
         }
         Ok(())
+    }
+
+    /// Reserves the work index's room once, before the first batch goes in.
+    fn presize(&mut self) {
+        if let Some((works, ref_bytes)) = self
+            .sizing
+            .as_ref()
+            .and_then(|s| s.estimate(self.batch.len(), self.batch.ref_bytes()))
+        {
+            self.works.reserve(works, ref_bytes);
+        }
     }
 
     /// Indexes the works read so far, then reports their problems in document order: for
@@ -377,6 +476,9 @@ impl<'de> Visitor<'de> for &mut Loader {
                 }
                 "works" => {
                     self.works_seen = true;
+                    if let Some(s) = &mut self.sizing {
+                        s.works_from = Some(s.read.load(Ordering::Relaxed));
+                    }
                     if self.orgs.is_some() {
                         map.next_value_seed(Entries::<WorkDoc<'_>>::new(self))?;
                     } else {

@@ -91,7 +91,18 @@ impl Snapshot {
         reader: impl Read,
         in_force: Option<u64>,
     ) -> Result<Snapshot, SnapshotError> {
-        full(load(reader, in_force)?)
+        full(load(reader, in_force, None)?)
+    }
+
+    /// `from_reader` for a document of about `size_hint` bytes (a file's length): the
+    /// indexes are sized once instead of grown. A wrong hint costs only speed and memory
+    /// while loading, never correctness.
+    pub fn from_reader_sized(
+        reader: impl Read,
+        in_force: Option<u64>,
+        size_hint: u64,
+    ) -> Result<Snapshot, SnapshotError> {
+        full(load(reader, in_force, Some(size_hint))?)
     }
 
     /// The snapshot `delta` turns this one into, validated as strictly as a full document;

@@ -42,6 +42,14 @@ impl WorkBatch {
         self.rows.len() >= WORKS || self.refs.len() >= REF_BYTES
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub(super) fn ref_bytes(&self) -> usize {
+        self.refs.len()
+    }
+
     /// Indexes the batch, calling `duplicate(at, reference)` for each reference already
     /// indexed (by an earlier batch or earlier in this one), and empties it.
     pub(super) fn flush(
