@@ -84,3 +84,73 @@ fn any_size_hint_reports_the_same_problems_in_document_order() {
         assert_eq!(problems(hint), expected, "{hint:?}");
     }
 }
+
+/// Works in four batches (the last partial), with problems in each and a duplicate of an
+/// earlier batch's work; then a variant with `users` after `works`, whose problems must
+/// come after every work's.
+fn bad_documents() -> Vec<String> {
+    let works = 200_000;
+    let text = String::from_utf8(synthetic_document(100, 50, works)).unwrap();
+    let bad = text
+        .replacen(&work_reference(65_000), &work_reference(12), 1)
+        .replacen(&work_reference(140_000), &work_reference(139_999), 1)
+        .replacen(&work_reference(199_999), &work_reference(70_000), 1)
+        .replacen(r#""workstream":"005"}"#, r#""workstream":"5"}"#, 1);
+    let users_at = bad.find(r#","users":["#).unwrap();
+    let works_at = bad.find(r#","works":["#).unwrap();
+    let users = bad[users_at..works_at].replacen(r#""sub":"user-7""#, r#""sub":"user-3""#, 1);
+    let works_last = format!(
+        "{}{}{}}}",
+        &bad[..users_at],
+        &bad[works_at..bad.len() - 1],
+        users
+    );
+    vec![bad, works_last]
+}
+
+#[test]
+fn indexing_on_a_second_thread_builds_the_same_snapshot() {
+    let doc = synthetic_document(100, USERS, 200_000);
+    let one = Snapshot::from_reader_in_one_thread(&doc[..]).unwrap();
+    let two = Snapshot::from_reader(&doc[..], None).unwrap();
+    assert_eq!((two.work_count(), two.user_count()), (200_000, USERS));
+    for i in 0..200_000 {
+        let wrn = work_reference(i);
+        assert_eq!(two.work(&wrn), one.work(&wrn), "{wrn}");
+    }
+}
+
+#[test]
+fn indexing_on_a_second_thread_reports_problems_in_document_order() {
+    for (n, doc) in bad_documents().iter().enumerate() {
+        let problems = |s: Result<Snapshot, SnapshotError>| match s {
+            Err(SnapshotError::Invalid(p)) => p.to_string(),
+            other => panic!("document {n}: {:?}", other.map(|s| s.work_count())),
+        };
+        let one = problems(Snapshot::from_reader_in_one_thread(doc.as_bytes()));
+        let two = problems(Snapshot::from_reader(doc.as_bytes(), None));
+        assert_eq!(two, one, "document {n}");
+        let sized = problems(Snapshot::from_reader_sized(
+            doc.as_bytes(),
+            None,
+            doc.len() as u64,
+        ));
+        assert_eq!(sized, one, "document {n}");
+        let at = |needle: &str| {
+            one.find(needle)
+                .unwrap_or_else(|| panic!("document {n}: {needle} not in {one}"))
+        };
+        let order = [
+            "works[5].workstream",
+            "works[65000].work_reference_number",
+            "works[140000].work_reference_number",
+            "works[199999].work_reference_number",
+        ];
+        for pair in order.windows(2) {
+            assert!(at(pair[0]) < at(pair[1]), "document {n}: {pair:?} in {one}");
+        }
+        if n == 1 {
+            assert!(at("works[199999]") < at("users[7].sub"), "{one}");
+        }
+    }
+}

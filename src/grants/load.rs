@@ -15,6 +15,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::value::RawValue;
 
 use super::format::{Deletes, DeltaDocument, OrganisationDoc, Upserts, UserDoc, WorkDoc};
+use super::indexer::{IndexFailed, Indexer, Job};
 use super::shards::ShardedMap;
 use super::snapshot::{Snapshot, SnapshotError, organisation_from, user_from, work_from};
 use super::timestamp::parse_rfc3339;
@@ -23,7 +24,6 @@ use super::validate::{
 };
 use super::work_batch::WorkBatch;
 use super::work_entry::{WorkFields, WorkScratch};
-use super::works::{TooLarge, WorkIndex};
 
 /// A document as read: a full one already built, or a delta to apply.
 #[derive(Debug)]
@@ -89,6 +89,15 @@ pub fn load_slice(bytes: &[u8], in_force: Option<u64>) -> Result<Loaded, Snapsho
     )
 }
 
+/// `load` with every batch indexed on the calling thread, to check the two-thread path
+/// against.
+#[cfg(any(test, feature = "testing"))]
+pub fn load_in_one_thread(reader: impl Read) -> Result<Loaded, SnapshotError> {
+    let de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+    run_with(de, None, false, None, true)
+}
+
 fn read(
     reader: impl Read,
     in_force: Option<u64>,
@@ -111,15 +120,26 @@ fn read(
 }
 
 fn run<'de, R: serde_json::de::Read<'de>>(
+    de: serde_json::Deserializer<R>,
+    in_force: Option<u64>,
+    skip_unchanged: bool,
+    sizing: Option<Sizing>,
+) -> Result<Loaded, SnapshotError> {
+    run_with(de, in_force, skip_unchanged, sizing, false)
+}
+
+fn run_with<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
     in_force: Option<u64>,
     skip_unchanged: bool,
     sizing: Option<Sizing>,
+    one_thread: bool,
 ) -> Result<Loaded, SnapshotError> {
     let mut track = serde_path_to_error::Track::new();
     let mut loader = Loader {
         skip: if skip_unchanged { in_force } else { None },
         sizing,
+        one_thread,
         ..Loader::default()
     };
     let read =
@@ -128,8 +148,8 @@ fn run<'de, R: serde_json::de::Read<'de>>(
         if let Some(v) = loader.unchanged {
             return Ok(Loaded::Unchanged(v));
         }
-        return Err(match loader.too_large.take() {
-            Some(e) => SnapshotError::TooLarge(e),
+        return Err(match loader.failed.take() {
+            Some(e) => failed(e),
             None => SnapshotError::Json(serde_path_to_error::Error::new(track.path(), e)),
         });
     }
@@ -214,7 +234,12 @@ struct Loader {
     /// The contract-platform model's section (`model: contracts`), validated on its own.
     contracts: Option<crate::contracts::snapshot::ContractsDoc>,
     users: ShardedMap<Box<str>, super::snapshot::User>,
-    works: WorkIndex,
+    /// Indexes the batches of works (on a second thread for a big document).
+    indexer: Indexer,
+    /// A batch has gone to the indexer.
+    indexing: bool,
+    /// Never index on a second thread.
+    one_thread: bool,
     /// Works read but not yet indexed (indexed in batches, by shard).
     batch: WorkBatch,
     /// The problems of the batch's works, by position, held so that they and the batch's
@@ -225,7 +250,14 @@ struct Loader {
     user_count: usize,
     work_count: usize,
     body: Option<Report>,
-    too_large: Option<TooLarge>,
+    failed: Option<IndexFailed>,
+}
+
+fn failed(e: IndexFailed) -> SnapshotError {
+    match e {
+        IndexFailed::TooLarge(e) => SnapshotError::TooLarge(e),
+        e => SnapshotError::Index(e),
+    }
 }
 
 impl Loader {
@@ -251,7 +283,7 @@ impl Loader {
         self.body = Some(r);
     }
 
-    fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), TooLarge> {
+    fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), IndexFailed> {
         let i = self.work_count;
         self.work_count += 1;
         let wrn = &*work.work_reference_number;
@@ -259,7 +291,7 @@ impl Loader {
         if !wrn.is_empty()
             && let Some(info) = work_from(work)
         {
-            full = self.batch.push(&self.works, i, wrn, info);
+            full = self.batch.push(i, wrn, info);
         }
         if let Some(orgs) = &self.orgs {
             let mut r = Report::new();
@@ -268,62 +300,49 @@ impl Loader {
                 self.deferred.push((i, r));
             }
         }
-        if full && self.works.len() == 0 {
-            self.presize();
-        }
         // Past the report's cap nothing more is listed: no need to hold more.
         if full || self.deferred.len() > MAX_DEFERRED {
-            self.index_works()?;
+            self.index_works(true, full)?;
         }
         Ok(())
     }
 
-    /// Reserves the work index's room once, before the first batch goes in.
-    fn presize(&mut self) {
-        if let Some((works, ref_bytes)) = self
-            .sizing
-            .as_ref()
-            .and_then(|s| s.estimate(self.batch.len(), self.batch.ref_bytes()))
-        {
-            self.works.reserve(works, ref_bytes);
-        }
-    }
-
-    /// Indexes the works read so far, then reports their problems in document order: for
-    /// each work, a duplicate reference first, then the rest.
-    fn index_works(&mut self) -> Result<(), TooLarge> {
-        let mut duplicates = Vec::new();
-        self.batch.flush(&mut self.works, |at, wrn| {
-            duplicates.push((at, wrn.to_owned()))
-        })?;
-        duplicates.sort_unstable();
-        let mut duplicates = duplicates.into_iter().peekable();
-        let mut deferred = std::mem::take(&mut self.deferred).into_iter().peekable();
-        let mut report = self.body.take().unwrap_or_else(Report::new);
-        loop {
-            let next_dup = duplicates.peek().map(|(at, _)| *at);
-            let next_other = deferred.peek().map(|(at, _)| *at);
-            let duplicate_first = match (next_dup, next_other) {
-                (None, None) => break,
-                (Some(d), Some(o)) => d <= o,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-            };
-            if duplicate_first {
-                if let Some((at, wrn)) = duplicates.next() {
-                    report.push_with(|| {
-                        (
-                            format!("works[{at}].work_reference_number"),
-                            format!("duplicate work {wrn:?}"),
-                        )
-                    });
-                }
-            } else if let Some((_, r)) = deferred.next() {
-                report = r.after(report);
+    /// Hands the works read so far to the indexer (on its second thread when `mid_stream`)
+    /// and appends the problems of the batches it has done, in document order. The first
+    /// batch, when `full`, also sizes the index from the size hint.
+    fn index_works(&mut self, mid_stream: bool, full: bool) -> Result<(), IndexFailed> {
+        let reserve = match &self.sizing {
+            Some(sizing) if full && !self.indexing => {
+                sizing.estimate(self.batch.len(), self.batch.ref_bytes())
             }
-        }
-        self.body = Some(report);
+            _ => None,
+        };
+        self.indexing = true;
+        let next = self.indexer.batch();
+        let job = Job {
+            batch: std::mem::replace(&mut self.batch, next),
+            deferred: std::mem::take(&mut self.deferred),
+            reserve,
+        };
+        let reports = self.indexer.submit(job, mid_stream && !self.one_thread)?;
+        self.append(reports);
         Ok(())
+    }
+
+    /// Waits for every batch handed to the indexer, so that problems reported next come
+    /// after theirs (as they would, read in one thread).
+    fn works_indexed(&mut self) -> Result<(), IndexFailed> {
+        let reports = self.indexer.wait()?;
+        self.append(reports);
+        Ok(())
+    }
+
+    fn append(&mut self, reports: Vec<Report>) {
+        let mut body = self.body.take().unwrap_or_else(Report::new);
+        for r in reports {
+            body = r.after(body);
+        }
+        self.body = Some(body);
     }
 
     /// The organisations are known: check them, then anything that waited for them.
@@ -372,10 +391,12 @@ impl Loader {
                 SnapshotError::Json(serde_path_to_error::Error::new(path, e))
             })?;
         }
-        self.index_works()?;
-        if let Some(e) = self.too_large.take() {
-            return Err(SnapshotError::TooLarge(e));
+        self.index_works(false, false).map_err(failed)?;
+        self.works_indexed().map_err(failed)?;
+        if let Some(e) = self.failed.take() {
+            return Err(failed(e));
         }
+        let mut works = std::mem::take(&mut self.indexer).finish().map_err(failed)?;
         if self.skip.is_some() && self.skip == self.version {
             return Ok(Loaded::Unchanged(version));
         }
@@ -404,13 +425,13 @@ impl Loader {
             }
         }
         self.users.shrink_to_fit();
-        self.works.shrink_to_fit();
+        works.shrink_to_fit();
         let mut snapshot = Snapshot {
             version,
             generated_at: parse_rfc3339(&generated_at).unwrap_or_default(),
             organisations,
             users: self.users,
-            works: self.works,
+            works,
             known_integrators: Default::default(),
             contracts: self.contracts.as_ref().map(|c| {
                 std::sync::Arc::new(crate::contracts::snapshot::ContractsSnapshot::build(c))
@@ -522,6 +543,11 @@ impl<'l, T> Entries<'l, T> {
 trait Entry<'de> {
     /// Reads the next entry and hands it to the loader; false at the end of the array.
     fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error>;
+
+    /// Called at the end of the array.
+    fn end(_loader: &mut Loader) -> Result<(), IndexFailed> {
+        Ok(())
+    }
 }
 
 impl<'de> Entry<'de> for UserDoc<'de> {
@@ -542,8 +568,8 @@ impl<'de> Entry<'de> for WorkDoc<'de> {
             Ok(Some(())) => match loader.work(&scratch.doc()) {
                 Ok(()) => Ok(true),
                 Err(e) => {
-                    loader.too_large = Some(e);
-                    Err(de::Error::custom("works exceed the index"))
+                    loader.failed = Some(e);
+                    Err(de::Error::custom("works could not be indexed"))
                 }
             },
             Ok(None) => Ok(false),
@@ -551,6 +577,13 @@ impl<'de> Entry<'de> for WorkDoc<'de> {
         };
         loader.scratch = scratch;
         result
+    }
+
+    /// The rest of the works go in now, so that any problems reported after the array
+    /// (users listed after works) come after theirs, in document order.
+    fn end(loader: &mut Loader) -> Result<(), IndexFailed> {
+        loader.index_works(false, false)?;
+        loader.works_indexed()
     }
 }
 
@@ -571,7 +604,10 @@ impl<'de, 'l, T: Entry<'de>> Visitor<'de> for Entries<'l, T> {
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
         while T::next(&mut seq, self.loader)? {}
-        Ok(())
+        T::end(self.loader).map_err(|e| {
+            self.loader.failed = Some(e);
+            de::Error::custom("works could not be indexed")
+        })
     }
 }
 

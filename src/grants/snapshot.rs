@@ -73,6 +73,8 @@ pub enum SnapshotError {
     Trailing(#[source] serde_json::Error),
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
+    #[error(transparent)]
+    Index(#[from] super::indexer::IndexFailed),
     #[error("a document has either `since` (a delta) or top-level lists (a full document): {0}")]
     Mixed(&'static str),
     #[error("delta since version {since} does not apply to the version in force ({in_force:?})")]
@@ -92,6 +94,13 @@ impl Snapshot {
         in_force: Option<u64>,
     ) -> Result<Snapshot, SnapshotError> {
         full(load(reader, in_force, None)?)
+    }
+
+    /// `from_reader` indexing on the calling thread only (the load otherwise indexes on a
+    /// second one), to check the two against each other.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn from_reader_in_one_thread(reader: impl Read) -> Result<Snapshot, SnapshotError> {
+        full(super::load::load_in_one_thread(reader)?)
     }
 
     /// `from_reader` for a document of about `size_hint` bytes (a file's length): the
