@@ -90,6 +90,8 @@ impl Indexer {
             }
             State::Away(away) => {
                 if away.jobs.send(job).is_err() {
+                    // The thread stopped: after a batch too large, say so rather than that.
+                    self.collect(true)?;
                     self.state = State::Lost;
                     return Err(IndexFailed::Stopped);
                 }
