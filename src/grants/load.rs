@@ -207,7 +207,7 @@ impl Sizing {
             .unwrap_or(usize::MAX)
             .saturating_add(works)
             .min(MAX_PRESIZED_WORKS);
-        let total_refs = ref_bytes / works * total_works;
+        let total_refs = ref_bytes.div_ceil(works).saturating_mul(total_works);
         Some((total_works, total_refs))
     }
 }
