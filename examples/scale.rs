@@ -68,7 +68,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let (rss0, _) = memory();
     let file = std::fs::File::open(&cli.file).context("snapshot file")?;
-    let first = Snapshot::from_reader(file, None).context("load")?;
+    let size = file.metadata()?.len();
+    let first = Snapshot::from_reader_sized(file, None, size).context("load")?;
     let ready = started.elapsed();
     let (rss1, hwm1) = memory();
     let steady = rss1.saturating_sub(rss0);
@@ -90,7 +91,7 @@ fn main() -> anyhow::Result<()> {
     let file = std::fs::File::open(&cli.file).context("snapshot file")?;
     let t = Instant::now();
     let cpu = cpu_seconds();
-    let second = Snapshot::from_reader(file, None).context("load again")?;
+    let second = Snapshot::from_reader_sized(file, None, size).context("load again")?;
     let (rss2, hwm2) = memory();
     println!(
         "swap: second snapshot built in {:.2?} ({:.2} CPU s); both alive {:.1} MiB, peak {:.1} MiB above start = {:.2}x one snapshot",

@@ -8,11 +8,14 @@
 
 use std::fmt;
 use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::format::{Deletes, DeltaDocument, OrganisationDoc, Upserts, UserDoc, WorkDoc};
+use super::indexer::{IndexFailed, Indexer, Job};
 use super::shards::ShardedMap;
 use super::snapshot::{Snapshot, SnapshotError, organisation_from, user_from, work_from};
 use super::timestamp::parse_rfc3339;
@@ -21,7 +24,6 @@ use super::validate::{
 };
 use super::work_batch::WorkBatch;
 use super::work_entry::{WorkFields, WorkScratch};
-use super::works::{TooLarge, WorkIndex};
 
 /// A document as read: a full one already built, or a delta to apply.
 #[derive(Debug)]
@@ -48,14 +50,20 @@ const FIELDS: &[&str] = &[
 ];
 
 /// Reads, validates and (for a full document) builds. `in_force` is the version in use, which
-/// a full document's must exceed.
-pub fn load(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
-    read(reader, in_force, false)
+/// a full document's must exceed. `size_hint` is the document's expected length in bytes (a
+/// file's length, a body's decoded size), used only to size the indexes once: a wrong one
+/// costs speed, never correctness.
+pub fn load(
+    reader: impl Read,
+    in_force: Option<u64>,
+    size_hint: Option<u64>,
+) -> Result<Loaded, SnapshotError> {
+    read(reader, in_force, false, size_hint)
 }
 
 /// Reads a delta document (for benchmarks and tools; sources go through `load_update`).
 pub fn load_delta(reader: impl Read) -> Result<DeltaDocument<'static>, SnapshotError> {
-    match read(reader, None, false)? {
+    match read(reader, None, false, None)? {
         Loaded::Delta(delta) => Ok(delta),
         _ => Err(SnapshotError::Mixed("a full document is not a delta")),
     }
@@ -63,34 +71,75 @@ pub fn load_delta(reader: impl Read) -> Result<DeltaDocument<'static>, SnapshotE
 
 /// `load` for what a source answered: a document with the version in force is `Unchanged`,
 /// and reading stops as soon as that is known.
-pub fn load_update(reader: impl Read, in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
-    read(reader, in_force, true)
+pub fn load_update(
+    reader: impl Read,
+    in_force: Option<u64>,
+    size_hint: Option<u64>,
+) -> Result<Loaded, SnapshotError> {
+    read(reader, in_force, true, size_hint)
 }
 
 /// `load` from bytes already in memory: parsed in place, so strings are borrowed, not copied.
 pub fn load_slice(bytes: &[u8], in_force: Option<u64>) -> Result<Loaded, SnapshotError> {
-    run(serde_json::Deserializer::from_slice(bytes), in_force, false)
+    run(
+        serde_json::Deserializer::from_slice(bytes),
+        in_force,
+        false,
+        None,
+    )
+}
+
+/// `load` with every batch indexed on the calling thread, to check the two-thread path
+/// against.
+#[cfg(any(test, feature = "testing"))]
+pub fn load_in_one_thread(reader: impl Read) -> Result<Loaded, SnapshotError> {
+    let de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
+    run_with(de, None, false, None, true)
 }
 
 fn read(
     reader: impl Read,
     in_force: Option<u64>,
     skip_unchanged: bool,
+    size_hint: Option<u64>,
 ) -> Result<Loaded, SnapshotError> {
+    let counted = Counted {
+        inner: reader,
+        read: Arc::default(),
+    };
+    let sizing = size_hint.map(|total| Sizing {
+        total,
+        read: Arc::clone(&counted.read),
+        works_from: None,
+    });
     // serde_json reads a stream a byte at a time: buffer it.
     let de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
-    run(de, in_force, skip_unchanged)
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, counted));
+    run(de, in_force, skip_unchanged, sizing)
 }
 
 fn run<'de, R: serde_json::de::Read<'de>>(
+    de: serde_json::Deserializer<R>,
+    in_force: Option<u64>,
+    skip_unchanged: bool,
+    sizing: Option<Sizing>,
+) -> Result<Loaded, SnapshotError> {
+    run_with(de, in_force, skip_unchanged, sizing, false)
+}
+
+fn run_with<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
     in_force: Option<u64>,
     skip_unchanged: bool,
+    sizing: Option<Sizing>,
+    one_thread: bool,
 ) -> Result<Loaded, SnapshotError> {
     let mut track = serde_path_to_error::Track::new();
     let mut loader = Loader {
         skip: if skip_unchanged { in_force } else { None },
+        sizing,
+        one_thread,
         ..Loader::default()
     };
     let read =
@@ -99,8 +148,8 @@ fn run<'de, R: serde_json::de::Read<'de>>(
         if let Some(v) = loader.unchanged {
             return Ok(Loaded::Unchanged(v));
         }
-        return Err(match loader.too_large.take() {
-            Some(e) => SnapshotError::TooLarge(e),
+        return Err(match loader.failed.take() {
+            Some(e) => failed(e),
             None => SnapshotError::Json(serde_path_to_error::Error::new(track.path(), e)),
         });
     }
@@ -109,8 +158,64 @@ fn run<'de, R: serde_json::de::Read<'de>>(
     loader.finish(in_force)
 }
 
+/// Counts the bytes read from a stream, so the loader knows how far into the document it is.
+struct Counted<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Fewer bytes than any work entry can take (`{"work_reference_number":"A",...}` is over 80):
+/// caps the works a lying size hint can make the index reserve room for.
+const MIN_WORK_BYTES: u64 = 64;
+
+/// The most works a hint can reserve room for (over five times a national snapshot): past
+/// it the index grows as it would without a hint, so even a hint of `u64::MAX` reserves a
+/// bounded amount that `shrink_to_fit` gives back.
+const MAX_PRESIZED_WORKS: usize = 1 << 24;
+
+/// What sizes the work index once, from the first full batch: the bytes its works took give
+/// the document's bytes per work, and the bytes left by the hint how many works are to come.
+/// Streamed, the count is not known up front; without this every shard grows by doubling and
+/// is shrunk at the end, and the freed growth stays in the allocator (about 10 B a work).
+struct Sizing {
+    /// The document's expected length (the caller caps it by its own document limit).
+    total: u64,
+    /// Bytes read from the stream so far (ahead of the parser by at most its buffer).
+    read: Arc<AtomicU64>,
+    /// Bytes read when the `works` array began.
+    works_from: Option<u64>,
+}
+
+impl Sizing {
+    /// The works and reference bytes to reserve room for, given a first batch of `works`
+    /// works with `ref_bytes` of references.
+    fn estimate(&self, works: usize, ref_bytes: usize) -> Option<(usize, usize)> {
+        let from = self.works_from?;
+        let batch = u64::try_from(works).ok().filter(|&n| n > 0)?;
+        let now = self.read.load(Ordering::Relaxed);
+        let per_work = (now.saturating_sub(from) / batch).max(MIN_WORK_BYTES);
+        let to_come = self.total.saturating_sub(now) / per_work;
+        let total_works = usize::try_from(to_come)
+            .unwrap_or(usize::MAX)
+            .saturating_add(works)
+            .min(MAX_PRESIZED_WORKS);
+        let total_refs = ref_bytes.div_ceil(works).saturating_mul(total_works);
+        Some((total_works, total_refs))
+    }
+}
+
 #[derive(Default)]
 struct Loader {
+    /// Sizes the work index from the document's expected length, when known.
+    sizing: Option<Sizing>,
     /// Stop at `version` if it is this one.
     skip: Option<u64>,
     unchanged: Option<u64>,
@@ -129,7 +234,12 @@ struct Loader {
     /// The contract-platform model's section (`model: contracts`), validated on its own.
     contracts: Option<crate::contracts::snapshot::ContractsDoc>,
     users: ShardedMap<Box<str>, super::snapshot::User>,
-    works: WorkIndex,
+    /// Indexes the batches of works (on a second thread for a big document).
+    indexer: Indexer,
+    /// A batch has gone to the indexer.
+    indexing: bool,
+    /// Never index on a second thread.
+    one_thread: bool,
     /// Works read but not yet indexed (indexed in batches, by shard).
     batch: WorkBatch,
     /// The problems of the batch's works, by position, held so that they and the batch's
@@ -140,7 +250,14 @@ struct Loader {
     user_count: usize,
     work_count: usize,
     body: Option<Report>,
-    too_large: Option<TooLarge>,
+    failed: Option<IndexFailed>,
+}
+
+fn failed(e: IndexFailed) -> SnapshotError {
+    match e {
+        IndexFailed::TooLarge(e) => SnapshotError::TooLarge(e),
+        e => SnapshotError::Index(e),
+    }
 }
 
 impl Loader {
@@ -166,7 +283,7 @@ impl Loader {
         self.body = Some(r);
     }
 
-    fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), TooLarge> {
+    fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), IndexFailed> {
         let i = self.work_count;
         self.work_count += 1;
         let wrn = &*work.work_reference_number;
@@ -174,7 +291,7 @@ impl Loader {
         if !wrn.is_empty()
             && let Some(info) = work_from(work)
         {
-            full = self.batch.push(&self.works, i, wrn, info);
+            full = self.batch.push(i, wrn, info);
         }
         if let Some(orgs) = &self.orgs {
             let mut r = Report::new();
@@ -185,46 +302,47 @@ impl Loader {
         }
         // Past the report's cap nothing more is listed: no need to hold more.
         if full || self.deferred.len() > MAX_DEFERRED {
-            self.index_works()?;
+            self.index_works(true, full)?;
         }
         Ok(())
     }
 
-    /// Indexes the works read so far, then reports their problems in document order: for
-    /// each work, a duplicate reference first, then the rest.
-    fn index_works(&mut self) -> Result<(), TooLarge> {
-        let mut duplicates = Vec::new();
-        self.batch.flush(&mut self.works, |at, wrn| {
-            duplicates.push((at, wrn.to_owned()))
-        })?;
-        duplicates.sort_unstable();
-        let mut duplicates = duplicates.into_iter().peekable();
-        let mut deferred = std::mem::take(&mut self.deferred).into_iter().peekable();
-        let mut report = self.body.take().unwrap_or_else(Report::new);
-        loop {
-            let next_dup = duplicates.peek().map(|(at, _)| *at);
-            let next_other = deferred.peek().map(|(at, _)| *at);
-            let duplicate_first = match (next_dup, next_other) {
-                (None, None) => break,
-                (Some(d), Some(o)) => d <= o,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-            };
-            if duplicate_first {
-                if let Some((at, wrn)) = duplicates.next() {
-                    report.push_with(|| {
-                        (
-                            format!("works[{at}].work_reference_number"),
-                            format!("duplicate work {wrn:?}"),
-                        )
-                    });
-                }
-            } else if let Some((_, r)) = deferred.next() {
-                report = r.after(report);
+    /// Hands the works read so far to the indexer (on its second thread when `mid_stream`)
+    /// and appends the problems of the batches it has done, in document order. The first
+    /// batch, when `full`, also sizes the index from the size hint.
+    fn index_works(&mut self, mid_stream: bool, full: bool) -> Result<(), IndexFailed> {
+        let reserve = match &self.sizing {
+            Some(sizing) if full && !self.indexing => {
+                sizing.estimate(self.batch.len(), self.batch.ref_bytes())
             }
-        }
-        self.body = Some(report);
+            _ => None,
+        };
+        self.indexing = true;
+        let next = self.indexer.batch();
+        let job = Job {
+            batch: std::mem::replace(&mut self.batch, next),
+            deferred: std::mem::take(&mut self.deferred),
+            reserve,
+        };
+        let reports = self.indexer.submit(job, mid_stream && !self.one_thread)?;
+        self.append(reports);
         Ok(())
+    }
+
+    /// Waits for every batch handed to the indexer, so that problems reported next come
+    /// after theirs (as they would, read in one thread).
+    fn works_indexed(&mut self) -> Result<(), IndexFailed> {
+        let reports = self.indexer.wait()?;
+        self.append(reports);
+        Ok(())
+    }
+
+    fn append(&mut self, reports: Vec<Report>) {
+        let mut body = self.body.take().unwrap_or_else(Report::new);
+        for r in reports {
+            body = r.after(body);
+        }
+        self.body = Some(body);
     }
 
     /// The organisations are known: check them, then anything that waited for them.
@@ -273,10 +391,12 @@ impl Loader {
                 SnapshotError::Json(serde_path_to_error::Error::new(path, e))
             })?;
         }
-        self.index_works()?;
-        if let Some(e) = self.too_large.take() {
-            return Err(SnapshotError::TooLarge(e));
+        self.index_works(false, false).map_err(failed)?;
+        self.works_indexed().map_err(failed)?;
+        if let Some(e) = self.failed.take() {
+            return Err(failed(e));
         }
+        let mut works = std::mem::take(&mut self.indexer).finish().map_err(failed)?;
         if self.skip.is_some() && self.skip == self.version {
             return Ok(Loaded::Unchanged(version));
         }
@@ -305,13 +425,13 @@ impl Loader {
             }
         }
         self.users.shrink_to_fit();
-        self.works.shrink_to_fit();
+        works.shrink_to_fit();
         let mut snapshot = Snapshot {
             version,
             generated_at: parse_rfc3339(&generated_at).unwrap_or_default(),
             organisations,
             users: self.users,
-            works: self.works,
+            works,
             known_integrators: Default::default(),
             contracts: self.contracts.as_ref().map(|c| {
                 std::sync::Arc::new(crate::contracts::snapshot::ContractsSnapshot::build(c))
@@ -377,6 +497,9 @@ impl<'de> Visitor<'de> for &mut Loader {
                 }
                 "works" => {
                     self.works_seen = true;
+                    if let Some(s) = &mut self.sizing {
+                        s.works_from = Some(s.read.load(Ordering::Relaxed));
+                    }
                     if self.orgs.is_some() {
                         map.next_value_seed(Entries::<WorkDoc<'_>>::new(self))?;
                     } else {
@@ -420,6 +543,11 @@ impl<'l, T> Entries<'l, T> {
 trait Entry<'de> {
     /// Reads the next entry and hands it to the loader; false at the end of the array.
     fn next<S: SeqAccess<'de>>(seq: &mut S, loader: &mut Loader) -> Result<bool, S::Error>;
+
+    /// Called at the end of the array.
+    fn end(_loader: &mut Loader) -> Result<(), IndexFailed> {
+        Ok(())
+    }
 }
 
 impl<'de> Entry<'de> for UserDoc<'de> {
@@ -440,8 +568,8 @@ impl<'de> Entry<'de> for WorkDoc<'de> {
             Ok(Some(())) => match loader.work(&scratch.doc()) {
                 Ok(()) => Ok(true),
                 Err(e) => {
-                    loader.too_large = Some(e);
-                    Err(de::Error::custom("works exceed the index"))
+                    loader.failed = Some(e);
+                    Err(de::Error::custom("works could not be indexed"))
                 }
             },
             Ok(None) => Ok(false),
@@ -449,6 +577,13 @@ impl<'de> Entry<'de> for WorkDoc<'de> {
         };
         loader.scratch = scratch;
         result
+    }
+
+    /// The rest of the works go in now, so that any problems reported after the array
+    /// (users listed after works) come after theirs, in document order.
+    fn end(loader: &mut Loader) -> Result<(), IndexFailed> {
+        loader.index_works(false, false)?;
+        loader.works_indexed()
     }
 }
 
@@ -469,7 +604,10 @@ impl<'de, 'l, T: Entry<'de>> Visitor<'de> for Entries<'l, T> {
 
     fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
         while T::next(&mut seq, self.loader)? {}
-        Ok(())
+        T::end(self.loader).map_err(|e| {
+            self.loader.failed = Some(e);
+            de::Error::custom("works could not be indexed")
+        })
     }
 }
 

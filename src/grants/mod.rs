@@ -6,6 +6,7 @@ pub mod config;
 pub use crate::codes;
 mod delta;
 pub mod format;
+mod indexer;
 pub mod integrators;
 mod load;
 pub mod overlay;

@@ -157,6 +157,22 @@ pub(super) fn decoder(
     })
 }
 
+/// The size `body` should have once decoded, to size the indexes: its length, gzip's
+/// trailer (the last member's length modulo 4 GiB) or zstd's frame header (when the encoder
+/// wrote it). Capped by `limit`, the most the decoder will pass: a hint that lies costs only
+/// speed.
+pub(super) fn size_hint(body: &[u8], encoding: Encoding, limit: u64) -> Option<u64> {
+    let size = match encoding {
+        Encoding::Identity => body.len() as u64,
+        Encoding::Gzip => {
+            let tail = body.len().checked_sub(4).and_then(|at| body.get(at..))?;
+            u64::from(u32::from_le_bytes(tail.try_into().ok()?))
+        }
+        Encoding::Zstd => zstd::zstd_safe::get_frame_content_size(body).ok()??,
+    };
+    Some(size.min(limit))
+}
+
 /// Passes at most `left` bytes, then fails every read (and remembers that it did).
 pub(super) struct Limited<R> {
     inner: R,
@@ -246,6 +262,26 @@ mod tests {
                 "{enc:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_size_hint_is_the_decoded_length_capped_by_the_limit() {
+        let data = vec![b'x'; 100_000];
+        let zstd = zstd::encode_all(&data[..], 3).unwrap();
+        for (body, encoding) in [
+            (Bytes::from(data.clone()), Encoding::Identity),
+            (gzip(&data), Encoding::Gzip),
+            (Bytes::from(zstd), Encoding::Zstd),
+        ] {
+            assert_eq!(
+                size_hint(&body, encoding, 1 << 20),
+                Some(100_000),
+                "{encoding:?}"
+            );
+            assert_eq!(size_hint(&body, encoding, 1000), Some(1000), "{encoding:?}");
+        }
+        assert_eq!(size_hint(b"ab", Encoding::Gzip, 1000), None);
+        assert_eq!(size_hint(b"not zstd", Encoding::Zstd, 1000), None);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub enum SnapshotError {
     Trailing(#[source] serde_json::Error),
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
+    #[error(transparent)]
+    Index(#[from] super::indexer::IndexFailed),
     #[error("a document has either `since` (a delta) or top-level lists (a full document): {0}")]
     Mixed(&'static str),
     #[error("delta since version {since} does not apply to the version in force ({in_force:?})")]
@@ -91,7 +93,25 @@ impl Snapshot {
         reader: impl Read,
         in_force: Option<u64>,
     ) -> Result<Snapshot, SnapshotError> {
-        full(load(reader, in_force)?)
+        full(load(reader, in_force, None)?)
+    }
+
+    /// `from_reader` indexing on the calling thread only (the load otherwise indexes on a
+    /// second one), to check the two against each other.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn from_reader_in_one_thread(reader: impl Read) -> Result<Snapshot, SnapshotError> {
+        full(super::load::load_in_one_thread(reader)?)
+    }
+
+    /// `from_reader` for a document of about `size_hint` bytes (a file's length): the
+    /// indexes are sized once instead of grown. A wrong hint costs only speed and memory
+    /// while loading, never correctness.
+    pub fn from_reader_sized(
+        reader: impl Read,
+        in_force: Option<u64>,
+        size_hint: u64,
+    ) -> Result<Snapshot, SnapshotError> {
+        full(load(reader, in_force, Some(size_hint))?)
     }
 
     /// The snapshot `delta` turns this one into, validated as strictly as a full document;

@@ -11,7 +11,7 @@ use http::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::remote::{Answer, Encoding, Remote, decoder};
+use super::remote::{Answer, Encoding, Remote, decoder, size_hint};
 use super::store::{Applied, ApplyError, GrantsStore};
 use crate::grants::config::GrantsSource;
 
@@ -220,10 +220,15 @@ fn applied_new(applied: &super::store::Applied) -> bool {
 /// Validates and builds a file's document (see `run_apply`).
 async fn apply_file(store: &Arc<GrantsStore>, file: std::fs::File) -> bool {
     let store = Arc::clone(store);
-    // Read as a stream: the document is never held whole.
-    run_apply(move || store.apply_update(file, store.clock().now()).is_ok())
-        .await
-        .unwrap_or(false)
+    // Read as a stream: the document is never held whole. Its length sizes the indexes.
+    let size = file.metadata().ok().map(|m| m.len());
+    run_apply(move || {
+        store
+            .apply_update_sized(file, store.clock().now(), size)
+            .is_ok()
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// Decodes and applies a fetched body (see `run_apply`).
@@ -238,7 +243,8 @@ async fn apply(store: &Arc<GrantsStore>, body: Bytes, encoding: Encoding, limit:
                 return Outcome::Rejected;
             }
         };
-        match store.apply_update(&mut reader, store.clock().now()) {
+        let size = size_hint(&body, encoding, limit);
+        match store.apply_update_sized(&mut reader, store.clock().now(), size) {
             Ok(applied) => Outcome::Applied(applied),
             Err(_) if reader.exceeded() => {
                 tracing::warn!(

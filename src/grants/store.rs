@@ -163,15 +163,27 @@ impl GrantsStore {
     /// version in force afterwards. CPU-heavy for big documents: call it off the async
     /// runtime's worker threads.
     pub fn apply(&self, bytes: &[u8], now: SystemTime) -> Result<u64, ApplyError> {
-        self.apply_update(bytes, now).map(|a| a.version)
+        self.apply_update_sized(bytes, now, Some(bytes.len() as u64))
+            .map(|a| a.version)
     }
 
     /// `apply` from a stream (a file, a decoder), also saying whether the document was a
     /// delta. The document is read straight into the indexes, never held whole.
     pub fn apply_update(&self, reader: impl Read, now: SystemTime) -> Result<Applied, ApplyError> {
+        self.apply_update_sized(reader, now, None)
+    }
+
+    /// `apply_update` for a document of about `size_hint` bytes (a file's length, a body's
+    /// decoded size), which sizes the indexes once; a wrong hint costs only speed.
+    pub fn apply_update_sized(
+        &self,
+        reader: impl Read,
+        now: SystemTime,
+        size_hint: Option<u64>,
+    ) -> Result<Applied, ApplyError> {
         let _guard = self.applying.lock().map_err(|_| ApplyError::Poisoned)?;
         let in_force = self.version();
-        let loaded = match load_update(reader, in_force) {
+        let loaded = match load_update(reader, in_force, size_hint) {
             Ok(loaded) => loaded,
             Err(e) => return Err(self.rejected(e, in_force)),
         };
@@ -394,7 +406,8 @@ pub fn load_file(path: &Path) -> Result<Snapshot, LoadError> {
         path: path.to_owned(),
         source,
     })?;
-    Snapshot::from_reader(file, None).map_err(|source| LoadError::Snapshot {
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    Snapshot::from_reader_sized(file, None, size).map_err(|source| LoadError::Snapshot {
         path: path.to_owned(),
         source,
     })

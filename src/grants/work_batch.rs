@@ -18,6 +18,7 @@ pub(super) struct WorkBatch {
 }
 
 struct Row {
+    /// Set by `flush`, on the indexing thread.
     hash: u64,
     /// The reference is `refs[start..end]`.
     start: usize,
@@ -29,17 +30,25 @@ struct Row {
 
 impl WorkBatch {
     /// Adds a work; true when the batch is full and must be flushed.
-    pub(super) fn push(&mut self, index: &WorkIndex, at: usize, wrn: &str, info: WorkInfo) -> bool {
+    pub(super) fn push(&mut self, at: usize, wrn: &str, info: WorkInfo) -> bool {
         let start = self.refs.len();
         self.refs.push_str(wrn);
         self.rows.push(Row {
-            hash: index.hash(wrn),
+            hash: 0,
             start,
             end: self.refs.len(),
             info,
             at,
         });
         self.rows.len() >= WORKS || self.refs.len() >= REF_BYTES
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub(super) fn ref_bytes(&self) -> usize {
+        self.refs.len()
     }
 
     /// Indexes the batch, calling `duplicate(at, reference)` for each reference already
@@ -49,6 +58,9 @@ impl WorkBatch {
         index: &mut WorkIndex,
         mut duplicate: impl FnMut(usize, &str),
     ) -> Result<(), TooLarge> {
+        for r in &mut self.rows {
+            r.hash = index.hash(self.refs.get(r.start..r.end).unwrap_or_default());
+        }
         self.rows
             .sort_unstable_by_key(|r| (WorkIndex::shard_of(r.hash), r.at));
         for r in &self.rows {

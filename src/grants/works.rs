@@ -74,20 +74,35 @@ impl WorkIndex {
     #[cfg(any(test, feature = "testing"))]
     pub(crate) fn with_capacity(works: usize, ref_bytes: usize) -> WorkIndex {
         let mut index = WorkIndex::default();
-        if works > 0 {
-            // A little over the mean, so few shards grow (and double) past it.
-            let per = works / SHARDS + works / SHARDS / 8 + 1;
-            let bytes = ref_bytes / SHARDS + ref_bytes / SHARDS / 8 + 1;
-            for shard in &mut index.shards {
-                *shard = Arc::new(Shard {
-                    refs: String::with_capacity(bytes),
-                    ends: Vec::with_capacity(per),
-                    infos: Vec::with_capacity(per),
-                    table: HashTable::with_capacity(per),
-                });
-            }
-        }
+        index.reserve(works, ref_bytes);
         index
+    }
+
+    /// Makes room in every shard for its share of `works` works of `ref_bytes` in all, so
+    /// that a build grows nothing (growth by doubling leaves the freed halves in the heap).
+    pub(crate) fn reserve(&mut self, works: usize, ref_bytes: usize) {
+        if works == 0 {
+            return;
+        }
+        let mean = works / SHARDS;
+        // Works fall into shards at random: the mean plus three standard deviations (and a
+        // little for tiny indexes), so only about one shard in 700 still grows past it.
+        let per = mean + 3 * mean.isqrt() + 4;
+        let bytes_per_work = ref_bytes.div_ceil(works);
+        let hasher = &self.hasher;
+        for shard in &mut self.shards {
+            let s = Arc::make_mut(shard);
+            let more = per.saturating_sub(s.infos.len());
+            s.refs.reserve(more * bytes_per_work);
+            s.ends.reserve(more);
+            s.infos.reserve(more);
+            let Shard {
+                refs, ends, table, ..
+            } = s;
+            table.reserve(per.saturating_sub(table.len()), |&p| {
+                hasher.hash_one(key(refs, ends, p))
+            });
+        }
     }
 
     /// Adds a work unless its reference is already indexed; says whether it was added.

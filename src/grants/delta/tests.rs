@@ -14,7 +14,7 @@ fn delta(body: &str) -> String {
 }
 
 fn apply(base: &Snapshot, json: &str) -> Result<Snapshot, SnapshotError> {
-    match load(json.as_bytes(), Some(base.version))? {
+    match load(json.as_bytes(), Some(base.version), None)? {
         Loaded::Delta(d) => base.apply_delta(&d),
         _ => panic!("not a delta: {json}"),
     }
@@ -203,7 +203,10 @@ fn a_document_is_either_full_or_a_delta() {
         r#"{"version": 2, "generated_at": "2026-11-23T08:00:00Z", "upsert": {}}"#,
     ] {
         assert!(
-            matches!(load(json.as_bytes(), None), Err(SnapshotError::Mixed(_))),
+            matches!(
+                load(json.as_bytes(), None, None),
+                Err(SnapshotError::Mixed(_))
+            ),
             "{json}"
         );
     }
@@ -215,9 +218,15 @@ fn a_document_is_either_full_or_a_delta() {
         r#"{"generated_at": "x"}"#,
     ] {
         assert!(
-            matches!(load(json.as_bytes(), None), Err(SnapshotError::Json(_))),
+            matches!(
+                load(json.as_bytes(), None, None),
+                Err(SnapshotError::Json(_))
+            ),
             "{json}"
         );
     }
-    assert!(matches!(load(GOOD.as_bytes(), None), Ok(Loaded::Full(_))));
+    assert!(matches!(
+        load(GOOD.as_bytes(), None, None),
+        Ok(Loaded::Full(_))
+    ));
 }
