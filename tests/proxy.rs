@@ -457,6 +457,48 @@ async fn bodies_refused_unread_are_drained_and_the_connection_kept() {
     );
 }
 
+/// A client waiting for `100 Continue` gets its refusal at once and sends no body: nothing is
+/// drained, and the connection does not sit waiting for a body that will never come.
+#[tokio::test]
+async fn a_refused_expect_continue_request_is_answered_and_not_held() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::with(Arc::new(|seen: &Seen| {
+        http::Response::new(Full::new(seen.body.clone()))
+    }))
+    .await;
+    let World { upstream, gw, .. } = World::with(upstream, DEFAULT_ROUTES, "").await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /work/echo HTTP/1.1\r\nhost: gw.test\r\nexpect: 100-continue\r\ncontent-length: 1048576\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    assert!(closed.is_ok(), "the connection was held: {text}");
+    assert!(text.starts_with("HTTP/1.1 401 "), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    // Closed well before `listen.body_read_timeout` (10 s) would end a drain.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(upstream.count(), 0);
+}
+
 #[tokio::test]
 async fn upstream_refusing_is_502_and_slow_upstream_is_504() {
     // A port nobody listens on.

@@ -3,7 +3,9 @@
 //! client still sending; the kernel then resets it, and the reset can destroy the answer the
 //! client has not read yet: an uploader sees "connection reset" instead of its 401 or 413.
 //! Bounded by `listen.body_read_timeout`: past it the body is dropped and the connection
-//! closes as before. HTTP/2 needs none of this (dropping the body ends only its stream).
+//! closes as before. HTTP/2 needs none of this (dropping the body ends only its stream), nor
+//! does a client that sent `Expect: 100-continue` (refused before `100 Continue`, it sends no
+//! body).
 
 use std::time::Duration;
 

@@ -234,9 +234,11 @@ impl Gateway {
         log: &mut DecisionRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
-        // Refused unread, an HTTP/1 body is drained so the client can read the answer.
-        let linger = (parts.version < http::Version::HTTP_2)
-            .then_some(runtime.config.listen.body_read_timeout);
+        // Refused unread, an HTTP/1 body is drained so the client can read the answer. Not
+        // when the client waits for `100 Continue`: refused, it sends no body at all.
+        let linger = (parts.version < http::Version::HTTP_2
+            && !parts.headers.contains_key(http::header::EXPECT))
+        .then_some(runtime.config.listen.body_read_timeout);
         let source = decide::BodySource::Stream {
             body: linger::Lingering::new(body, linger),
             budget: &conn.body_budget,
