@@ -17,7 +17,6 @@ use crate::authn::identity::Identity;
 use crate::authz::Decision;
 use crate::body::{media, strict};
 use crate::error::ProxyError;
-use crate::grants::overlay::Works;
 use crate::grants::snapshot::Snapshot;
 use crate::normalize::{self, Target};
 use crate::reason::Reason;
@@ -102,13 +101,7 @@ impl Gateway {
         if let Some(span) = log.trace.as_mut() {
             span.snapshot_version = snapshot.as_ref().map(|s| s.version);
         }
-        let works = snapshot
-            .as_deref()
-            .zip(self.grants.as_deref())
-            .map(|(snapshot, store)| Works {
-                snapshot,
-                created: store.created(),
-            });
+        let works = self.works(snapshot.as_deref());
         let shadow = runtime.config.shadow || route.shadow;
         let needs_body = route.rule.reads_body() || route.creates_work.is_some();
         if needs_body {

@@ -261,13 +261,7 @@ impl Gateway {
                 log,
             )
             .await?;
-        let works = snapshot
-            .as_deref()
-            .zip(self.grants.as_deref())
-            .map(|(snapshot, store)| Works {
-                snapshot,
-                created: store.created(),
-            });
+        let works = self.works(snapshot.as_deref());
         let body = match (&request_body, unread) {
             (Some(read), _) => Either::Right(Full::new(read.bytes.clone())),
             (None, Some(unread)) => {
@@ -456,6 +450,16 @@ impl Gateway {
                 .map_err(ProxyError::from)?;
         }
         Ok(Some(identity))
+    }
+
+    /// The works a rule looks up: the snapshot's, plus those created since it was published.
+    fn works<'a>(&'a self, snapshot: Option<&'a Snapshot>) -> Option<Works<'a>> {
+        snapshot
+            .zip(self.grants.as_deref())
+            .map(|(snapshot, store)| Works {
+                snapshot,
+                created: store.created(),
+            })
     }
 
     fn snapshot_for(&self, identity: Option<&Identity>) -> Result<Option<Arc<Snapshot>>, Reason> {
