@@ -222,13 +222,9 @@ async fn apply_file(store: &Arc<GrantsStore>, file: std::fs::File) -> bool {
     let store = Arc::clone(store);
     // Read as a stream: the document is never held whole. Its length sizes the indexes.
     let size = file.metadata().ok().map(|m| m.len());
-    run_apply(move || {
-        store
-            .apply_update_sized(file, store.clock().now(), size)
-            .is_ok()
-    })
-    .await
-    .unwrap_or(false)
+    run_apply(move || store.apply_update(file, store.clock().now(), size).is_ok())
+        .await
+        .unwrap_or(false)
 }
 
 /// Decodes and applies a fetched body (see `run_apply`).
@@ -244,7 +240,7 @@ async fn apply(store: &Arc<GrantsStore>, body: Bytes, encoding: Encoding, limit:
             }
         };
         let size = size_hint(&body, encoding, limit);
-        match store.apply_update_sized(&mut reader, store.clock().now(), size) {
+        match store.apply_update(&mut reader, store.clock().now(), size) {
             Ok(applied) => Outcome::Applied(applied),
             Err(_) if reader.exceeded() => {
                 tracing::warn!(

@@ -163,19 +163,15 @@ impl GrantsStore {
     /// version in force afterwards. CPU-heavy for big documents: call it off the async
     /// runtime's worker threads.
     pub fn apply(&self, bytes: &[u8], now: SystemTime) -> Result<u64, ApplyError> {
-        self.apply_update_sized(bytes, now, Some(bytes.len() as u64))
+        self.apply_update(bytes, now, Some(bytes.len() as u64))
             .map(|a| a.version)
     }
 
     /// `apply` from a stream (a file, a decoder), also saying whether the document was a
-    /// delta. The document is read straight into the indexes, never held whole.
-    pub fn apply_update(&self, reader: impl Read, now: SystemTime) -> Result<Applied, ApplyError> {
-        self.apply_update_sized(reader, now, None)
-    }
-
-    /// `apply_update` for a document of about `size_hint` bytes (a file's length, a body's
-    /// decoded size), which sizes the indexes once; a wrong hint costs only speed.
-    pub fn apply_update_sized(
+    /// delta. The document is read straight into the indexes, never held whole. `size_hint`
+    /// (a file's length, a body's decoded size) sizes the indexes once; a wrong hint costs only
+    /// speed.
+    pub fn apply_update(
         &self,
         reader: impl Read,
         now: SystemTime,
