@@ -66,6 +66,14 @@ impl Default for Indexer {
 }
 
 impl Indexer {
+    /// Goes on from an index built elsewhere (the works of a split array).
+    pub(super) fn resume(index: WorkIndex) -> Indexer {
+        Indexer {
+            state: State::Here(index),
+            spare: Vec::new(),
+        }
+    }
+
     /// An empty batch to fill (a reused one when there is).
     pub(super) fn batch(&mut self) -> WorkBatch {
         self.spare.pop().unwrap_or_default()
@@ -198,7 +206,7 @@ fn second_core() -> bool {
 
 /// Indexes a batch, then lists its problems in document order: for each work, a duplicate
 /// reference first, then the rest.
-fn index_batch(index: &mut WorkIndex, job: &mut Job) -> Result<Report, TooLarge> {
+pub(super) fn index_batch(index: &mut WorkIndex, job: &mut Job) -> Result<Report, TooLarge> {
     if let Some((works, ref_bytes)) = job.reserve.take() {
         index.reserve(works, ref_bytes);
     }

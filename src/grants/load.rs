@@ -14,10 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::chunks::Estimate;
 use super::format::{Deletes, DeltaDocument, OrganisationDoc, Upserts, UserDoc, WorkDoc};
 use super::indexer::{IndexFailed, Indexer, Job};
+use super::json_error::JsonError;
 use super::shards::ShardedMap;
 use super::snapshot::{Snapshot, SnapshotError, organisation_from, user_from, work_from};
+use super::split::{Arming, Control, Splitter};
 use super::timestamp::parse_rfc3339;
 use super::validate::{
     Orgs, Report, check_generated_at, check_user, check_version, check_work, organisations,
@@ -86,6 +89,7 @@ pub fn load_slice(bytes: &[u8], in_force: Option<u64>) -> Result<Loaded, Snapsho
         in_force,
         false,
         None,
+        None,
     )
 }
 
@@ -95,7 +99,18 @@ pub fn load_slice(bytes: &[u8], in_force: Option<u64>) -> Result<Loaded, Snapsho
 pub fn load_in_one_thread(reader: impl Read) -> Result<Loaded, SnapshotError> {
     let de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, reader));
-    run_with(de, None, false, None, true)
+    run_with(de, None, false, None, None, true)
+}
+
+/// `load` with the works array cut into chunks of about `chunk_bytes`, to check many small
+/// chunks against one thread.
+#[cfg(test)]
+pub fn load_in_chunks(reader: impl Read, chunk_bytes: usize) -> Result<Loaded, SnapshotError> {
+    let control = Arc::new(Control::default());
+    let splitter = Splitter::new(reader, Arc::clone(&control)).with_chunk_bytes(chunk_bytes);
+    let de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, splitter));
+    run(de, None, false, None, Some(control))
 }
 
 fn read(
@@ -113,10 +128,13 @@ fn read(
         read: Arc::clone(&counted.read),
         works_from: None,
     });
-    // serde_json reads a stream a byte at a time: buffer it.
+    // The works array goes to the parsing workers; serde reads the rest, a byte at a time
+    // (so buffered).
+    let control = Arc::new(Control::default());
+    let splitter = Splitter::new(counted, Arc::clone(&control));
     let de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, counted));
-    run(de, in_force, skip_unchanged, sizing)
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(1 << 16, splitter));
+    run(de, in_force, skip_unchanged, sizing, Some(control))
 }
 
 fn run<'de, R: serde_json::de::Read<'de>>(
@@ -124,8 +142,9 @@ fn run<'de, R: serde_json::de::Read<'de>>(
     in_force: Option<u64>,
     skip_unchanged: bool,
     sizing: Option<Sizing>,
+    split: Option<Arc<Control>>,
 ) -> Result<Loaded, SnapshotError> {
-    run_with(de, in_force, skip_unchanged, sizing, false)
+    run_with(de, in_force, skip_unchanged, sizing, split, false)
 }
 
 fn run_with<'de, R: serde_json::de::Read<'de>>(
@@ -133,6 +152,7 @@ fn run_with<'de, R: serde_json::de::Read<'de>>(
     in_force: Option<u64>,
     skip_unchanged: bool,
     sizing: Option<Sizing>,
+    split: Option<Arc<Control>>,
     one_thread: bool,
 ) -> Result<Loaded, SnapshotError> {
     let mut track = serde_path_to_error::Track::new();
@@ -140,21 +160,37 @@ fn run_with<'de, R: serde_json::de::Read<'de>>(
         skip: if skip_unchanged { in_force } else { None },
         sizing,
         one_thread,
+        split,
         ..Loader::default()
     };
     let read =
         (&mut loader).deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    let split = loader.split.clone();
+    // serde's positions past a split array, moved back to the document's.
+    let at = |line, column| match &split {
+        Some(control) => control.position(line, column),
+        None => (line, column),
+    };
     if let Err(e) = read {
         if let Some(v) = loader.unchanged {
             return Ok(Loaded::Unchanged(v));
         }
+        if let Some(e) = loader.split_failed.take() {
+            return Err(e);
+        }
+        // What the workers found in the works comes before what serde found after them.
+        if let Some(e) = split.as_ref().and_then(|control| control.error()) {
+            return Err(e);
+        }
         return Err(match loader.failed.take() {
             Some(e) => failed(e),
-            None => SnapshotError::Json(serde_path_to_error::Error::new(track.path(), e)),
+            None => SnapshotError::Json(JsonError::new(track.path().to_string(), &e, at)),
         });
     }
     // Trailing bytes after the document are as corrupt as a broken one.
-    de.end().map_err(SnapshotError::Trailing)?;
+    if let Err(e) = de.end() {
+        return Err(SnapshotError::Trailing(JsonError::new(".".into(), &e, at)));
+    }
     loader.finish(in_force)
 }
 
@@ -199,17 +235,43 @@ impl Sizing {
     /// works with `ref_bytes` of references.
     fn estimate(&self, works: usize, ref_bytes: usize) -> Option<(usize, usize)> {
         let from = self.works_from?;
-        let batch = u64::try_from(works).ok().filter(|&n| n > 0)?;
         let now = self.read.load(Ordering::Relaxed);
-        let per_work = (now.saturating_sub(from) / batch).max(MIN_WORK_BYTES);
-        let to_come = self.total.saturating_sub(now) / per_work;
-        let total_works = usize::try_from(to_come)
-            .unwrap_or(usize::MAX)
-            .saturating_add(works)
-            .min(MAX_PRESIZED_WORKS);
-        let total_refs = ref_bytes.div_ceil(works).saturating_mul(total_works);
-        Some((total_works, total_refs))
+        reserve_for(
+            works,
+            ref_bytes,
+            now.saturating_sub(from),
+            self.total.saturating_sub(now),
+        )
     }
+
+    /// `estimate` for the chunks of a split array: the first chunk's bytes give the bytes
+    /// per work.
+    fn for_chunks(&self) -> Box<Estimate> {
+        let left = self.works_from.map(|from| self.total.saturating_sub(from));
+        Box::new(move |works, ref_bytes, chunk_bytes| {
+            let chunk_bytes = u64::try_from(chunk_bytes).ok()?;
+            reserve_for(
+                works,
+                ref_bytes,
+                chunk_bytes,
+                left?.saturating_sub(chunk_bytes),
+            )
+        })
+    }
+}
+
+/// Room for the works of a document whose first `works` works (with `ref_bytes` of
+/// references) took `read` bytes, with `left` bytes to come.
+fn reserve_for(works: usize, ref_bytes: usize, read: u64, left: u64) -> Option<(usize, usize)> {
+    let batch = u64::try_from(works).ok().filter(|&n| n > 0)?;
+    let per_work = (read / batch).max(MIN_WORK_BYTES);
+    let to_come = left / per_work;
+    let total_works = usize::try_from(to_come)
+        .unwrap_or(usize::MAX)
+        .saturating_add(works)
+        .min(MAX_PRESIZED_WORKS);
+    let total_refs = ref_bytes.div_ceil(works).saturating_mul(total_works);
+    Some((total_works, total_refs))
 }
 
 #[derive(Default)]
@@ -223,7 +285,12 @@ struct Loader {
     generated_at: Option<String>,
     since: Option<u64>,
     organisations: Option<Vec<OrganisationDoc>>,
-    orgs: Option<Orgs>,
+    /// Shared with the workers that parse a split works array.
+    orgs: Option<Arc<Orgs>>,
+    /// Where the works array can be handed to the parsing workers (a streamed load).
+    split: Option<Arc<Control>>,
+    /// What the workers found wrong in a split works array.
+    split_failed: Option<SnapshotError>,
     /// `users`/`works` met before `organisations`, kept raw until they can be checked.
     early_users: Option<Box<RawValue>>,
     early_works: Option<Box<RawValue>>,
@@ -253,7 +320,7 @@ struct Loader {
     failed: Option<IndexFailed>,
 }
 
-fn failed(e: IndexFailed) -> SnapshotError {
+pub(super) fn failed(e: IndexFailed) -> SnapshotError {
     match e {
         IndexFailed::TooLarge(e) => SnapshotError::TooLarge(e),
         e => SnapshotError::Index(e),
@@ -345,10 +412,48 @@ impl Loader {
         self.body = Some(body);
     }
 
+    /// Offers the works array about to be read to the parsing workers.
+    fn arm_split(&mut self) {
+        let (Some(control), Some(orgs)) = (&self.split, &self.orgs) else {
+            return;
+        };
+        if self.one_thread {
+            return;
+        }
+        let estimate = match &self.sizing {
+            Some(sizing) => sizing.for_chunks(),
+            None => Box::new(|_, _, _| None),
+        };
+        control.arm(Arming {
+            orgs: Arc::clone(orgs),
+            estimate,
+        });
+    }
+
+    /// Takes in what the workers made of a split works array (nothing if it was not split):
+    /// their index becomes the loader's, their problems follow the ones before.
+    fn split_done(&mut self) -> Result<(), &'static str> {
+        let Some(outcome) = self.split.as_ref().and_then(|control| control.take()) else {
+            return Ok(());
+        };
+        if let Some(e) = outcome.error {
+            self.split_failed = Some(SnapshotError::Json(e));
+            return Err("the works are not JSON of the right shape");
+        }
+        if let Some(e) = outcome.failed {
+            self.failed = Some(e);
+            return Err("works could not be indexed");
+        }
+        self.indexer = Indexer::resume(outcome.index);
+        self.work_count += outcome.works;
+        self.append(vec![outcome.report]);
+        Ok(())
+    }
+
     /// The organisations are known: check them, then anything that waited for them.
     fn organisations_known(&mut self, docs: Vec<OrganisationDoc>) -> Result<(), serde_json::Error> {
         let orgs = organisations(&docs, self.report());
-        self.orgs = Some(orgs);
+        self.orgs = Some(Arc::new(orgs));
         self.organisations = Some(docs);
         if let Some(raw) = self.early_users.take() {
             let mut de = serde_json::Deserializer::from_str(raw.get());
@@ -386,10 +491,8 @@ impl Loader {
             return Err(SnapshotError::Mixed("`upsert` and `delete` need `since`"));
         }
         if self.orgs.is_none() {
-            self.organisations_known(Vec::new()).map_err(|e| {
-                let path = serde_path_to_error::Track::new().path();
-                SnapshotError::Json(serde_path_to_error::Error::new(path, e))
-            })?;
+            self.organisations_known(Vec::new())
+                .map_err(|e| SnapshotError::Json(JsonError::new(".".into(), &e, |l, c| (l, c))))?;
         }
         self.index_works(false, false).map_err(failed)?;
         self.works_indexed().map_err(failed)?;
@@ -501,7 +604,11 @@ impl<'de> Visitor<'de> for &mut Loader {
                         s.works_from = Some(s.read.load(Ordering::Relaxed));
                     }
                     if self.orgs.is_some() {
-                        map.next_value_seed(Entries::<WorkDoc<'_>>::new(self))?;
+                        self.arm_split();
+                        let read = map.next_value_seed(Entries::<WorkDoc<'_>>::new(self));
+                        let split = self.split_done();
+                        read?;
+                        split.map_err(de::Error::custom)?;
                     } else {
                         self.early_works = Some(map.next_value()?);
                     }

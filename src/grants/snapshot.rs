@@ -66,11 +66,11 @@ pub struct Snapshot {
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("not a grants document (format v1): {0}")]
-    Json(#[source] serde_path_to_error::Error<serde_json::Error>),
+    Json(#[source] super::JsonError),
     #[error("invalid grants document: {} problems", .0.len())]
     Invalid(#[source] Problems),
     #[error("bytes after the grants document: {0}")]
-    Trailing(#[source] serde_json::Error),
+    Trailing(#[source] super::JsonError),
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
     #[error(transparent)]
