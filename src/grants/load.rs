@@ -14,13 +14,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::chunks::Estimate;
+use super::chunks::{Estimate, Users, Works};
 use super::format::{Deletes, DeltaDocument, OrganisationDoc, Upserts, UserDoc, WorkDoc};
 use super::indexer::{IndexFailed, Indexer, Job};
 use super::json_error::JsonError;
 use super::shards::ShardedMap;
 use super::snapshot::{Snapshot, SnapshotError, organisation_from, user_from, work_from};
-use super::split::{Arming, Control, Splitter};
+use super::split::{Arming, Control, Finished, Splitter};
 use super::timestamp::parse_rfc3339;
 use super::validate::{
     Orgs, Report, check_generated_at, check_user, check_version, check_work, organisations,
@@ -412,41 +412,48 @@ impl Loader {
         self.body = Some(body);
     }
 
-    /// Offers the works array about to be read to the parsing workers.
-    fn arm_split(&mut self) {
-        let (Some(control), Some(orgs)) = (&self.split, &self.orgs) else {
-            return;
-        };
-        if self.one_thread {
-            return;
+    /// Offers the array about to be read to the parsing workers.
+    fn arm_split(&mut self, arming: Arming) {
+        if let Some(control) = &self.split
+            && !self.one_thread
+        {
+            control.arm(arming);
         }
-        let estimate = match &self.sizing {
-            Some(sizing) => sizing.for_chunks(),
-            None => Box::new(|_, _, _| None),
-        };
-        control.arm(Arming {
-            orgs: Arc::clone(orgs),
-            estimate,
-        });
     }
 
-    /// Takes in what the workers made of a split works array (nothing if it was not split):
-    /// their index becomes the loader's, their problems follow the ones before.
+    /// Takes in what the workers made of a split array (nothing if it was not split): what
+    /// they built becomes the loader's, their problems follow the ones before.
     fn split_done(&mut self) -> Result<(), &'static str> {
-        let Some(outcome) = self.split.as_ref().and_then(|control| control.take()) else {
+        let Some(finished) = self.split.as_ref().and_then(|control| control.take()) else {
             return Ok(());
         };
-        if let Some(e) = outcome.error {
+        let (error, failed, report) = match finished {
+            Finished::Works(o) => {
+                if o.error.is_none() && o.failed.is_none() {
+                    // Nothing was indexed before the array (it comes once).
+                    self.indexer = Indexer::resume(o.built);
+                    self.work_count += o.entries;
+                }
+                (o.error, o.failed, o.report)
+            }
+            Finished::Users(o) => {
+                if o.error.is_none() && o.failed.is_none() {
+                    // Nobody was read before the array (it comes once).
+                    self.users = o.built;
+                    self.user_count += o.entries;
+                }
+                (o.error, o.failed, o.report)
+            }
+        };
+        if let Some(e) = error {
             self.split_failed = Some(SnapshotError::Json(e));
-            return Err("the works are not JSON of the right shape");
+            return Err("not JSON of the right shape");
         }
-        if let Some(e) = outcome.failed {
+        if let Some(e) = failed {
             self.failed = Some(e);
-            return Err("works could not be indexed");
+            return Err("could not be indexed");
         }
-        self.indexer = Indexer::resume(outcome.index);
-        self.work_count += outcome.works;
-        self.append(vec![outcome.report]);
+        self.append(vec![report]);
         Ok(())
     }
 
@@ -592,8 +599,14 @@ impl<'de> Visitor<'de> for &mut Loader {
                 }
                 "users" => {
                     self.users_seen = true;
-                    if self.orgs.is_some() {
-                        map.next_value_seed(Entries::<UserDoc<'_>>::new(self))?;
+                    if let Some(orgs) = &self.orgs {
+                        self.arm_split(Arming::Users(Users {
+                            orgs: Arc::clone(orgs),
+                        }));
+                        let read = map.next_value_seed(Entries::<UserDoc<'_>>::new(self));
+                        let split = self.split_done();
+                        read?;
+                        split.map_err(de::Error::custom)?;
                     } else {
                         self.early_users = Some(map.next_value()?);
                     }
@@ -603,8 +616,15 @@ impl<'de> Visitor<'de> for &mut Loader {
                     if let Some(s) = &mut self.sizing {
                         s.works_from = Some(s.read.load(Ordering::Relaxed));
                     }
-                    if self.orgs.is_some() {
-                        self.arm_split();
+                    if let Some(orgs) = &self.orgs {
+                        let estimate = match &self.sizing {
+                            Some(sizing) => sizing.for_chunks(),
+                            None => Box::new(|_, _, _| None),
+                        };
+                        self.arm_split(Arming::Works(Works {
+                            orgs: Arc::clone(orgs),
+                            estimate,
+                        }));
                         let read = map.next_value_seed(Entries::<WorkDoc<'_>>::new(self));
                         let split = self.split_done();
                         read?;

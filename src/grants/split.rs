@@ -15,12 +15,14 @@
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::chunks::{Chunk, Estimate, Outcome, Pipeline};
-use super::validate::Orgs;
+use super::chunks::{Chunk, Outcome, Pipeline, Spare, Users, Works};
+use super::shards::ShardedMap;
+use super::snapshot::User;
+use super::works::WorkIndex;
 
 /// Bytes of entries per chunk: enough works (about 35k) for a batch to touch each shard
 /// several times, few enough that the chunks in flight stay a small share of the snapshot.
-const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_BYTES: usize = 1 << 20;
 
 /// Bytes read from the stream at a time.
 const READ_BYTES: usize = 1 << 20;
@@ -29,8 +31,9 @@ const READ_BYTES: usize = 1 << 20;
 #[derive(Default)]
 pub(super) struct Control {
     state: Mutex<State>,
-    /// Where the split array was, once it was (kept after `take`, for serde's later errors).
-    region: Mutex<Option<Region>>,
+    /// Where the split arrays were, each as serde saw the document with the ones before it
+    /// taken out (kept after `take`, for serde's later errors).
+    regions: Mutex<Vec<Region>>,
 }
 
 #[derive(Default)]
@@ -39,12 +42,81 @@ enum State {
     Idle,
     /// serde is at the `works` key with the organisations known.
     Armed(Arming),
-    Done(Outcome),
+    Done(Finished),
 }
 
-pub(super) struct Arming {
-    pub(super) orgs: Arc<Orgs>,
-    pub(super) estimate: Box<Estimate>,
+/// The array serde is about to read, with what its workers need.
+pub(super) enum Arming {
+    Works(Works),
+    Users(Users),
+}
+
+impl Arming {
+    fn array(&self) -> Array {
+        match self {
+            Arming::Works(_) => Array::Works,
+            Arming::Users(_) => Array::Users,
+        }
+    }
+}
+
+/// What the workers made of a split array.
+pub(super) enum Finished {
+    Works(Outcome<WorkIndex>),
+    Users(Outcome<ShardedMap<Box<str>, User>>),
+}
+
+/// The arrays split: the big ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Array {
+    Works,
+    Users,
+}
+
+enum Running {
+    Works(Pipeline<Works>),
+    Users(Pipeline<Users>),
+}
+
+impl Running {
+    fn start(arming: Arming, workers: usize, chunk_bytes: usize, spare: Spare) -> Option<Running> {
+        Some(match arming {
+            Arming::Works(works) => {
+                Running::Works(Pipeline::start(works, workers, chunk_bytes, spare)?)
+            }
+            Arming::Users(users) => {
+                Running::Users(Pipeline::start(users, workers, chunk_bytes, spare)?)
+            }
+        })
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        match self {
+            Running::Works(p) => p.buffer(),
+            Running::Users(p) => p.buffer(),
+        }
+    }
+
+    fn recycle(&self, bytes: Vec<u8>) {
+        match self {
+            Running::Works(p) => p.recycle(bytes),
+            Running::Users(p) => p.recycle(bytes),
+        }
+    }
+
+    fn send(&mut self, chunk: Chunk) {
+        match self {
+            Running::Works(p) => p.send(chunk),
+            Running::Users(p) => p.send(chunk),
+        }
+    }
+
+    fn finish(self) -> Finished {
+        match self {
+            Running::Works(p) => Finished::Works(p.finish()),
+            Running::Users(p) => Finished::Users(p.finish()),
+        }
+    }
 }
 
 impl Control {
@@ -53,7 +125,7 @@ impl Control {
     }
 
     /// The array split since `arm`, if it was; disarms either way.
-    pub(super) fn take(&self) -> Option<Outcome> {
+    pub(super) fn take(&self) -> Option<Finished> {
         match std::mem::take(&mut *self.lock()) {
             State::Done(done) => Some(done),
             State::Idle | State::Armed(_) => None,
@@ -64,32 +136,37 @@ impl Control {
     /// found after the array.
     pub(super) fn error(&self) -> Option<super::SnapshotError> {
         let mut state = self.lock();
-        let State::Done(outcome) = &mut *state else {
+        let State::Done(finished) = &mut *state else {
             return None;
         };
-        if let Some(e) = outcome.error.take() {
+        let (error, failed) = match finished {
+            Finished::Works(o) => (&mut o.error, &mut o.failed),
+            Finished::Users(o) => (&mut o.error, &mut o.failed),
+        };
+        if let Some(e) = error.take() {
             return Some(super::SnapshotError::Json(e));
         }
-        outcome.failed.take().map(super::load::failed)
+        failed.take().map(super::load::failed)
     }
 
     /// Where serde's position `(line, column)` is in the document.
     pub(super) fn position(&self, line: usize, column: usize) -> (usize, usize) {
-        let region = *self.region.lock().unwrap_or_else(PoisonError::into_inner);
-        match region {
-            Some(region) => region.position(line, column),
-            None => (line, column),
-        }
+        let regions = self.regions.lock().unwrap_or_else(PoisonError::into_inner);
+        regions
+            .iter()
+            .rev()
+            .fold((line, column), |(line, column), r| r.position(line, column))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn armed(&self) -> Option<Arming> {
+    /// The arming for `array`, if that is what is armed.
+    fn armed(&self, array: Array) -> Option<Arming> {
         let mut state = self.lock();
         match std::mem::take(&mut *state) {
-            State::Armed(arming) => Some(arming),
+            State::Armed(arming) if arming.array() == array => Some(arming),
             other => {
                 *state = other;
                 None
@@ -97,9 +174,17 @@ impl Control {
         }
     }
 
-    fn done(&self, outcome: Outcome, region: Region) {
-        *self.region.lock().unwrap_or_else(PoisonError::into_inner) = Some(region);
-        *self.lock() = State::Done(outcome);
+    fn done(&self, finished: Finished, region: Region) {
+        let mut regions = self.regions.lock().unwrap_or_else(PoisonError::into_inner);
+        let seen = |at| regions.iter().fold(at, |at, r: &Region| r.collapse(at));
+        let region = Region {
+            open: seen(region.open),
+            close: seen(region.close),
+            closed: region.closed,
+        };
+        regions.push(region);
+        drop(regions);
+        *self.lock() = State::Done(finished);
     }
 }
 
@@ -114,6 +199,22 @@ pub(super) struct Region {
 }
 
 impl Region {
+    /// Where a document position past this array is once the array is taken out.
+    fn collapse(&self, (line, column): (usize, usize)) -> (usize, usize) {
+        let (open_line, open_column) = self.open;
+        let (close_line, close_column) = self.close;
+        if (line, column) <= self.open {
+            (line, column)
+        } else if line == close_line {
+            (
+                open_line,
+                (column + open_column + 1).saturating_sub(close_column),
+            )
+        } else {
+            (line - (close_line - open_line), column)
+        }
+    }
+
     /// serde saw `[` and then the closer right after it; moves a position of serde's to the
     /// document's.
     fn position(&self, line: usize, column: usize) -> (usize, usize) {
@@ -146,7 +247,7 @@ struct Lexer {
     /// The current string is at the top level (a key or a value).
     top_string: bool,
     key: Key,
-    /// The top-level string being read, when it can still be `works`.
+    /// The top-level string being read, while it can still be `works` or `users`.
     word: [u8; 5],
     word_len: usize,
     /// Line (1-based) and the offset its first byte has.
@@ -159,10 +260,10 @@ struct Lexer {
 enum Key {
     #[default]
     None,
-    /// The top-level string `"works"` just ended.
-    Works,
+    /// The top-level string `"works"` or `"users"` just ended.
+    Array(Array),
     /// ... and its colon.
-    WorksColon,
+    ArrayColon(Array),
 }
 
 impl Lexer {
@@ -206,10 +307,10 @@ impl Lexer {
         } else {
             self.in_string = false;
             if self.top_string {
-                self.key = if self.word_len == 5 && &self.word == b"works" {
-                    Key::Works
-                } else {
-                    Key::None
+                self.key = match self.word.get(..self.word_len) {
+                    Some(b"works") => Key::Array(Array::Works),
+                    Some(b"users") => Key::Array(Array::Users),
+                    _ => Key::None,
                 };
             }
         }
@@ -238,6 +339,7 @@ pub(super) struct Splitter<R> {
     control: Arc<Control>,
     workers: usize,
     chunk_bytes: usize,
+    spare: Spare,
     buf: Box<[u8]>,
     pos: usize,
     end: usize,
@@ -248,13 +350,13 @@ pub(super) struct Splitter<R> {
 
 enum Mode {
     Pass,
-    /// The `[` of the top-level `works` has been delivered: split if armed.
-    AtWorks((usize, usize)),
+    /// The `[` of the top-level `works` or `users` has been delivered: split if armed.
+    AtArray((usize, usize), Array),
     Split(Box<Splitting>),
 }
 
 struct Splitting {
-    pipeline: Pipeline,
+    pipeline: Running,
     open: (usize, usize),
     chunk: Vec<u8>,
     /// Top-level commas in the chunk so far (its entries, less one).
@@ -274,6 +376,7 @@ impl<R: Read> Splitter<R> {
             control,
             workers,
             chunk_bytes: CHUNK_BYTES,
+            spare: Spare::default(),
             buf: vec![0; READ_BYTES].into_boxed_slice(),
             pos: 0,
             end: 0,
@@ -336,19 +439,21 @@ impl<R: Read> Splitter<R> {
                     lex.key = Key::None;
                 }
                 b':' => {
-                    lex.key = if lex.key == Key::Works {
-                        Key::WorksColon
-                    } else {
-                        Key::None
+                    lex.key = match lex.key {
+                        Key::Array(array) => Key::ArrayColon(array),
+                        _ => Key::None,
                     }
                 }
-                b'[' if lex.depth == 1 && lex.key == Key::WorksColon => {
+                b'[' if lex.depth == 1 && matches!(lex.key, Key::ArrayColon(_)) => {
+                    let Key::ArrayColon(array) = lex.key else {
+                        continue;
+                    };
                     lex.advance(bytes.get(self.pos..i - 1).unwrap_or_default());
                     let at = lex.position();
                     lex.advance(b"[");
                     lex.depth += 1;
                     lex.key = Key::None;
-                    self.mode = Mode::AtWorks(at);
+                    self.mode = Mode::AtArray(at, array);
                     let n = i - self.pos;
                     if let (Some(dst), Some(src)) = (out.get_mut(..n), bytes.get(self.pos..i)) {
                         dst.copy_from_slice(src);
@@ -458,17 +563,17 @@ impl<R: Read> Splitter<R> {
 
 impl Splitting {
     /// Sends the chunk so far (if it holds anything) and starts the next at `next`, after
-    /// `cut` separating commas.
-    /// `closer` ends the chunk: `]`, or what closed the array instead, for the chunk's parse to
+    /// `cut` separating commas. `closer` ends the chunk: `]`, or what closed the array instead, for the chunk's parse to
     /// refuse as serde would; none when the stream ended.
     fn cut(&mut self, next: (usize, usize), cut: usize, closer: Option<u8>) {
         let entries = self.commas + cut;
-        let mut bytes = std::mem::replace(&mut self.chunk, Vec::with_capacity(CHUNK_BYTES + 2));
+        let next_chunk = self.pipeline.buffer();
+        let mut bytes = std::mem::replace(&mut self.chunk, next_chunk);
         // Only an array with no comma may be empty: an empty chunk between commas or after
         // the last one is sent for its parse to refuse.
         let open = closer.is_none() || self.seq > 0 || cut > 0;
-        if open || bytes.iter().any(|b| !b.is_ascii_whitespace()) {
-            bytes.insert(0, b'[');
+        let content = bytes.get(1..).unwrap_or_default();
+        if open || content.iter().any(|b| !b.is_ascii_whitespace()) {
             bytes.extend(closer);
             let (line, column) = self.start;
             self.pipeline.send(Chunk {
@@ -482,6 +587,8 @@ impl Splitting {
                 before_comma: cut > 0,
             });
             self.seq += 1;
+        } else {
+            self.pipeline.recycle(bytes);
         }
         self.first += entries;
         self.commas = 0;
@@ -496,23 +603,22 @@ impl<R: Read> Read for Splitter<R> {
         }
         loop {
             match self.mode {
-                Mode::AtWorks(open) => {
-                    self.mode = match self.control.armed() {
-                        Some(arming) => {
-                            match Pipeline::start(arming.orgs, arming.estimate, self.workers) {
-                                Some(pipeline) => Mode::Split(Box::new(Splitting {
-                                    pipeline,
-                                    open,
-                                    chunk: Vec::with_capacity(CHUNK_BYTES + 2),
-                                    commas: 0,
-                                    seq: 0,
-                                    first: 0,
-                                    start: self.lex.position(),
-                                    from: self.pos,
-                                })),
-                                None => Mode::Pass,
-                            }
-                        }
+                Mode::AtArray(open, array) => {
+                    let running = self.control.armed(array).and_then(|arming| {
+                        let spare = Arc::clone(&self.spare);
+                        Running::start(arming, self.workers, self.chunk_bytes, spare)
+                    });
+                    self.mode = match running {
+                        Some(pipeline) => Mode::Split(Box::new(Splitting {
+                            chunk: pipeline.buffer(),
+                            pipeline,
+                            open,
+                            commas: 0,
+                            seq: 0,
+                            first: 0,
+                            start: self.lex.position(),
+                            from: self.pos,
+                        })),
                         None => Mode::Pass,
                     };
                     continue;

@@ -48,6 +48,19 @@ fn works(n: usize, sep: &str) -> String {
         .join(sep)
 }
 
+fn user(sub: &str, grants: &str) -> String {
+    format!(
+        r#"{{"sub":"{sub}","organisation":"0000","tokens_valid_after":"2026-11-23T06:00:00Z","workstreams":{{"0000":{{{grants}}}}}}}"#
+    )
+}
+
+fn users(n: usize, sep: &str) -> String {
+    (0..n)
+        .map(|i| user(&format!("u{i}"), r#""001":"read-only","002":"no-access""#))
+        .collect::<Vec<_>>()
+        .join(sep)
+}
+
 fn doc(body: &str) -> String {
     format!(r#"{{"version":1,"generated_at":"2026-11-23T07:00:00Z",{body}}}"#)
 }
@@ -60,6 +73,10 @@ fn outcome(result: Result<Loaded, SnapshotError>, refs: &[String]) -> (String, u
             let mut out = format!("works={} users={}", s.work_count(), s.user_count());
             for r in refs {
                 out.push_str(&format!(" {r}={:?}", s.work(r)));
+            }
+            for i in 0..12 {
+                let sub = format!("u{i}");
+                out.push_str(&format!(" {sub}={:?}", s.user(&sub)));
             }
             (out, 0)
         }
@@ -205,5 +222,74 @@ fn a_document_cut_anywhere_in_its_works_is_refused_alike() {
     for end in from..full.len() {
         let one = same(&full[..end]);
         assert!(!one.starts_with("works="), "accepted a cut at {end}");
+    }
+}
+
+#[test]
+fn users_load_the_same_split_or_not() {
+    let w = works(5, ",");
+    for body in [
+        format!("{ORGS},\"users\":[{}],\"works\":[{w}]", users(12, ",")),
+        format!(
+            "{ORGS},\"works\":[{w}],\"users\":[\n{}\n]",
+            users(12, " ,\n ")
+        ),
+        format!("{ORGS},\"users\":[],\"works\":[{w}]"),
+        // Before the organisations: held by serde, not split.
+        format!("\"users\":[{}],{ORGS},\"works\":[{w}]", users(12, ",")),
+        // A repeated subject replaces the one before, and is reported.
+        format!(
+            "{ORGS},\"users\":[{},{}],\"works\":[{w}]",
+            users(12, ","),
+            user("u3", r#""002":"read-only""#)
+        ),
+        // Problems: an unknown organisation, a bad level, an empty subject.
+        format!(
+            "{ORGS},\"users\":[{},{{\"sub\":\"x\",\"organisation\":\"7777\"}},{},{}],\"works\":[{w}]",
+            users(4, ","),
+            user("y", r#""001":"everything""#),
+            user("", r#""001":"read-only""#)
+        ),
+    ] {
+        same(&doc(&body));
+    }
+}
+
+#[test]
+fn broken_users_arrays_are_refused_with_the_same_error_split_or_not() {
+    let u = users(5, ",");
+    for users_json in [
+        format!("[{u},]"),
+        format!("[,{u}]"),
+        format!("[{u},,{u}]"),
+        format!("[{u}}}"),
+        format!("[{u}"),
+        "[1]".into(),
+        format!("[{u},{{\"sub\":\"z\"}}]"),
+        format!("[{u},{{\"sub\":\"z\",\"organisation\":\"0000\",\"extra\":1}}]"),
+        format!("[{u},{{\"sub\":\"z\",\"organisation\":\"0000\",\"workstreams\":[}}]"),
+    ] {
+        for rest in [",\"works\":[]}", "}"] {
+            let d = format!(
+                r#"{{"version":1,"generated_at":"2026-11-23T07:00:00Z",{ORGS},"users":{users_json}{rest}"#
+            );
+            let one = same(&d);
+            assert!(!one.starts_with("works="), "accepted: {d}");
+        }
+    }
+}
+
+#[test]
+fn taking_an_array_out_and_putting_it_back_are_inverse() {
+    let region = Region {
+        open: (3, 10),
+        close: (7, 4),
+        closed: true,
+    };
+    for at in [(1, 1), (3, 10), (7, 4), (7, 9), (9, 2)] {
+        assert_eq!(
+            region.position(region.collapse(at).0, region.collapse(at).1),
+            at
+        );
     }
 }
