@@ -1,10 +1,13 @@
 //! Reads a grants document from a stream straight into the indexes: each user and work is
 //! checked and indexed as it is read and then dropped, so loading holds the snapshot being
-//! built plus one entry, not the document and a tree of it. Validation is the full document's:
-//! problems are kept (up to the report's cap) with their paths, and duplicates are found by the
-//! indexes themselves. Users and works are checked against the organisations, so those must be
-//! known first: a document that lists `users` or `works` before `organisations` has those
-//! arrays held as raw JSON until the organisations arrive.
+//! built plus a few chunks, not the document and a tree of it. serde reads the document's
+//! frame; the `users` and `works` arrays are taken out of what it reads by the splitter
+//! (`split.rs`) and parsed on every core (`chunks.rs`), with the same checks, paths and order
+//! of problems. Validation is the full document's: problems are kept (up to the report's cap)
+//! with their paths, and duplicates are found by the indexes themselves. Users and works are
+//! checked against the organisations, so those must be known first: a document that lists
+//! `users` or `works` before `organisations` has those arrays held as raw JSON until the
+//! organisations arrive (and not split).
 
 use std::fmt;
 use std::io::Read;
