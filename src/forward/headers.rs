@@ -1,7 +1,6 @@
 //! Header rewriting on the way to the upstream and back: identity is ours, hop-by-hop headers
 //! stay on their hop.
 
-use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -131,10 +130,17 @@ pub fn strip_spoofable(headers: &mut HeaderMap) {
 
 /// Sets `X-Forwarded-For` / `X-Forwarded-Proto` to what streetgate saw. Only when the TCP peer
 /// is a trusted proxy are the client's values kept and ours appended.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, peer_trusted: bool) {
+/// `client` is the TCP peer's address as a header value (`ConnInfo::peer_value`).
+pub fn set_forwarded(
+    headers: &mut HeaderMap,
+    client: &HeaderValue,
+    tls: bool,
+    peer_trusted: bool,
+) {
     let proto = if tls { "https" } else { "http" };
     if peer_trusted {
-        append(headers, X_FORWARDED_FOR, client.to_string());
+        let client = client.to_str().unwrap_or_default().to_owned();
+        append(headers, X_FORWARDED_FOR, client);
         if headers.contains_key(&X_FORWARDED_PROTO) {
             append(headers, X_FORWARDED_PROTO, proto.to_owned());
         } else {
@@ -143,9 +149,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, peer_tr
         return;
     }
     // `insert` replaces every line the client sent.
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(client.to_string())) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    headers.insert(X_FORWARDED_FOR, client.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
@@ -170,8 +174,9 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
 
 /// How the request reached us, for `X-Forwarded-*`.
 #[derive(Debug, Clone, Copy)]
-pub struct Hop {
-    pub client: IpAddr,
+pub struct Hop<'c> {
+    /// The TCP peer's address, formatted once per connection.
+    pub client: &'c HeaderValue,
     pub tls: bool,
     /// The TCP peer is one of `listen.trusted_proxies`.
     pub peer_trusted: bool,
@@ -181,7 +186,7 @@ pub struct Hop {
 /// The identity headers come pre-validated with the identity, so none can be skipped.
 pub fn rewrite_request(
     parts: &mut http::request::Parts,
-    hop: Hop,
+    hop: Hop<'_>,
     identity: Option<&Identity>,
     acting_organisation: Option<SwaCode>,
     decision_id: &HeaderValue,
@@ -296,8 +301,9 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
+        let client = HeaderValue::from_static("127.0.0.1");
         let hop = Hop {
-            client: "127.0.0.1".parse().unwrap(),
+            client: &client,
             tls: false,
             peer_trusted: false,
         };
@@ -319,7 +325,7 @@ mod tests {
 
     #[test]
     fn forwarded_headers_are_set_unless_the_peer_is_trusted() {
-        let client = "127.0.0.1".parse().unwrap();
+        let client = &HeaderValue::from_static("127.0.0.1");
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));

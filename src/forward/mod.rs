@@ -110,12 +110,15 @@ impl Upstream {
     }
 
     /// Sends the request and waits (bounded) for the response head; the body then streams,
-    /// each wait for more of it bounded by `body_timeout`.
+    /// each wait for more of it bounded by `body_timeout`. `now` is the caller's latest clock
+    /// read: the head's deadline and the pool's idle checks count from it.
     pub async fn send(
         &self,
         request: Request<RequestBody>,
+        now: std::time::Instant,
     ) -> Result<Response<UpstreamBody>, ForwardError> {
-        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
+        let deadline = tokio::time::Instant::from_std(now) + self.timeout;
+        match tokio::time::timeout_at(deadline, self.pool.send(request, now)).await {
             Ok(Ok(response)) => Ok(response.map(|b| TimedBody::new(b, self.body_timeout))),
             Ok(Err(source)) => Err(ForwardError::Unreachable {
                 api: self.name.clone(),

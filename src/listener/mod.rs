@@ -47,6 +47,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// `peer`'s address as a header value (`X-Forwarded-For`), formatted once per connection
+    /// rather than per request.
+    pub peer_value: http::HeaderValue,
     pub tls: bool,
     /// Bytes of request bodies this connection may hold buffered at once, across its requests
     /// (`listen.max_buffered_body_bytes_per_connection`).
@@ -311,10 +314,19 @@ impl ConnInfo {
     fn new(peer: std::net::SocketAddr, tls: bool, limits: &Limits) -> ConnInfo {
         ConnInfo {
             peer,
+            peer_value: peer_value(peer.ip()),
             tls,
             body_budget: Arc::new(tokio::sync::Semaphore::new(limits.body_budget)),
         }
     }
+}
+
+/// An IP address as a header value; a dual-stack socket's `::ffff:a.b.c.d` stays as it is,
+/// as the per-request formatting wrote it.
+fn peer_value(ip: std::net::IpAddr) -> http::HeaderValue {
+    // Digits, dots, colons and hex only: always a valid header value.
+    http::HeaderValue::from_maybe_shared(Bytes::from(ip.to_string()))
+        .unwrap_or(http::HeaderValue::from_static("unknown"))
 }
 
 /// A request the framing guard refused: never handled, and the connection ends after the
