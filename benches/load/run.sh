@@ -28,8 +28,8 @@
 # profile  streetgate (BIN, 1 worker) under wrk, sampled by `perf record` (cpu-clock) for
 #          DURATION; the report goes to $DIR/perf.txt (KEEP=1 to keep it and perf.data) and its
 #          top lines out. CALLGRAPH=dwarf for callers (release builds have no frame pointers).
-#          PERF_EVENT=probe_libc:clock_gettime (after `perf probe -x <libc> -a clock_gettime`)
-#          records every call instead and prints calls per request.
+#          PERF_EVENT=probe_libc:clock_gettime (after `perf probe -x <libc> -a clock_gettime`;
+#          or malloc) records every call over one wrk run instead and prints calls per request.
 # rss      streetgate's resident memory at idle (demo config if `streetgate demo` runs, else
 #          the load config without a grants snapshot).
 #
@@ -542,24 +542,31 @@ profile() {
     local url="http://127.0.0.1:$port$PATH_ALLOWED"
     check_200 streetgate "$url"
     wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
-        >"$DIR/wrk.log" &
-    local wrk_pid=$!
-    local sampling=(-e cpu-clock -F "${PERF_FREQ:-4000}")
-    # A probe (e.g. probe_libc:clock_gettime, added with `perf probe`) is recorded on every
-    # hit: the report then counts calls, per caller with a call graph.
-    [[ -n ${PERF_EVENT:-} ]] && sampling=(-e "$PERF_EVENT")
-    perf record "${sampling[@]}" --call-graph "${CALLGRAPH:-fp}" -p "$SG_PID" -o "$DIR/perf.data" -- sleep "${DURATION%s}" \
-        2>"$DIR/perf.log" >/dev/null
-    wait "$wrk_pid"
-    grep -E 'Requests/sec' "$DIR/wrk.log"
     if [[ -n ${PERF_EVENT:-} ]]; then
+        # A probe (e.g. probe_libc:clock_gettime, added with `perf probe`) is recorded on every
+        # hit, over exactly one wrk run: hits / requests is calls per request.
+        perf record -e "$PERF_EVENT" --call-graph "${CALLGRAPH:-fp}" -p "$SG_PID" \
+            -o "$DIR/perf.data" 2>"$DIR/perf.log" >/dev/null &
+        local perf_pid=$!
+        sleep 1 # perf attaches
+        wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
+            >"$DIR/wrk.log"
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
         local hits requests
-        hits=$(perf report -i "$DIR/perf.data" --stdio -n -g none --sort pid 2>/dev/null |
-            awk '!/^#/ && NF {s += $2} END {print s}')
+        hits=$(perf report -i "$DIR/perf.data" --stdio 2>/dev/null |
+            awk '/^# Event count/ {print $NF; exit}')
         requests=$(awk '/requests in/ {print $1}' "$DIR/wrk.log")
-        echo "$PERF_EVENT: $hits hits over $requests requests (wrk's whole run; perf ran for the same DURATION)"
+        python3 -c "print(f'$PERF_EVENT: $hits hits, $requests requests: {$hits / $requests:.2f} per request')"
+    else
+        wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
+            >"$DIR/wrk.log" &
+        local wrk_pid=$!
+        perf record -e cpu-clock -F "${PERF_FREQ:-4000}" --call-graph "${CALLGRAPH:-fp}" \
+            -p "$SG_PID" -o "$DIR/perf.data" -- sleep "${DURATION%s}" 2>"$DIR/perf.log" >/dev/null
+        wait "$wrk_pid"
     fi
+    grep -E 'Requests/sec' "$DIR/wrk.log"
     perf report -i "$DIR/perf.data" --no-children --percent-limit 0.3 --stdio \
         -g none --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' |
         sed 's/ *- *- *$//; s/ *$//' >"$DIR/perf.txt"

@@ -1,7 +1,6 @@
 //! Header rewriting on the way to the upstream and back: identity is ours, hop-by-hop headers
 //! stay on their hop.
 
-
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -36,26 +35,36 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Removes every header `unwanted` picks and every header the `Connection` header names, in one
-/// pass over the names. Nearly every request has none, so nothing is collected or removed.
+/// Removes every header `unwanted` picks and every header the `Connection` header names.
+/// Nothing is collected or allocated: names are removed as they are found (a header parsed
+/// from the wire would be copied to build a `HeaderName`), and nearly every request has none.
 fn remove_where(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
-    let mut gone: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        if name == header::CONNECTION {
-            let named = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok());
-            gone.extend(named);
+    // Each Connection line names headers to drop: by name, in any case, comma-separated. The
+    // line is cloned (a reference count) so the map can change under it.
+    let (mut line, mut itself) = (0, false);
+    while let Some(value) = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .nth(line)
+        .cloned()
+    {
+        for named in value.to_str().unwrap_or_default().split(',') {
+            let named = named.trim();
+            if named.eq_ignore_ascii_case("connection") {
+                // Removed once its lines have all been read.
+                itself = true;
+            } else if !named.is_empty() {
+                // `remove` by `&str` lowercases on the stack; an invalid name removes nothing.
+                headers.remove(named);
+            }
         }
-        if unwanted(name) {
-            gone.push(name.clone());
-        }
+        line += 1;
     }
-    for name in &gone {
-        headers.remove(name);
+    if itself {
+        headers.remove(header::CONNECTION);
+    }
+    while let Some(name) = headers.keys().find(|name| unwanted(name)).cloned() {
+        headers.remove(&name);
     }
 }
 
@@ -131,12 +140,7 @@ pub fn strip_spoofable(headers: &mut HeaderMap) {
 /// Sets `X-Forwarded-For` / `X-Forwarded-Proto` to what streetgate saw. Only when the TCP peer
 /// is a trusted proxy are the client's values kept and ours appended.
 /// `client` is the TCP peer's address as a header value (`ConnInfo::peer_value`).
-pub fn set_forwarded(
-    headers: &mut HeaderMap,
-    client: &HeaderValue,
-    tls: bool,
-    peer_trusted: bool,
-) {
+pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, tls: bool, peer_trusted: bool) {
     let proto = if tls { "https" } else { "http" };
     if peer_trusted {
         let client = client.to_str().unwrap_or_default().to_owned();
@@ -241,6 +245,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    /// Whatever the removal is for, what `Connection` names goes: over several lines, in any
+    /// case, with empty and invalid items, and `Connection` itself when it names itself.
+    #[test]
+    fn every_header_connection_names_goes_even_when_the_caller_keeps_the_rest() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("X-A, ,bad name"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Connection ,x-b,"),
+        );
+        for name in ["x-a", "x-b", "x-c"] {
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        strip_spoofable(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-c"]);
     }
 
     #[test]

@@ -740,14 +740,31 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let h2 = [H2_PRIOR_KNOWLEDGE, b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"].concat();
         let h1 = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
-        let big = [b"GET /a HTTP/1.1\r\nX: ".as_slice(), &[b'y'; 9000], b"\r\n\r\n"].concat();
+        let big = [
+            b"GET /a HTTP/1.1\r\nX: ".as_slice(),
+            &[b'y'; 9000],
+            b"\r\n\r\n",
+        ]
+        .concat();
         let cases: Vec<(&str, Vec<u8>, Protocol)> = vec![
             ("h2 preface and a frame", h2.clone(), Protocol::Http2),
-            ("h2 preface only", H2_PRIOR_KNOWLEDGE.to_vec(), Protocol::Http2),
+            (
+                "h2 preface only",
+                H2_PRIOR_KNOWLEDGE.to_vec(),
+                Protocol::Http2,
+            ),
             ("HTTP/1 head", h1.clone(), Protocol::Http1),
             ("a head past the sniff buffer", big.clone(), Protocol::Http1),
-            ("PRI as an HTTP/1 method", b"PRI * HTTP/1.1\r\n\r\n".to_vec(), Protocol::Http1),
-            ("a preface that goes wrong late", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r!".to_vec(), Protocol::Http1),
+            (
+                "PRI as an HTTP/1 method",
+                b"PRI * HTTP/1.1\r\n\r\n".to_vec(),
+                Protocol::Http1,
+            ),
+            (
+                "a preface that goes wrong late",
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r!".to_vec(),
+                Protocol::Http1,
+            ),
             ("nothing, then closed", Vec::new(), Protocol::Http1),
         ];
         for (what, sent, expected) in cases {
@@ -763,7 +780,11 @@ mod tests {
                     }
                     client.shutdown().await.unwrap();
                 });
-                assert_eq!(io.sniff().await.unwrap(), expected, "{what}, in pieces of {piece}");
+                assert_eq!(
+                    io.sniff().await.unwrap(),
+                    expected,
+                    "{what}, in pieces of {piece}"
+                );
                 let mut got = Vec::new();
                 io.read_to_end(&mut got).await.unwrap();
                 writer.await.unwrap();

@@ -16,9 +16,9 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper::server::conn::{http1, http2};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -184,8 +184,7 @@ pub async fn serve<H: Handler>(
                     let (mut io, verdicts) =
                         FramingIo::tracked(stream, limits.head_cap(), limits.max_headers);
                     let deadline = accepted + limits.header_read_timeout;
-                    let Some(protocol) = sniff(&mut io, deadline, &mut stopping, peer).await
-                    else {
+                    let Some(protocol) = sniff(&mut io, deadline, &mut stopping, peer).await else {
                         return;
                     };
                     conn.serve(TokioIo::new(io), protocol, Some(verdicts), info, watcher)
@@ -220,7 +219,8 @@ pub async fn serve<H: Handler>(
                                 },
                             };
                             let io = TokioIo::new(io);
-                            conn.serve(io, protocol, Some(verdicts), info, watcher).await;
+                            conn.serve(io, protocol, Some(verdicts), info, watcher)
+                                .await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -137,7 +137,10 @@ mod tests {
         let b = format_v7(1 << SEQ_BITS, 2);
         assert_ne!(a, b);
         assert_eq!(&a[..19], &b[..19]);
-        let (a, b) = (DecisionIds::new().next(SystemTime::now()), DecisionIds::new().next(SystemTime::now()));
+        let (a, b) = (
+            DecisionIds::new().next(SystemTime::now()),
+            DecisionIds::new().next(SystemTime::now()),
+        );
         assert_ne!(a, b);
     }
 }

@@ -279,7 +279,7 @@ impl Gateway {
         // --- forward ---
         let upstream = &runtime.upstreams[route.api];
         let uri = upstream
-            .uri_for(target.path, target.query)
+            .uri_for(&parts.uri, target.path, target.query)
             .map_err(ProxyError::Rejected)?;
         let decision_id = ids::header_value(&log.decision_id);
         let hop = headers::Hop {
@@ -305,8 +305,13 @@ impl Gateway {
         let route_metrics = &runtime.route_metrics[route.index];
         // Timed from the decision, a microsecond earlier: no clock read of its own.
         let sent = log.decided.unwrap_or(log.started);
-        let mut response =
-            forward(upstream, route_metrics, Request::from_parts(parts, body), sent).await?;
+        let mut response = forward(
+            upstream,
+            route_metrics,
+            Request::from_parts(parts, body),
+            sent,
+        )
+        .await?;
 
         // --- respond ---
         headers::strip_hop_by_hop(response.headers_mut());

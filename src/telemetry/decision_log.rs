@@ -308,7 +308,8 @@ mod tests {
 
     #[test]
     fn integrator_allows_are_never_sampled_away() {
-        let mut record = DecisionRecord::new("d".into(), &Method::GET, Instant::now(), SystemTime::now());
+        let mut record =
+            DecisionRecord::new("d".into(), &Method::GET, Instant::now(), SystemTime::now());
         record.reason = Some(Reason::RoleGranted);
         assert!(!kept(&record, 0.0, || 0.5));
         assert!(kept(&record, 1.0, || 0.5));
@@ -341,7 +342,11 @@ mod tests {
     fn every_ascii_byte_round_trips_through_a_json_string() {
         for b in 0u8..=0x7f {
             let c = char::from(b);
-            for s in [c.to_string(), format!("plain-{c}-text é"), format!("{c}{c}")] {
+            for s in [
+                c.to_string(),
+                format!("plain-{c}-text é"),
+                format!("{c}{c}"),
+            ] {
                 let mut out = Vec::new();
                 string(&mut out, &s);
                 let back: String = serde_json::from_slice(&out)
