@@ -436,7 +436,11 @@ async fn shutdown_does_not_wait_for_connections_still_opening() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (_upstream, _jwks, gw) = slow_world(Duration::from_millis(10), "30s").await;
     let mut opening = Vec::new();
-    for first in [&b""[..], b"PRI * HTTP/2", b"GET /work/works/NW1 HTTP/1.1\r\nHost: x\r\n"] {
+    for first in [
+        &b""[..],
+        b"PRI * HTTP/2",
+        b"GET /work/works/NW1 HTTP/1.1\r\nHost: x\r\n",
+    ] {
         let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         stream.write_all(first).await.unwrap();
         opening.push(stream);
@@ -453,7 +457,8 @@ async fn shutdown_does_not_wait_for_connections_still_opening() {
         .expect("shutdown does not wait for the header-read timeout (10 s) or the drain (30 s)");
     for mut stream in opening {
         let mut rest = Vec::new();
-        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
         assert!(
             matches!(read, Ok(Ok(0)) | Ok(Err(_))),
             "closed without an answer: {read:?} {rest:?}"
