@@ -431,6 +431,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for FramingIo<I> {
                 tracker.observe(bytes);
             }
             bytes::Buf::advance(&mut this.replay, n);
+            if this.replay.is_empty() {
+                // Frees the sniff buffer: a keep-alive connection may stay open for long.
+                this.replay = bytes::Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();
