@@ -21,6 +21,7 @@ fn record() -> DecisionRecord {
         "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b".into(),
         &Method::GET,
         Instant::now(),
+        std::time::SystemTime::now(),
     );
     r.route = Some("GetWork".into());
     r.user = Some("planner-0000-0001@example.gov.uk".into());

@@ -77,6 +77,7 @@ fn bench(c: &mut Criterion) {
                     "01a22e05-b678-7000-b6b9-1c898fb150e6".into(),
                     &Method::GET,
                     Instant::now(),
+                    std::time::SystemTime::now(),
                 );
                 record.route = Some("work.GetWork".into());
                 record.status = 200;

@@ -44,6 +44,12 @@ impl Clock {
         SystemTime::now() + self.offset()
     }
 
+    /// This clock's time when the system's was `system`: one read of the system clock serves
+    /// a whole request.
+    pub fn at(&self, system: SystemTime) -> SystemTime {
+        system + self.offset()
+    }
+
     /// Monotonic time (rate limits).
     pub fn instant(&self) -> Instant {
         Instant::now() + self.offset()

@@ -428,6 +428,44 @@ async fn shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
     );
 }
 
+/// A connection that has not finished its first bytes (nothing yet, half an HTTP/2 preface,
+/// half a head) holds no request: shutdown closes it at once instead of waiting for the
+/// header-read timeout or the drain time.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_connections_still_opening() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_upstream, _jwks, gw) = slow_world(Duration::from_millis(10), "30s").await;
+    let mut opening = Vec::new();
+    for first in [
+        &b""[..],
+        b"PRI * HTTP/2",
+        b"GET /work/works/NW1 HTTP/1.1\r\nHost: x\r\n",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        stream.write_all(first).await.unwrap();
+        opening.push(stream);
+    }
+    let connections = &gw.gateway.metrics.worker_connections;
+    let accepted = eventually(PATIENCE, || async {
+        let per_worker = (0..8).map(|i| connections.with_label_values(&[&i.to_string()]).get());
+        per_worker.sum::<u64>() >= 3
+    })
+    .await;
+    assert!(accepted, "the connections were never accepted");
+    tokio::time::timeout(Duration::from_secs(5), gw.shutdown())
+        .await
+        .expect("shutdown does not wait for the header-read timeout (10 s) or the drain (30 s)");
+    for mut stream in opening {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "closed without an answer: {read:?} {rest:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn shutdown_gives_up_on_requests_slower_than_the_drain_time() {
     let (_upstream, _jwks, gw) = slow_world(Duration::from_secs(20), "300ms").await;

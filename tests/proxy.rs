@@ -598,7 +598,7 @@ async fn slow_headers_and_idle_connections_are_closed() {
 }
 
 #[tokio::test]
-async fn tls_serves_http1_and_h2_by_alpn() {
+async fn tls_serves_http1_and_h2_by_alpn_or_by_preface_without_alpn() {
     let cert = fixture("tls/cert.pem");
     let key = fixture("tls/key.pem");
     let upstream = Upstream::start().await;
@@ -618,9 +618,12 @@ async fn tls_serves_http1_and_h2_by_alpn() {
         roots.add(c.unwrap()).unwrap();
     }
     use rustls_pki_types::pem::PemObject;
+    // No ALPN: the listener tells HTTP/2 from HTTP/1 by the prior-knowledge preface.
     for (alpn, version) in [
-        (b"h2".to_vec(), http::Version::HTTP_2),
-        (b"http/1.1".to_vec(), http::Version::HTTP_11),
+        (Some(b"h2".to_vec()), http::Version::HTTP_2),
+        (Some(b"http/1.1".to_vec()), http::Version::HTTP_11),
+        (None, http::Version::HTTP_2),
+        (None, http::Version::HTTP_11),
     ] {
         let mut client_config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::aws_lc_rs::default_provider(),
@@ -629,7 +632,7 @@ async fn tls_serves_http1_and_h2_by_alpn() {
         .unwrap()
         .with_root_certificates(roots.clone())
         .with_no_client_auth();
-        client_config.alpn_protocols = vec![alpn];
+        client_config.alpn_protocols = alpn.into_iter().collect();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
         let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
         let tls = connector
@@ -663,7 +666,7 @@ async fn tls_serves_http1_and_h2_by_alpn() {
         assert_eq!(resp.version(), version);
     }
     let seen = upstream.seen();
-    assert_eq!(seen.len(), 2);
+    assert_eq!(seen.len(), 4);
     assert!(
         seen.iter()
             .all(|s| s.headers["x-forwarded-proto"] == "https")

@@ -28,13 +28,15 @@
 # profile  streetgate (BIN, 1 worker) under wrk, sampled by `perf record` (cpu-clock) for
 #          DURATION; the report goes to $DIR/perf.txt (KEEP=1 to keep it and perf.data) and its
 #          top lines out. CALLGRAPH=dwarf for callers (release builds have no frame pointers).
+#          PERF_EVENT=probe_libc:clock_gettime (after `perf probe -x <libc> -a clock_gettime`;
+#          or malloc) records every call over one wrk run instead and prints calls per request.
 # rss      streetgate's resident memory at idle (demo config if `streetgate demo` runs, else
 #          the load config without a grants snapshot).
 #
 # Knobs (environment): THREADS=1 CONNS=32 DURATION=10s ROUNDS=2 PAIRS="1 2" WORKERS=$(nproc) (swap)
 # CEILING_SRC=../shared/perf-ceiling
 # WORKS=100000 USERS=10000 SWAP_WORKS=1000000 DELTA_WORKS=1000000 DELTA_USERS=100000
-# SKIP_BUILD=1 SHIPPED_CONFIG=1|0 KEEP=1.
+# SKIP_BUILD=1 SHIPPED_CONFIG=1|0 KEEP=1 CLOSE=1 (a new connection per request).
 # Needs wrk, nginx, haproxy (installed with apt-get when missing and running as root), cargo.
 set -euo pipefail
 
@@ -208,7 +210,10 @@ cpu_ticks() {
 bench() {
     local name=$1 url=$2 pid=${3:-} out before=0 after=0
     [[ -n $pid ]] && before=$(cpu_ticks "$pid")
-    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s \
+    local close=()
+    # CLOSE=1: one request per connection (what connection set-up costs).
+    [[ -n ${CLOSE:-} ]] && close=(-H "Connection: close")
+    out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --timeout 5s "${close[@]}" \
         -H "Authorization: Bearer $TOKEN" -s "$HERE/report.lua" "$url")
     [[ -n $pid ]] && after=$(cpu_ticks "$pid")
     echo "$out" >>"$DIR/wrk.log"
@@ -537,12 +542,30 @@ profile() {
     local url="http://127.0.0.1:$port$PATH_ALLOWED"
     check_200 streetgate "$url"
     wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
-        >"$DIR/wrk.log" &
-    local wrk_pid=$!
-    perf record -e cpu-clock -F "${PERF_FREQ:-4000}" --call-graph "${CALLGRAPH:-fp}" -p "$SG_PID" -o "$DIR/perf.data" -- sleep "${DURATION%s}" \
-        2>"$DIR/perf.log" >/dev/null
-    wait "$wrk_pid"
+    if [[ -n ${PERF_EVENT:-} ]]; then
+        # A probe (e.g. probe_libc:clock_gettime, added with `perf probe`) is recorded on every
+        # hit, over exactly one wrk run: hits / requests is calls per request.
+        perf record -e "$PERF_EVENT" --call-graph "${CALLGRAPH:-fp}" -p "$SG_PID" \
+            -o "$DIR/perf.data" 2>"$DIR/perf.log" >/dev/null &
+        local perf_pid=$!
+        sleep 1 # perf attaches
+        wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
+            >"$DIR/wrk.log"
+        kill -INT "$perf_pid"
+        wait "$perf_pid" || true
+        local hits requests
+        hits=$(perf report -i "$DIR/perf.data" --stdio 2>/dev/null |
+            awk '/^# Event count/ {print $NF; exit}')
+        requests=$(awk '/requests in/ {print $1}' "$DIR/wrk.log")
+        python3 -c "print(f'$PERF_EVENT: $hits hits, $requests requests: {$hits / $requests:.2f} per request')"
+    else
+        wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
+            >"$DIR/wrk.log" &
+        local wrk_pid=$!
+        perf record -e cpu-clock -F "${PERF_FREQ:-4000}" --call-graph "${CALLGRAPH:-fp}" \
+            -p "$SG_PID" -o "$DIR/perf.data" -- sleep "${DURATION%s}" 2>"$DIR/perf.log" >/dev/null
+        wait "$wrk_pid"
+    fi
     grep -E 'Requests/sec' "$DIR/wrk.log"
     perf report -i "$DIR/perf.data" --no-children --percent-limit 0.3 --stdio \
         -g none --sort dso,symbol 2>/dev/null | grep -v '^#' | grep -v '^$' |

@@ -1,8 +1,6 @@
 //! Header rewriting on the way to the upstream and back: identity is ours, hop-by-hop headers
 //! stay on their hop.
 
-use std::net::IpAddr;
-
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -37,26 +35,36 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Removes every header `unwanted` picks and every header the `Connection` header names, in one
-/// pass over the names. Nearly every request has none, so nothing is collected or removed.
+/// Removes every header `unwanted` picks and every header the `Connection` header names.
+/// Nothing is collected or allocated: names are removed as they are found (a header parsed
+/// from the wire would be copied to build a `HeaderName`), and nearly every request has none.
 fn remove_where(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
-    let mut gone: Vec<HeaderName> = Vec::new();
-    for name in headers.keys() {
-        if name == header::CONNECTION {
-            let named = headers
-                .get_all(header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok());
-            gone.extend(named);
+    // Each Connection line names headers to drop: by name, in any case, comma-separated. The
+    // line is cloned (a reference count) so the map can change under it.
+    let (mut line, mut itself) = (0, false);
+    while let Some(value) = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .nth(line)
+        .cloned()
+    {
+        for named in value.to_str().unwrap_or_default().split(',') {
+            let named = named.trim();
+            if named.eq_ignore_ascii_case("connection") {
+                // Removed once its lines have all been read.
+                itself = true;
+            } else if !named.is_empty() {
+                // `remove` by `&str` lowercases on the stack; an invalid name removes nothing.
+                headers.remove(named);
+            }
         }
-        if unwanted(name) {
-            gone.push(name.clone());
-        }
+        line += 1;
     }
-    for name in &gone {
-        headers.remove(name);
+    if itself {
+        headers.remove(header::CONNECTION);
+    }
+    while let Some(name) = headers.keys().find(|name| unwanted(name)).cloned() {
+        headers.remove(&name);
     }
 }
 
@@ -131,10 +139,12 @@ pub fn strip_spoofable(headers: &mut HeaderMap) {
 
 /// Sets `X-Forwarded-For` / `X-Forwarded-Proto` to what streetgate saw. Only when the TCP peer
 /// is a trusted proxy are the client's values kept and ours appended.
-pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, peer_trusted: bool) {
+/// `client` is the TCP peer's address as a header value (`ConnInfo::peer_value`).
+pub fn set_forwarded(headers: &mut HeaderMap, client: &HeaderValue, tls: bool, peer_trusted: bool) {
     let proto = if tls { "https" } else { "http" };
     if peer_trusted {
-        append(headers, X_FORWARDED_FOR, client.to_string());
+        let client = client.to_str().unwrap_or_default().to_owned();
+        append(headers, X_FORWARDED_FOR, client);
         if headers.contains_key(&X_FORWARDED_PROTO) {
             append(headers, X_FORWARDED_PROTO, proto.to_owned());
         } else {
@@ -143,9 +153,7 @@ pub fn set_forwarded(headers: &mut HeaderMap, client: IpAddr, tls: bool, peer_tr
         return;
     }
     // `insert` replaces every line the client sent.
-    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(client.to_string())) {
-        headers.insert(X_FORWARDED_FOR, v);
-    }
+    headers.insert(X_FORWARDED_FOR, client.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
 }
 
@@ -170,8 +178,9 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: String) {
 
 /// How the request reached us, for `X-Forwarded-*`.
 #[derive(Debug, Clone, Copy)]
-pub struct Hop {
-    pub client: IpAddr,
+pub struct Hop<'c> {
+    /// The TCP peer's address, formatted once per connection.
+    pub client: &'c HeaderValue,
     pub tls: bool,
     /// The TCP peer is one of `listen.trusted_proxies`.
     pub peer_trusted: bool,
@@ -181,7 +190,7 @@ pub struct Hop {
 /// The identity headers come pre-validated with the identity, so none can be skipped.
 pub fn rewrite_request(
     parts: &mut http::request::Parts,
-    hop: Hop,
+    hop: Hop<'_>,
     identity: Option<&Identity>,
     acting_organisation: Option<SwaCode>,
     decision_id: &HeaderValue,
@@ -236,6 +245,27 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key(header::ACCEPT));
+    }
+
+    /// Whatever the removal is for, what `Connection` names goes: over several lines, in any
+    /// case, with empty and invalid items, and `Connection` itself when it names itself.
+    #[test]
+    fn every_header_connection_names_goes_even_when_the_caller_keeps_the_rest() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("X-A, ,bad name"),
+        );
+        h.append(
+            header::CONNECTION,
+            HeaderValue::from_static("Connection ,x-b,"),
+        );
+        for name in ["x-a", "x-b", "x-c"] {
+            h.insert(name, HeaderValue::from_static("1"));
+        }
+        strip_spoofable(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-c"]);
     }
 
     #[test]
@@ -296,8 +326,9 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
+        let client = HeaderValue::from_static("127.0.0.1");
         let hop = Hop {
-            client: "127.0.0.1".parse().unwrap(),
+            client: &client,
             tls: false,
             peer_trusted: false,
         };
@@ -319,7 +350,7 @@ mod tests {
 
     #[test]
     fn forwarded_headers_are_set_unless_the_peer_is_trusted() {
-        let client = "127.0.0.1".parse().unwrap();
+        let client = &HeaderValue::from_static("127.0.0.1");
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.2"));

@@ -54,6 +54,9 @@ pub enum ForwardError {
 pub struct Upstream {
     name: String,
     scheme_authority: String,
+    /// The same, parsed once: with the client's path and query they make the request URI.
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
     prefix_len: usize,
     timeout: Duration,
     body_timeout: Duration,
@@ -71,6 +74,16 @@ impl Upstream {
         Upstream {
             name: api.name.clone(),
             scheme_authority: format!("{scheme}://{authority}"),
+            scheme: api
+                .upstream
+                .scheme()
+                .cloned()
+                .unwrap_or(http::uri::Scheme::HTTP),
+            authority: api
+                .upstream
+                .authority()
+                .cloned()
+                .unwrap_or(http::uri::Authority::from_static("localhost")),
             prefix_len: if api.strip_prefix {
                 api.prefix.len()
             } else {
@@ -82,9 +95,21 @@ impl Upstream {
         }
     }
 
-    /// The upstream URI for a checked path and query: the same bytes the decision saw (minus
-    /// the API prefix when the operator asked for it to be stripped).
-    pub fn uri_for(&self, path: &str, query: Option<&str>) -> Result<Uri, Reason> {
+    /// The upstream URI for a checked path and query of `client`'s URI: the same bytes the
+    /// decision saw (minus the API prefix when the operator asked for it to be stripped).
+    /// Unstripped, they are the client's own, shared rather than copied and parsed again.
+    pub fn uri_for(&self, client: &Uri, path: &str, query: Option<&str>) -> Result<Uri, Reason> {
+        if let Some(same) = client.path_and_query()
+            && self.prefix_len == 0
+            && same.path() == path
+            && same.query() == query
+        {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+            parts.path_and_query = Some(same.clone());
+            return Uri::from_parts(parts).map_err(|_| Reason::BadPath);
+        }
         let path = match &path[self.prefix_len..] {
             "" => "/",
             rest => rest,
@@ -110,12 +135,15 @@ impl Upstream {
     }
 
     /// Sends the request and waits (bounded) for the response head; the body then streams,
-    /// each wait for more of it bounded by `body_timeout`.
+    /// each wait for more of it bounded by `body_timeout`. `now` is the caller's latest clock
+    /// read: the head's deadline and the pool's idle checks count from it.
     pub async fn send(
         &self,
         request: Request<RequestBody>,
+        now: std::time::Instant,
     ) -> Result<Response<UpstreamBody>, ForwardError> {
-        match tokio::time::timeout(self.timeout, self.pool.send(request)).await {
+        let deadline = tokio::time::Instant::from_std(now) + self.timeout;
+        match tokio::time::timeout_at(deadline, self.pool.send(request, now)).await {
             Ok(Ok(response)) => Ok(response.map(|b| TimedBody::new(b, self.body_timeout))),
             Ok(Err(source)) => Err(ForwardError::Unreachable {
                 api: self.name.clone(),

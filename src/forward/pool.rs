@@ -101,15 +101,18 @@ impl Pool {
     }
 
     /// Sends on a pooled connection of this worker, or a new one. A pooled HTTP/1 connection
-    /// that turns out closed before the request went out is replaced once.
+    /// that turns out closed before the request went out is replaced once. `now` (read by the
+    /// caller) dates idleness: a connection put back counts as idle since the request was sent,
+    /// a little early, which only closes it sooner.
     pub async fn send(
         &self,
         mut request: Request<RequestBody>,
+        now: Instant,
     ) -> Result<Response<Incoming>, SendError> {
         let slot = &self.slots[workers::current().unwrap_or(0) % self.slots.len()];
-        let pooled = checkout(&mut lock(slot));
+        let pooled = checkout(&mut lock(slot), now);
         if let Some(sender) = pooled {
-            match self.exchange(slot, sender, request).await {
+            match self.exchange(slot, sender, request, now).await {
                 Ok(response) => return Ok(response),
                 Err((Some(back), _)) => request = back,
                 Err((None, e)) => return Err(e),
@@ -118,7 +121,7 @@ impl Pool {
         // Boxed: connecting is rare, and its TLS and HTTP/2 handshakes would otherwise make
         // every request's future (moved by value on each await) kilobytes larger.
         let sender = Box::pin(self.connect(slot)).await?;
-        self.exchange(slot, sender, request)
+        self.exchange(slot, sender, request, now)
             .await
             .map_err(|(_, e)| e)
     }
@@ -128,6 +131,7 @@ impl Pool {
         slot: &Mutex<Slot>,
         sender: Sender,
         mut request: Request<RequestBody>,
+        now: Instant,
     ) -> Result<Response<Incoming>, (Option<Request<RequestBody>>, SendError)> {
         match sender {
             Sender::H1(mut sender) => {
@@ -140,10 +144,7 @@ impl Pool {
                         // Reused once it is ready again: when this response has been read.
                         let mut slot = lock(slot);
                         if slot.h1.len() < MAX_PER_SLOT {
-                            slot.h1.push(Idle {
-                                sender,
-                                since: Instant::now(),
-                            });
+                            slot.h1.push(Idle { sender, since: now });
                         }
                         Ok(response)
                     }
@@ -216,7 +217,7 @@ impl Pool {
 
 /// A connection ready for a request: the worker's HTTP/2 connection, else an HTTP/1 one that
 /// has finished its last exchange. Closed and stale ones are dropped on the way.
-fn checkout(slot: &mut Slot) -> Option<Sender> {
+fn checkout(slot: &mut Slot, now: Instant) -> Option<Sender> {
     if let Some(h2) = &slot.h2 {
         if !h2.is_closed() {
             return Some(Sender::H2(h2.clone()));
@@ -227,7 +228,7 @@ fn checkout(slot: &mut Slot) -> Option<Sender> {
     while i > 0 {
         i -= 1;
         let idle = &slot.h1[i];
-        if idle.sender.is_closed() || idle.since.elapsed() > IDLE {
+        if idle.sender.is_closed() || now.saturating_duration_since(idle.since) > IDLE {
             slot.h1.swap_remove(i);
         } else if idle.sender.is_ready() {
             return Some(Sender::H1(slot.h1.swap_remove(i).sender));

@@ -1,7 +1,8 @@
 //! What a connection is doing, so the listener can close one that is not doing anything: a
-//! connection with no request yet gets `header_read_timeout` from accept (this covers the TLS
-//! handshake, hyper's protocol sniffing and an HTTP/2 preface that never comes, none of which
-//! hyper's own HTTP/1 header timer would see), and one between requests gets `idle_timeout`.
+//! connection with no request yet gets `header_read_timeout` from accept (the TLS handshake and
+//! the protocol sniffing have the same deadline in `listener`; this covers an HTTP/2 preface
+//! with no request after it, which hyper's own HTTP/1 header timer would not see either), and
+//! one between requests gets `idle_timeout`.
 //! On HTTP/1 the time between requests is also the time to send the next head, so there it is
 //! the shorter of the two timeouts. This is the only header-read timer: hyper's own (off, see
 //! `listener::serve`) would create, insert and remove a timer for every request head.

@@ -58,6 +58,18 @@ impl Verdicts {
 
 /// The HTTP/2 prior-knowledge preface starts like this; such a connection is not HTTP/1.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0";
+/// The whole preface a prior-knowledge HTTP/2 client opens with (RFC 9113 §3.4).
+const H2_PRIOR_KNOWLEDGE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// What the first read of a connection may take in while looking for that preface: enough
+/// for a usual first head, which hyper then gets without another read.
+const SNIFF_BYTES: usize = 4096;
+
+/// The HTTP a connection speaks, known before hyper reads from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
 
 /// Headers parsed on the stack before falling back to a heap array of `max_headers`.
 const STACK_HEADERS: usize = 32;
@@ -353,6 +365,8 @@ fn chunk_step(chunk: Chunk, b: u8) -> State {
 pub struct FramingIo<I> {
     inner: I,
     tracker: Option<Tracker>,
+    /// Bytes `sniff` read ahead, handed to the reader (and the tracker) before any new read.
+    replay: bytes::Bytes,
 }
 
 impl<I> FramingIo<I> {
@@ -363,6 +377,7 @@ impl<I> FramingIo<I> {
         let io = FramingIo {
             inner,
             tracker: Some(tracker),
+            replay: bytes::Bytes::new(),
         };
         (io, verdicts)
     }
@@ -372,7 +387,32 @@ impl<I> FramingIo<I> {
         FramingIo {
             inner,
             tracker: None,
+            replay: bytes::Bytes::new(),
         }
+    }
+
+    /// Reads until it is clear whether the client opens with the prior-knowledge HTTP/2
+    /// preface (as hyper-util's `auto` server decides it), so the connection goes to hyper's
+    /// HTTP/1 or HTTP/2 server directly. What was read is replayed first. A client that
+    /// closes first is HTTP/1 (hyper then sees the end of the stream).
+    pub async fn sniff(&mut self) -> io::Result<Protocol>
+    where
+        I: AsyncRead + Unpin,
+    {
+        use tokio::io::AsyncReadExt;
+        let mut read = Vec::with_capacity(SNIFF_BYTES);
+        let protocol = loop {
+            let n = self.inner.read_buf(&mut read).await?;
+            let common = read.len().min(H2_PRIOR_KNOWLEDGE.len());
+            if n == 0 || read[..common] != H2_PRIOR_KNOWLEDGE[..common] {
+                break Protocol::Http1;
+            }
+            if common == H2_PRIOR_KNOWLEDGE.len() {
+                break Protocol::Http2;
+            }
+        };
+        self.replay = bytes::Bytes::from(read);
+        Ok(protocol)
     }
 }
 
@@ -383,6 +423,20 @@ impl<I: AsyncRead + Unpin> AsyncRead for FramingIo<I> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            let bytes = &this.replay[..n];
+            buf.put_slice(bytes);
+            if let Some(tracker) = &mut this.tracker {
+                tracker.observe(bytes);
+            }
+            bytes::Buf::advance(&mut this.replay, n);
+            if this.replay.is_empty() {
+                // Frees the sniff buffer: a keep-alive connection may stay open for long.
+                this.replay = bytes::Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let (Poll::Ready(Ok(())), Some(tracker)) = (&polled, &mut this.tracker) {
@@ -681,6 +735,69 @@ mod tests {
         t.observe(b"GET /b HTTP/1.1\r\nHost: y\r\n\r\n");
         assert_eq!(t.head.capacity(), cap);
         assert!(t.head.is_empty());
+    }
+
+    /// Whatever the first bytes are and however they are split, `sniff` names the protocol as
+    /// hyper-util's `auto` server did, and the reader (and the tracker) then get every byte.
+    #[tokio::test]
+    async fn sniff_decides_on_the_preface_and_replays_every_byte() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let h2 = [H2_PRIOR_KNOWLEDGE, b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"].concat();
+        let h1 = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+        let big = [
+            b"GET /a HTTP/1.1\r\nX: ".as_slice(),
+            &[b'y'; 9000],
+            b"\r\n\r\n",
+        ]
+        .concat();
+        let cases: Vec<(&str, Vec<u8>, Protocol)> = vec![
+            ("h2 preface and a frame", h2.clone(), Protocol::Http2),
+            (
+                "h2 preface only",
+                H2_PRIOR_KNOWLEDGE.to_vec(),
+                Protocol::Http2,
+            ),
+            ("HTTP/1 head", h1.clone(), Protocol::Http1),
+            ("a head past the sniff buffer", big.clone(), Protocol::Http1),
+            (
+                "PRI as an HTTP/1 method",
+                b"PRI * HTTP/1.1\r\n\r\n".to_vec(),
+                Protocol::Http1,
+            ),
+            (
+                "a preface that goes wrong late",
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r!".to_vec(),
+                Protocol::Http1,
+            ),
+            ("nothing, then closed", Vec::new(), Protocol::Http1),
+        ];
+        for (what, sent, expected) in cases {
+            for piece in [1, 5, 23, 24, 4096] {
+                let (mut client, server) = tokio::io::duplex(64 * 1024);
+                let (mut io, verdicts) = FramingIo::tracked(server, 16 * 1024, 100);
+                let bytes = sent.clone();
+                let writer = tokio::spawn(async move {
+                    for chunk in bytes.chunks(piece) {
+                        client.write_all(chunk).await.unwrap();
+                        client.flush().await.unwrap();
+                        tokio::task::yield_now().await;
+                    }
+                    client.shutdown().await.unwrap();
+                });
+                assert_eq!(
+                    io.sniff().await.unwrap(),
+                    expected,
+                    "{what}, in pieces of {piece}"
+                );
+                let mut got = Vec::new();
+                io.read_to_end(&mut got).await.unwrap();
+                writer.await.unwrap();
+                assert_eq!(got, sent, "{what}, in pieces of {piece}: bytes replayed");
+                if sent == h1 {
+                    assert_eq!(verdicts.next(), OK, "the tracker saw the replayed head");
+                }
+            }
+        }
     }
 
     #[tokio::test]

@@ -16,9 +16,9 @@ use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -28,7 +28,7 @@ use crate::listener::config::ListenConfig;
 use crate::reason::Reason;
 
 use self::activity::{ActiveBody, Activity};
-use self::framing::{FramingIo, Verdict, Verdicts};
+use self::framing::{FramingIo, Protocol, Verdict, Verdicts};
 use self::workers::Connections;
 
 /// A listening socket that could not be opened.
@@ -47,6 +47,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// `peer`'s address as a header value (`X-Forwarded-For`), formatted once per connection
+    /// rather than per request.
+    pub peer_value: http::HeaderValue,
     pub tls: bool,
     /// Bytes of request bodies this connection may hold buffered at once, across its requests
     /// (`listen.max_buffered_body_bytes_per_connection`).
@@ -121,22 +124,21 @@ pub async fn serve<H: Handler>(
     drain: Duration,
     accepted: Option<prometheus::IntCounter>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
+    // One builder per protocol, not hyper-util's `auto` (which wraps every read of a
+    // connection in its replay buffer): each connection's protocol is known before serving.
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         // The connection timer (`activity`) enforces it: hyper's would arm a timer per head.
         .header_read_timeout(None)
         .max_buf_size(limits.head_cap())
         .max_headers(limits.max_headers)
         .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_concurrent_streams(256)
         .keep_alive_interval(Some(Duration::from_secs(30)));
-    let builder = Arc::new(builder);
+    let builder = Arc::new(Builders { h1, h2 });
     let graceful = GracefulShutdown::new();
     // Owned, so connections still open when the drain time is over are really closed.
     let mut conns = tokio::task::JoinSet::new();
@@ -165,6 +167,7 @@ pub async fn serve<H: Handler>(
         let builder = builder.clone();
         let tls = tls.load_full();
         let watcher = graceful.watcher();
+        let mut stopping = shutdown.clone();
         while conns.try_join_next().is_some() {}
         conns.spawn(async move {
             let activity = Activity::new(accepted);
@@ -178,9 +181,13 @@ pub async fn serve<H: Handler>(
                 None => {
                     let info = ConnInfo::new(peer, false, &limits);
                     // Prior-knowledge HTTP/2 is recognised by the tracker from its preface.
-                    let (io, verdicts) =
+                    let (mut io, verdicts) =
                         FramingIo::tracked(stream, limits.head_cap(), limits.max_headers);
-                    conn.serve(TokioIo::new(io), Some(verdicts), info, watcher)
+                    let deadline = accepted + limits.header_read_timeout;
+                    let Some(protocol) = sniff(&mut io, deadline, &mut stopping, peer).await else {
+                        return;
+                    };
+                    conn.serve(TokioIo::new(io), protocol, Some(verdicts), info, watcher)
                         .await;
                 }
                 Some(config) => {
@@ -191,18 +198,29 @@ pub async fn serve<H: Handler>(
                     match tokio::time::timeout_at(deadline, handshake).await {
                         Ok(Ok(tls_stream)) => {
                             let info = ConnInfo::new(peer, true, &limits);
-                            let h2 = tls_stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let (io, verdicts) = if h2 {
-                                (FramingIo::untracked(tls_stream), None)
-                            } else {
-                                let (io, verdicts) = FramingIo::tracked(
-                                    tls_stream,
-                                    limits.head_cap(),
-                                    limits.max_headers,
-                                );
-                                (io, Some(verdicts))
+                            let alpn = tls_stream.get_ref().1.alpn_protocol();
+                            if alpn == Some(b"h2") {
+                                let io = TokioIo::new(FramingIo::untracked(tls_stream));
+                                conn.serve(io, Protocol::Http2, None, info, watcher).await;
+                                return;
+                            }
+                            let known = alpn.is_some().then_some(Protocol::Http1);
+                            let (mut io, verdicts) = FramingIo::tracked(
+                                tls_stream,
+                                limits.head_cap(),
+                                limits.max_headers,
+                            );
+                            // No ALPN: the client may still open with the HTTP/2 preface.
+                            let protocol = match known {
+                                Some(protocol) => protocol,
+                                None => match sniff(&mut io, deadline, &mut stopping, peer).await {
+                                    Some(protocol) => protocol,
+                                    None => return,
+                                },
                             };
-                            conn.serve(TokioIo::new(io), verdicts, info, watcher).await;
+                            let io = TokioIo::new(io);
+                            conn.serve(io, protocol, Some(verdicts), info, watcher)
+                                .await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -223,9 +241,42 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// hyper's servers, configured once per listener.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+/// Waits, up to the connection's header-read deadline or shutdown, to see whether it opens
+/// with the prior-knowledge HTTP/2 preface. None: close it.
+async fn sniff<I>(
+    io: &mut FramingIo<I>,
+    deadline: Instant,
+    shutdown: &mut watch::Receiver<bool>,
+    peer: SocketAddr,
+) -> Option<Protocol>
+where
+    I: tokio::io::AsyncRead + Unpin,
+{
+    tokio::select! {
+        sniffed = tokio::time::timeout_at(deadline, io.sniff()) => match sniffed {
+            Ok(Ok(protocol)) => Some(protocol),
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "connection failed before its first request");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "closing idle connection");
+                None
+            }
+        },
+        _ = shutdown.changed() => None,
+    }
+}
+
 /// One accepted connection and what it is served with.
 struct Conn<'a, H> {
-    builder: &'a auto::Builder<TokioExecutor>,
+    builder: &'a Builders,
     handler: Arc<H>,
     limits: Limits,
     activity: Arc<Activity>,
@@ -238,6 +289,7 @@ impl<H: Handler> Conn<'_, H> {
     async fn serve<I>(
         self,
         io: TokioIo<I>,
+        protocol: Protocol,
         verdicts: Option<Verdicts>,
         info: ConnInfo,
         shutdown: hyper_util::server::graceful::Watcher,
@@ -271,34 +323,49 @@ impl<H: Handler> Conn<'_, H> {
                 Ok::<_, std::convert::Infallible>(response.map(|b| ActiveBody::new(b, busy)))
             }
         });
-        let conn = builder.serve_connection(io, service);
-        let conn = shutdown.watch(conn.into_owned());
-        tokio::pin!(conn);
-        // One timer per connection, re-armed when it fires (see `activity`).
-        let first = Instant::now() + limits.recheck();
-        let timer =
-            tokio::time::sleep_until(activity.deadline(&limits).map_or(first, |d| d.min(first)));
-        tokio::pin!(timer);
-        loop {
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(peer = %info.peer, error = %e, "connection ended with error");
-                    }
-                    return;
+        match protocol {
+            Protocol::Http1 => {
+                let conn = shutdown.watch(builder.h1.serve_connection(io, service));
+                drive(conn, &activity, &limits, &info).await;
+            }
+            Protocol::Http2 => {
+                let conn = shutdown.watch(builder.h2.serve_connection(io, service));
+                drive(conn, &activity, &limits, &info).await;
+            }
+        }
+    }
+}
+
+/// Runs a connection to its end, closing it when its activity deadline passes (one timer per
+/// connection, re-armed when it fires: see `activity`).
+async fn drive<C, E>(conn: C, activity: &Activity, limits: &Limits, info: &ConnInfo)
+where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
+    tokio::pin!(conn);
+    let first = Instant::now() + limits.recheck();
+    let timer = tokio::time::sleep_until(activity.deadline(limits).map_or(first, |d| d.min(first)));
+    tokio::pin!(timer);
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!(peer = %info.peer, error = %e, "connection ended with error");
                 }
-                () = timer.as_mut() => {
-                    let now = Instant::now();
-                    let recheck = now + limits.recheck();
-                    match activity.deadline(&limits) {
-                        Some(deadline) if deadline <= now => {
-                            tracing::debug!(peer = %info.peer, "closing idle connection");
-                            return;
-                        }
-                        // Idle: its deadline, or busy: look again later.
-                        Some(deadline) => timer.as_mut().reset(deadline.min(recheck)),
-                        None => timer.as_mut().reset(recheck),
+                return;
+            }
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                let recheck = now + limits.recheck();
+                match activity.deadline(limits) {
+                    Some(deadline) if deadline <= now => {
+                        tracing::debug!(peer = %info.peer, "closing idle connection");
+                        return;
                     }
+                    // Idle: its deadline, or busy: look again later.
+                    Some(deadline) => timer.as_mut().reset(deadline.min(recheck)),
+                    None => timer.as_mut().reset(recheck),
                 }
             }
         }
@@ -311,10 +378,19 @@ impl ConnInfo {
     fn new(peer: std::net::SocketAddr, tls: bool, limits: &Limits) -> ConnInfo {
         ConnInfo {
             peer,
+            peer_value: peer_value(peer.ip()),
             tls,
             body_budget: Arc::new(tokio::sync::Semaphore::new(limits.body_budget)),
         }
     }
+}
+
+/// An IP address as a header value; a dual-stack socket's `::ffff:a.b.c.d` stays as it is,
+/// as the per-request formatting wrote it.
+fn peer_value(ip: std::net::IpAddr) -> http::HeaderValue {
+    // Digits, dots, colons and hex only: always a valid header value.
+    http::HeaderValue::from_maybe_shared(Bytes::from(ip.to_string()))
+        .unwrap_or(http::HeaderValue::from_static("unknown"))
 }
 
 /// A request the framing guard refused: never handled, and the connection ends after the

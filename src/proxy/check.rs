@@ -2,7 +2,7 @@
 //! nothing, and answer with the identity headers to add upstream and the client headers to
 //! remove, or with the same rejection proxy mode gives.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use http::Response;
@@ -47,9 +47,10 @@ impl Gateway {
     /// Decides one reported request; never fails: errors become the rejection response.
     pub async fn check(&self, request: CheckRequest) -> CheckAnswer {
         let started = Instant::now();
+        let at = SystemTime::now();
         let _in_flight = InFlight::enter(&self.metrics.requests_in_flight);
         let runtime = self.runtime.load_full();
-        let mut log = DecisionRecord::new(self.ids.next(), &request.parts.method, started);
+        let mut log = DecisionRecord::new(self.ids.next(at), &request.parts.method, started, at);
         log.trace = self.begin_span(&request.parts.headers, "check");
         let source = BodySource::Given {
             bytes: request.body,
@@ -84,7 +85,8 @@ impl Gateway {
     /// conflicting original URI or method): counted as unmatched and logged like any other.
     pub fn check_refused(&self, method: &http::Method, reason: Reason) -> Response<Full<Bytes>> {
         let runtime = self.runtime.load();
-        let mut log = DecisionRecord::new(self.ids.next(), method, Instant::now());
+        let at = SystemTime::now();
+        let mut log = DecisionRecord::new(self.ids.next(at), method, Instant::now(), at);
         self.reject(&runtime, &mut log, &reason.into())
     }
 }

@@ -85,7 +85,12 @@ impl Gateway {
         log.route = Some(route.id.clone());
 
         // --- authenticate ---
-        let now = self.clock.unix_secs();
+        // The request's time by this gateway's clock (tests move it): token times and snapshot
+        // freshness are judged at it.
+        let judged = self.clock.at(log.at);
+        let now = judged
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let identity = self
             .authenticate(runtime, route, &parts.headers, now, log)
             .await?;
@@ -97,7 +102,7 @@ impl Gateway {
         }
         // Fail closed: with grants configured, no protected request is decided without them
         // (revocation and suspension live in the snapshot).
-        let snapshot = self.snapshot_for(identity.as_deref())?;
+        let snapshot = self.snapshot_for(identity.as_deref(), judged)?;
         if let Some(span) = log.trace.as_mut() {
             span.snapshot_version = snapshot.as_ref().map(|s| s.version);
         }

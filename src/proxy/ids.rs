@@ -52,8 +52,9 @@ impl DecisionIds {
         }
     }
 
-    pub(super) fn next(&self) -> String {
-        let now_ms = SystemTime::now()
+    /// The next id, stamped with `now` (the request's arrival, read once per request).
+    pub(super) fn next(&self, now: SystemTime) -> String {
+        let now_ms = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let floor = (now_ms & ((1 << 48) - 1)) << SEQ_BITS;
@@ -101,7 +102,7 @@ mod tests {
     #[test]
     fn ids_are_uuid_v7_with_the_current_time() {
         let before = unix_now() * 1000;
-        let id = DecisionIds::new().next();
+        let id = DecisionIds::new().next(SystemTime::now());
         let after = (unix_now() + 1) * 1000;
         assert_eq!(id.len(), 36);
         let groups: Vec<&str> = id.split('-').collect();
@@ -125,7 +126,7 @@ mod tests {
     #[test]
     fn ids_from_one_process_strictly_increase_even_within_a_millisecond() {
         let ids = DecisionIds::new();
-        let all: Vec<String> = (0..10_000).map(|_| ids.next()).collect();
+        let all: Vec<String> = (0..10_000).map(|_| ids.next(SystemTime::now())).collect();
         assert!(all.windows(2).all(|w| w[0] < w[1]));
     }
 
@@ -136,7 +137,10 @@ mod tests {
         let b = format_v7(1 << SEQ_BITS, 2);
         assert_ne!(a, b);
         assert_eq!(&a[..19], &b[..19]);
-        let (a, b) = (DecisionIds::new().next(), DecisionIds::new().next());
+        let (a, b) = (
+            DecisionIds::new().next(SystemTime::now()),
+            DecisionIds::new().next(SystemTime::now()),
+        );
         assert_ne!(a, b);
     }
 }

@@ -19,7 +19,7 @@ use ids::{DecisionIds, InFlight};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -158,12 +158,14 @@ impl Gateway {
 
     /// Handles one request; never fails: errors become rejection responses here.
     pub async fn handle(&self, conn: ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+        // The clocks are read here once each; the phases take their times from `log`.
         let started = Instant::now();
+        let at = SystemTime::now();
         // A guard, so a request whose client goes away mid-flight is still counted out.
         let _in_flight = InFlight::enter(&self.metrics.requests_in_flight);
         // One load per request: every phase sees the same config version.
         let runtime = self.runtime.load_full();
-        let mut log = DecisionRecord::new(self.ids.next(), request.method(), started);
+        let mut log = DecisionRecord::new(self.ids.next(at), request.method(), started, at);
         log.trace = self.begin_span(request.headers(), "proxy");
         let version = request.version();
         let result = self.phases(&runtime, conn, request, &mut log).await;
@@ -277,11 +279,11 @@ impl Gateway {
         // --- forward ---
         let upstream = &runtime.upstreams[route.api];
         let uri = upstream
-            .uri_for(target.path, target.query)
+            .uri_for(&parts.uri, target.path, target.query)
             .map_err(ProxyError::Rejected)?;
         let decision_id = ids::header_value(&log.decision_id);
         let hop = headers::Hop {
-            client: conn.peer.ip(),
+            client: &conn.peer_value,
             tls: conn.tls,
             peer_trusted: runtime.config.listen.trusted(conn.peer.ip()),
         };
@@ -301,8 +303,15 @@ impl Gateway {
         }
         let is_head = parts.method == http::Method::HEAD;
         let route_metrics = &runtime.route_metrics[route.index];
-        let mut response =
-            forward(upstream, route_metrics, Request::from_parts(parts, body)).await?;
+        // Timed from the decision, a microsecond earlier: no clock read of its own.
+        let sent = log.decided.unwrap_or(log.started);
+        let mut response = forward(
+            upstream,
+            route_metrics,
+            Request::from_parts(parts, body),
+            sent,
+        )
+        .await?;
 
         // --- respond ---
         headers::strip_hop_by_hop(response.headers_mut());
@@ -377,7 +386,7 @@ impl Gateway {
             let label = self
                 .grants
                 .as_deref()
-                .and_then(|g| g.current(self.clock.now()).ok())
+                .and_then(|g| g.current(self.clock.at(log.at)).ok())
                 .map_or("other", |s| s.integrator_label(integrator));
             let applied = Applied::of(decision.reason, shadow).as_str();
             self.metrics
@@ -385,9 +394,11 @@ impl Gateway {
                 .with_label_values(&[label, applied])
                 .inc();
         }
+        let decided = Instant::now();
+        log.decided = Some(decided);
         self.metrics
             .decision_duration
-            .observe(log.started.elapsed().as_secs_f64());
+            .observe((decided - log.started).as_secs_f64());
         runtime.route_metrics[route.index]
             .decision(decision.reason, Applied::of(decision.reason, shadow))
             .inc();
@@ -413,7 +424,8 @@ impl Gateway {
         };
         let reason = error.reason();
         self.count(UNMATCHED, reason, false);
-        let mut log = DecisionRecord::new(self.ids.next(), method, Instant::now());
+        let at = SystemTime::now();
+        let mut log = DecisionRecord::new(self.ids.next(at), method, Instant::now(), at);
         log.reason = Some(reason);
         log.status = reason.status().as_u16();
         decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
@@ -462,9 +474,14 @@ impl Gateway {
             })
     }
 
-    fn snapshot_for(&self, identity: Option<&Identity>) -> Result<Option<Arc<Snapshot>>, Reason> {
+    /// The snapshot in force at `now` (this gateway's clock).
+    fn snapshot_for(
+        &self,
+        identity: Option<&Identity>,
+        now: SystemTime,
+    ) -> Result<Option<Arc<Snapshot>>, Reason> {
         match (&self.grants, identity) {
-            (Some(store), Some(_)) => store.current(self.clock.now()).map(Some),
+            (Some(store), Some(_)) => store.current(now).map(Some),
             _ => Ok(None),
         }
     }
@@ -479,14 +496,14 @@ impl Gateway {
     }
 }
 
-/// Sends to the upstream, timing it per route and status class.
+/// Sends to the upstream, timing it per route and status class from `started`.
 async fn forward(
     upstream: &Upstream,
     metrics: &RouteMetrics,
     request: Request<RequestBody>,
+    started: Instant,
 ) -> Result<Response<UpstreamBody>, ProxyError> {
-    let started = Instant::now();
-    let sent = upstream.send(request).await;
+    let sent = upstream.send(request, started).await;
     let status = sent.as_ref().ok().map(|r| r.status().as_u16());
     metrics
         .upstream(status)
