@@ -312,6 +312,7 @@ pub fn csv_filter(data: &[u8]) {
 /// The snapshot parser and validator: nothing panics, and a document that parses and validates
 /// builds a snapshot whose counts match it.
 pub fn snapshot(data: &[u8]) {
+    split_load_is_one_threads(data);
     let Ok(built) = Snapshot::from_json(data, None) else {
         return;
     };
@@ -327,6 +328,65 @@ pub fn snapshot(data: &[u8]) {
             built.work_count() <= doc.works.len(),
             "more works than the document"
         );
+    }
+}
+
+/// The streamed load with its users and works parsed in chunks on every core comes to what
+/// the one-thread stream load comes to: the same snapshot, or the same error at the same
+/// place (give or take a byte: serde's stream parser counts a byte it has peeked at, the
+/// slice parser that parses the chunks does not).
+fn split_load_is_one_threads(data: &[u8]) {
+    let (one, at) = outcome(Snapshot::from_reader_in_one_thread(data));
+    for chunk_bytes in [3, 1 << 20] {
+        let (split, split_at) = outcome(Snapshot::from_reader_in_chunks(data, chunk_bytes));
+        assert_eq!(split, one, "chunks of {chunk_bytes}");
+        assert!(
+            within_a_byte(data, split_at, at),
+            "chunks of {chunk_bytes}: at {split_at:?} against {at:?}: {one}"
+        );
+    }
+}
+
+/// Two of serde's positions (line, column) in `doc` are at most a byte apart. Column 0 is
+/// the newline ending the line before (the stream parser's count after reading it).
+pub fn within_a_byte(doc: &[u8], a: (usize, usize), b: (usize, usize)) -> bool {
+    let offset = |(line, column): (usize, usize)| -> Option<usize> {
+        let line_start = if line <= 1 {
+            0
+        } else {
+            doc.iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .nth(line - 2)
+                .map(|(i, _)| i + 1)?
+        };
+        Some(line_start + column)
+    };
+    match (offset(a), offset(b)) {
+        (Some(a), Some(b)) => a.abs_diff(b) <= 1,
+        _ => a == b,
+    }
+}
+
+/// A load's outcome, as text to compare, and where a JSON error is.
+fn outcome(loaded: Result<Snapshot, crate::grants::SnapshotError>) -> (String, (usize, usize)) {
+    use crate::grants::SnapshotError;
+    match loaded {
+        Ok(s) => {
+            let mut users: Vec<String> = s
+                .users
+                .iter()
+                .map(|(sub, u)| format!("{sub}={u:?}"))
+                .collect();
+            users.sort_unstable();
+            let works = (s.work_count(), s.user_count(), s.version);
+            (format!("{works:?} {users:?}"), (0, 0))
+        }
+        Err(SnapshotError::Json(e)) => (
+            format!("json {} {}", e.path(), e.message()),
+            (e.line(), e.column()),
+        ),
+        Err(e) => (format!("{e} / {e:?}"), (0, 0)),
     }
 }
 

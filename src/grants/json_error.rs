@@ -23,6 +23,11 @@ impl JsonError {
         &self.path
     }
 
+    /// What is wrong, without where.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn line(&self) -> usize {
         self.line
     }

@@ -107,7 +107,7 @@ pub fn load_in_one_thread(reader: impl Read) -> Result<Loaded, SnapshotError> {
 
 /// `load` with the works array cut into chunks of about `chunk_bytes`, to check many small
 /// chunks against one thread.
-#[cfg(test)]
+#[cfg(any(test, feature = "testing"))]
 pub fn load_in_chunks(reader: impl Read, chunk_bytes: usize) -> Result<Loaded, SnapshotError> {
     let control = Arc::new(Control::default());
     let splitter = Splitter::new(reader, Arc::clone(&control)).with_chunk_bytes(chunk_bytes);

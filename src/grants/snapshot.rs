@@ -103,6 +103,16 @@ impl Snapshot {
         full(super::load::load_in_one_thread(reader)?)
     }
 
+    /// `from_reader` with the users and works arrays cut into chunks of about `chunk_bytes`
+    /// (1 MiB in a real load), to check many chunks against one thread.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn from_reader_in_chunks(
+        reader: impl Read,
+        chunk_bytes: usize,
+    ) -> Result<Snapshot, SnapshotError> {
+        full(super::load::load_in_chunks(reader, chunk_bytes)?)
+    }
+
     /// `from_reader` for a document of about `size_hint` bytes (a file's length): the
     /// indexes are sized once instead of grown. A wrong hint costs only speed and memory
     /// while loading, never correctness.

@@ -390,7 +390,7 @@ impl<R: Read> Splitter<R> {
     }
 
     /// Cuts chunks of about `bytes` (tests cut small ones to have many).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "testing"))]
     pub(super) fn with_chunk_bytes(mut self, bytes: usize) -> Self {
         self.chunk_bytes = bytes.max(1);
         self
