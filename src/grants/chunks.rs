@@ -234,8 +234,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Stops the other workers if this one panics: they would otherwise wait for its turn
+/// forever.
+struct StopOnPanic<'a, E: Entries>(&'a Shared<E>);
+
+impl<E: Entries> Drop for StopOnPanic<'_, E> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.0.ordered)
+                .failed
+                .get_or_insert(IndexFailed::Stopped);
+            self.0.turn.notify_all();
+        }
+    }
+}
+
 /// One worker: parse, wait for the chunk's turn, build.
 fn work<E: Entries>(shared: &Shared<E>, inbox: &Mutex<Receiver<Chunk>>) {
+    let _stop = StopOnPanic(shared);
     let mut scratch = E::Scratch::default();
     loop {
         let Ok(chunk) = lock(inbox).recv() else {
