@@ -274,7 +274,9 @@ mod tests {
     fn skipping_the_decoding_of_a_path_without_escapes_changes_no_answer() {
         // The shortcut against the checks run in full, over every short path and query made
         // of the characters each rule is about (escapes, dots, slashes, controls, non-ASCII).
-        let alphabet = ['/', '.', '%', '2', 'e', 'F', 'a', ';', '\\', ' ', '?', '#', '\u{85}', 'é', '\t'];
+        let alphabet = [
+            '/', '.', '%', '2', 'e', 'F', 'a', ';', '\\', ' ', '?', '#', '\u{85}', 'é', '\t',
+        ];
         for s in strings(&alphabet, 4) {
             let path = format!("/{s}");
             let full = check_path_plain(&path).and_then(|()| check_path_escapes(path.as_bytes()));

@@ -382,7 +382,13 @@ mod tests {
                 .unwrap()
                 .into_parts();
             let acting = acting.map(|a| SwaCode::parse(a).unwrap());
-            rewrite_request(&mut parts, hop, identity, acting, &HeaderValue::from_static("d1"));
+            rewrite_request(
+                &mut parts,
+                hop,
+                identity,
+                acting,
+                &HeaderValue::from_static("d1"),
+            );
             let got: Vec<_> = parts.headers.get_all(ACTING_ORGANISATION).iter().collect();
             assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{acting:?}");
         }

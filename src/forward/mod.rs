@@ -181,12 +181,36 @@ mod tests {
         let kept = upstream("/work", false);
         let stripped = upstream("/work", true);
         for (u, target, want) in [
-            (&kept, "/work/works/NW1", "http://10.0.0.7:8443/work/works/NW1"),
-            (&kept, "/work/works/NW1?swaCode=7001&x=%20", "http://10.0.0.7:8443/work/works/NW1?swaCode=7001&x=%20"),
-            (&kept, "/work/works/NW1?", "http://10.0.0.7:8443/work/works/NW1?"),
-            (&stripped, "/work/works/NW1", "http://10.0.0.7:8443/works/NW1"),
-            (&stripped, "/work/works/NW1?swaCode=7001", "http://10.0.0.7:8443/works/NW1?swaCode=7001"),
-            (&stripped, "/work/works/NW1?", "http://10.0.0.7:8443/works/NW1?"),
+            (
+                &kept,
+                "/work/works/NW1",
+                "http://10.0.0.7:8443/work/works/NW1",
+            ),
+            (
+                &kept,
+                "/work/works/NW1?swaCode=7001&x=%20",
+                "http://10.0.0.7:8443/work/works/NW1?swaCode=7001&x=%20",
+            ),
+            (
+                &kept,
+                "/work/works/NW1?",
+                "http://10.0.0.7:8443/work/works/NW1?",
+            ),
+            (
+                &stripped,
+                "/work/works/NW1",
+                "http://10.0.0.7:8443/works/NW1",
+            ),
+            (
+                &stripped,
+                "/work/works/NW1?swaCode=7001",
+                "http://10.0.0.7:8443/works/NW1?swaCode=7001",
+            ),
+            (
+                &stripped,
+                "/work/works/NW1?",
+                "http://10.0.0.7:8443/works/NW1?",
+            ),
             (&stripped, "/work", "http://10.0.0.7:8443/"),
             (&stripped, "/work?a=1", "http://10.0.0.7:8443/?a=1"),
         ] {

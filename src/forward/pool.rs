@@ -139,7 +139,9 @@ impl Pool {
                 // Moved out, not cloned: a path and query made for this request is not
                 // shareable yet, and a clone would allocate to make it so.
                 if request.uri().path_and_query().is_some()
-                    && let Some(pq) = std::mem::take(request.uri_mut()).into_parts().path_and_query
+                    && let Some(pq) = std::mem::take(request.uri_mut())
+                        .into_parts()
+                        .path_and_query
                 {
                     *request.uri_mut() = Uri::from(pq);
                 }

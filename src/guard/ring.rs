@@ -228,24 +228,62 @@ mod tests {
         let (work, party) = (route("GetWork", "work"), route("GetParty", "party"));
         let body = serde_json::json!({"workstream": "001"});
         let (a, b) = (caller("user-a"), caller("user-b"));
-        ring.record(&work, &a, &facts("work", Some("NW0000001"), SwaCodeParam::One("C901"), Some(&body)), 1);
+        ring.record(
+            &work,
+            &a,
+            &facts(
+                "work",
+                Some("NW0000001"),
+                SwaCodeParam::One("C901"),
+                Some(&body),
+            ),
+            1,
+        );
         assert_eq!(
             held(&ring),
-            [r#"GetWork user-a work Some("NW0000001") One("C901") Some(Object {"workstream": String("001")}) 1"#]
+            [
+                r#"GetWork user-a work Some("NW0000001") One("C901") Some(Object {"workstream": String("001")}) 1"#
+            ]
         );
-        ring.record(&party, &b, &facts("party", Some("N1"), SwaCodeParam::Repeated, None), 2);
-        assert_eq!(held(&ring), ["GetParty user-b party Some(\"N1\") Repeated None 2"]);
-        ring.record(&work, &a, &facts("work", None, SwaCodeParam::Absent, None), 3);
+        ring.record(
+            &party,
+            &b,
+            &facts("party", Some("N1"), SwaCodeParam::Repeated, None),
+            2,
+        );
+        assert_eq!(
+            held(&ring),
+            ["GetParty user-b party Some(\"N1\") Repeated None 2"]
+        );
+        ring.record(
+            &work,
+            &a,
+            &facts("work", None, SwaCodeParam::Absent, None),
+            3,
+        );
         assert_eq!(held(&ring), ["GetWork user-a work None Absent None 3"]);
-        ring.record(&work, &a, &facts("work", Some(""), SwaCodeParam::One(""), None), 4);
-        assert_eq!(held(&ring), [r#"GetWork user-a work Some("") One("") None 4"#]);
+        ring.record(
+            &work,
+            &a,
+            &facts("work", Some(""), SwaCodeParam::One(""), None),
+            4,
+        );
+        assert_eq!(
+            held(&ring),
+            [r#"GetWork user-a work Some("") One("") None 4"#]
+        );
     }
 
     #[test]
     fn the_api_recorded_is_the_one_the_decision_saw() {
         let ring = Ring::new(1);
         let a = caller("user-a");
-        ring.record(&route("GetWork", "work"), &a, &facts("other", None, SwaCodeParam::Absent, None), 1);
+        ring.record(
+            &route("GetWork", "work"),
+            &a,
+            &facts("other", None, SwaCodeParam::Absent, None),
+            1,
+        );
         assert_eq!(held(&ring), ["GetWork user-a other None Absent None 1"]);
     }
 
@@ -255,7 +293,12 @@ mod tests {
         let (work, a) = (route("GetWork", "work"), caller("user-a"));
         let refs = ["NW1", "NW2", "NW3", "NW4", "NW5"];
         for (now, r) in (1..).zip(refs) {
-            ring.record(&work, &a, &facts("work", Some(r), SwaCodeParam::Absent, None), now);
+            ring.record(
+                &work,
+                &a,
+                &facts("work", Some(r), SwaCodeParam::Absent, None),
+                now,
+            );
         }
         let mut held = held(&ring);
         held.sort();
