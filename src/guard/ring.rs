@@ -82,14 +82,12 @@ impl Sample {
         facts: &RequestFacts<'_>,
         now: u64,
     ) {
-        // `clone_from` skips the reference-count traffic when the slot already holds the
-        // same route or caller, the common case under steady traffic.
-        self.route.clone_from(&route.id);
-        self.rule.clone_from(&route.rule);
-        self.identity.clone_from(identity);
+        share(&mut self.route, &route.id);
+        share(&mut self.rule, &route.rule);
+        share(&mut self.identity, identity);
         // `facts.api` is the route's `api_name`: the sample shares the route's copy.
         if *route.api_name == *facts.api {
-            self.api.clone_from(&route.api_name);
+            share(&mut self.api, &route.api_name);
         } else {
             self.api = facts.api.into();
         }
@@ -118,6 +116,14 @@ impl Sample {
             },
             body: self.body.as_deref(),
         }
+    }
+}
+
+/// Points `slot` at `value`. The same route or caller as the slot's last request (common under
+/// steady traffic) costs nothing; otherwise two atomic counts, as any clone and drop would.
+fn share<T: ?Sized>(slot: &mut Arc<T>, value: &Arc<T>) {
+    if !Arc::ptr_eq(slot, value) {
+        *slot = Arc::clone(value);
     }
 }
 
