@@ -216,7 +216,15 @@ pub fn rewrite_request(
         }
     }
     if let Some(acting) = acting_organisation {
-        h.insert(ACTING_ORGANISATION, acting.header_value());
+        // Most callers act for their own organisation, whose value the identity already
+        // holds: shared rather than made again (an allocation) per request.
+        let own = identity
+            .map(|id| &id.headers().organisation)
+            .filter(|own| own.as_bytes() == acting.as_str().as_bytes());
+        h.insert(
+            ACTING_ORGANISATION,
+            own.cloned().unwrap_or_else(|| acting.header_value()),
+        );
     }
     set_forwarded(h, hop.client, hop.tls, hop.peer_trusted);
     parts.version = http::Version::HTTP_11;
@@ -346,6 +354,44 @@ mod tests {
                 "x-streetgate-decision-id",
             ]
         );
+    }
+
+    #[test]
+    fn the_acting_organisation_is_forwarded_whoever_it_is() {
+        use crate::authn::identity::{Role, RoleSet};
+        let planner = Identity::new("u", "7001", RoleSet::of(&[Role::Planner]), None, 9).unwrap();
+        let contractor =
+            Identity::new("c", "C901", RoleSet::of(&[Role::Contractor]), None, 9).unwrap();
+        let client = HeaderValue::from_static("127.0.0.1");
+        let hop = Hop {
+            client: &client,
+            tls: false,
+            peer_trusted: false,
+        };
+        for (identity, acting, want) in [
+            (Some(&planner), Some("7001"), Some("7001")),
+            (Some(&contractor), Some("7001"), Some("7001")),
+            (Some(&contractor), Some("C901"), Some("C901")),
+            (None, Some("7002"), Some("7002")),
+            (Some(&planner), None, None),
+        ] {
+            let (mut parts, ()) = http::Request::builder()
+                .uri("/x")
+                .header(ACTING_ORGANISATION, "spoofed")
+                .body(())
+                .unwrap()
+                .into_parts();
+            let acting = acting.map(|a| SwaCode::parse(a).unwrap());
+            rewrite_request(
+                &mut parts,
+                hop,
+                identity,
+                acting,
+                &HeaderValue::from_static("d1"),
+            );
+            let got: Vec<_> = parts.headers.get_all(ACTING_ORGANISATION).iter().collect();
+            assert_eq!(got, want.into_iter().collect::<Vec<_>>(), "{acting:?}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod pool;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
@@ -53,8 +54,7 @@ pub enum ForwardError {
 
 pub struct Upstream {
     name: String,
-    scheme_authority: String,
-    /// The same, parsed once: with the client's path and query they make the request URI.
+    /// Parsed once: with the client's path and query they make the request URI.
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     prefix_len: usize,
@@ -65,15 +65,8 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn new(api: &Api) -> Upstream {
-        let scheme = api.upstream.scheme_str().unwrap_or("http");
-        let authority = api
-            .upstream
-            .authority()
-            .map(|a| a.as_str())
-            .unwrap_or_default();
         Upstream {
             name: api.name.clone(),
-            scheme_authority: format!("{scheme}://{authority}"),
             scheme: api
                 .upstream
                 .scheme()
@@ -99,30 +92,34 @@ impl Upstream {
     /// decision saw (minus the API prefix when the operator asked for it to be stripped).
     /// Unstripped, they are the client's own, shared rather than copied and parsed again.
     pub fn uri_for(&self, client: &Uri, path: &str, query: Option<&str>) -> Result<Uri, Reason> {
-        if let Some(same) = client.path_and_query()
-            && self.prefix_len == 0
-            && same.path() == path
-            && same.query() == query
-        {
-            let mut parts = http::uri::Parts::default();
-            parts.scheme = Some(self.scheme.clone());
-            parts.authority = Some(self.authority.clone());
-            parts.path_and_query = Some(same.clone());
-            return Uri::from_parts(parts).map_err(|_| Reason::BadPath);
-        }
+        let path_and_query = match client.path_and_query() {
+            Some(same) if self.prefix_len == 0 && same.path() == path && same.query() == query => {
+                same.clone()
+            }
+            _ => self.stripped(path, query)?,
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| Reason::BadPath)
+    }
+
+    /// The path without the API prefix, and the query: one allocation, sized exactly, since
+    /// `Bytes` from a `Vec` with spare capacity allocates again to share it.
+    fn stripped(&self, path: &str, query: Option<&str>) -> Result<PathAndQuery, Reason> {
         let path = match &path[self.prefix_len..] {
             "" => "/",
             rest => rest,
         };
-        let mut uri = String::with_capacity(self.scheme_authority.len() + path.len() + 64);
-        uri.push_str(&self.scheme_authority);
-        uri.push_str(path);
+        let len = path.len() + query.map_or(0, |q| q.len() + 1);
+        let mut text = Vec::with_capacity(len);
+        text.extend_from_slice(path.as_bytes());
         if let Some(q) = query {
-            uri.push('?');
-            uri.push_str(q);
+            text.push(b'?');
+            text.extend_from_slice(q.as_bytes());
         }
-        // From the owned bytes: `parse()` would copy them once more.
-        Uri::from_maybe_shared(Bytes::from(uri)).map_err(|_| Reason::BadPath)
+        PathAndQuery::from_maybe_shared(Bytes::from(text)).map_err(|_| Reason::BadPath)
     }
 
     /// How long the upstream may take to send its response head.
@@ -153,6 +150,71 @@ impl Upstream {
                 api: self.name.clone(),
                 timeout: self.timeout,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(prefix: &str, strip_prefix: bool) -> Upstream {
+        Upstream::new(&Api {
+            name: "work".into(),
+            prefix: prefix.into(),
+            strip_prefix,
+            upstream: "http://10.0.0.7:8443".parse().unwrap(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+        })
+    }
+
+    fn uri_for(u: &Upstream, target: &str) -> String {
+        let client: Uri = target.parse().unwrap();
+        let (path, query) = (client.path(), client.query());
+        u.uri_for(&client, path, query).unwrap().to_string()
+    }
+
+    #[test]
+    fn the_upstream_uri_is_the_checked_target_behind_the_upstreams_authority() {
+        let kept = upstream("/work", false);
+        let stripped = upstream("/work", true);
+        for (u, target, want) in [
+            (
+                &kept,
+                "/work/works/NW1",
+                "http://10.0.0.7:8443/work/works/NW1",
+            ),
+            (
+                &kept,
+                "/work/works/NW1?swaCode=7001&x=%20",
+                "http://10.0.0.7:8443/work/works/NW1?swaCode=7001&x=%20",
+            ),
+            (
+                &kept,
+                "/work/works/NW1?",
+                "http://10.0.0.7:8443/work/works/NW1?",
+            ),
+            (
+                &stripped,
+                "/work/works/NW1",
+                "http://10.0.0.7:8443/works/NW1",
+            ),
+            (
+                &stripped,
+                "/work/works/NW1?swaCode=7001",
+                "http://10.0.0.7:8443/works/NW1?swaCode=7001",
+            ),
+            (
+                &stripped,
+                "/work/works/NW1?",
+                "http://10.0.0.7:8443/works/NW1?",
+            ),
+            (&stripped, "/work", "http://10.0.0.7:8443/"),
+            (&stripped, "/work?a=1", "http://10.0.0.7:8443/?a=1"),
+        ] {
+            assert_eq!(uri_for(u, target), want, "{target}");
         }
     }
 }

@@ -136,7 +136,13 @@ impl Pool {
         match sender {
             Sender::H1(mut sender) => {
                 // HTTP/1 wants the origin form; the Host header is already set.
-                if let Some(pq) = request.uri().path_and_query().cloned() {
+                // Moved out, not cloned: a path and query made for this request is not
+                // shareable yet, and a clone would allocate to make it so.
+                if request.uri().path_and_query().is_some()
+                    && let Some(pq) = std::mem::take(request.uri_mut())
+                        .into_parts()
+                        .path_and_query
+                {
                     *request.uri_mut() = Uri::from(pq);
                 }
                 match sender.try_send_request(request).await {

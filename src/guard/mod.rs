@@ -94,16 +94,7 @@ impl Guard {
         now: u64,
     ) {
         let Some(identity) = identity else { return };
-        self.ring.record(Sample {
-            route: Arc::clone(&route.id),
-            rule: Arc::clone(&route.rule),
-            identity: Arc::clone(identity),
-            api: facts.api.into(),
-            resource: facts.resource.map(Into::into),
-            swa_code: facts.swa_code.into(),
-            body: facts.body.map(|b| Arc::new(b.clone())),
-            now,
-        });
+        self.ring.record(route, identity, facts, now);
     }
 
     /// Whether `token` is the configured accept token (false when none is configured).

@@ -12,10 +12,10 @@ use http_body_util::Full;
 
 use super::Gateway;
 use super::decide::{BodySource, Decided, Mode};
-use super::ids::{self, InFlight};
+use super::ids::InFlight;
 use crate::forward::headers;
 use crate::reason::Reason;
-use crate::telemetry::decision_log::{self, DecisionRecord};
+use crate::telemetry::decision_log::{self, DecisionId, DecisionRecord};
 
 /// The original request as the fronting proxy reported it.
 pub struct CheckRequest {
@@ -71,7 +71,7 @@ impl Gateway {
             Ok(decided) => {
                 log.status = 200;
                 decision_log::emit(&log, runtime.config.decision_log.allow_sample_rate);
-                CheckAnswer::Allow(allowed(&decided, &request.parts, log.decision_id.clone()))
+                CheckAnswer::Allow(allowed(&decided, &request.parts, &log.decision_id))
             }
             Err(err) => CheckAnswer::Deny(self.reject(&runtime, &mut log, &err)),
         };
@@ -91,8 +91,8 @@ impl Gateway {
     }
 }
 
-fn allowed(decided: &Decided<'_, '_>, parts: &Parts, decision_id: String) -> Allowed {
-    let mut set = vec![(headers::DECISION_ID, ids::header_value(&decision_id))];
+fn allowed(decided: &Decided<'_, '_>, parts: &Parts, decision_id: &DecisionId) -> Allowed {
+    let mut set = vec![(headers::DECISION_ID, decision_id.header_value())];
     if let Some(identity) = &decided.identity {
         let values = identity.headers();
         set.push((headers::USER, values.user.clone()));
@@ -112,7 +112,7 @@ fn allowed(decided: &Decided<'_, '_>, parts: &Parts, decision_id: String) -> All
         }
     }
     Allowed {
-        decision_id,
+        decision_id: decision_id.to_string(),
         set,
         remove,
     }

@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::telemetry::decision_log::DecisionId;
+
 pub fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -24,11 +26,6 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
-}
-
-/// A decision id as a header value (ids are UUID text, so the fallback is never used).
-pub(super) fn header_value(id: &str) -> http::HeaderValue {
-    http::HeaderValue::from_str(id).unwrap_or(http::HeaderValue::from_static("0"))
 }
 
 /// Decision ids: UUIDv7 (RFC 9562), so ids from any number of processes never collide and
@@ -53,7 +50,7 @@ impl DecisionIds {
     }
 
     /// The next id, stamped with `now` (the request's arrival, read once per request).
-    pub(super) fn next(&self, now: SystemTime) -> String {
+    pub(super) fn next(&self, now: SystemTime) -> DecisionId {
         let now_ms = now
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -67,31 +64,29 @@ impl DecisionIds {
             })
             .unwrap_or_else(|last| last);
         let stamp = floor.max(prev + 1);
-        format_v7(stamp, rand::random::<u64>())
+        DecisionId::from_uuid(format_v7(stamp, rand::random::<u64>()))
     }
 }
 
 /// `stamp` is `unix_ms << 12 | rand_a`; 62 bits of `random` fill rand_b.
-fn format_v7(stamp: u64, random: u64) -> String {
+fn format_v7(stamp: u64, random: u64) -> [u8; 36] {
     let hi = (stamp >> SEQ_BITS) << 16 | 0x7000 | (stamp & 0xfff);
     let lo = (random & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    let mut out = String::with_capacity(36);
-    let hex = |out: &mut String, v: u64, nibbles: u32| {
-        for i in (0..nibbles).rev() {
-            out.push(char::from(
-                b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize],
-            ));
+    let mut out = [b'-'; 36];
+    // (value, nibbles, where they start): the five groups between the dashes.
+    let groups = [
+        (hi >> 32, 8, 0),
+        ((hi >> 16) & 0xffff, 4, 9),
+        (hi & 0xffff, 4, 14),
+        (lo >> 48, 4, 19),
+        (lo & 0xffff_ffff_ffff, 12, 24),
+    ];
+    for (v, nibbles, at) in groups {
+        for i in 0..nibbles {
+            let shift = (nibbles - 1 - i) * 4;
+            out[at + i] = b"0123456789abcdef"[((v >> shift) & 0xf) as usize];
         }
-    };
-    hex(&mut out, hi >> 32, 8);
-    out.push('-');
-    hex(&mut out, (hi >> 16) & 0xffff, 4);
-    out.push('-');
-    hex(&mut out, hi & 0xffff, 4);
-    out.push('-');
-    hex(&mut out, lo >> 48, 4);
-    out.push('-');
-    hex(&mut out, lo & 0xffff_ffff_ffff, 12);
+    }
     out
 }
 
@@ -100,9 +95,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_id_as_a_header_value_is_the_same_text() {
+        let id = DecisionIds::new().next(SystemTime::now());
+        let value = id.header_value();
+        assert_eq!(value.to_str().unwrap(), id.as_str());
+        assert_eq!(value.clone(), value);
+        assert_eq!(DecisionId::from("not-a-uuid").header_value(), "not-a-uuid");
+        assert_eq!(DecisionId::from("bad\n").header_value(), "0");
+        assert_eq!(DecisionId::from(String::from("é")).as_str(), "é");
+    }
+
+    #[test]
     fn ids_are_uuid_v7_with_the_current_time() {
         let before = unix_now() * 1000;
-        let id = DecisionIds::new().next(SystemTime::now());
+        let id = DecisionIds::new().next(SystemTime::now()).to_string();
         let after = (unix_now() + 1) * 1000;
         assert_eq!(id.len(), 36);
         let groups: Vec<&str> = id.split('-').collect();
@@ -126,7 +132,9 @@ mod tests {
     #[test]
     fn ids_from_one_process_strictly_increase_even_within_a_millisecond() {
         let ids = DecisionIds::new();
-        let all: Vec<String> = (0..10_000).map(|_| ids.next(SystemTime::now())).collect();
+        let all: Vec<String> = (0..10_000)
+            .map(|_| ids.next(SystemTime::now()).to_string())
+            .collect();
         assert!(all.windows(2).all(|w| w[0] < w[1]));
     }
 

@@ -281,7 +281,7 @@ impl Gateway {
         let uri = upstream
             .uri_for(&parts.uri, target.path, target.query)
             .map_err(ProxyError::Rejected)?;
-        let decision_id = ids::header_value(&log.decision_id);
+        let decision_id = log.decision_id.header_value();
         let hop = headers::Hop {
             client: &conn.peer_value,
             tls: conn.tls,

@@ -48,9 +48,58 @@ pub fn install(sink: LogBuffer) -> bool {
     SINK.set(sink).is_ok()
 }
 
+/// A decision id's text, held once for the log line, the rejection body and the header sent
+/// both upstream and back: made with one allocation, shared by reference count after that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionId(bytes::Bytes);
+
+impl DecisionId {
+    /// A UUID's text (the ids `proxy` mints).
+    pub fn from_uuid(text: [u8; 36]) -> DecisionId {
+        DecisionId(bytes::Bytes::from_owner(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only text is ever stored (`from_uuid` takes ASCII, `From` takes `str`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// As a header value, sharing these bytes; "0" if they cannot be one (never for a UUID).
+    pub fn header_value(&self) -> http::HeaderValue {
+        http::HeaderValue::from_maybe_shared(self.0.clone())
+            .unwrap_or(http::HeaderValue::from_static("0"))
+    }
+}
+
+impl From<&str> for DecisionId {
+    fn from(text: &str) -> DecisionId {
+        DecisionId(bytes::Bytes::copy_from_slice(text.as_bytes()))
+    }
+}
+
+impl From<String> for DecisionId {
+    fn from(text: String) -> DecisionId {
+        DecisionId(bytes::Bytes::from(text))
+    }
+}
+
+impl std::ops::Deref for DecisionId {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for DecisionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What one request decided, filled in phase by phase.
 pub struct DecisionRecord {
-    pub decision_id: String,
+    pub decision_id: DecisionId,
     pub method: Method,
     pub started: Instant,
     /// The system's wall-clock time when the request arrived: the line's timestamp (read
@@ -75,7 +124,7 @@ pub struct DecisionRecord {
 
 impl DecisionRecord {
     pub fn new(
-        decision_id: String,
+        decision_id: DecisionId,
         method: &Method,
         started: Instant,
         at: SystemTime,

@@ -131,7 +131,7 @@ impl Tracer {
             reason: record.reason,
             acting_organisation: record.acting_organisation.map(|o| o.as_str().to_owned()),
             snapshot_version: span.snapshot_version,
-            decision_id: record.decision_id.clone(),
+            decision_id: record.decision_id.to_string(),
             status: record.status,
         };
         if self.queue.try_send(finished).is_err() {
