@@ -17,7 +17,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-use serde::de::DeserializeSeed;
+use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
 
 use super::indexer::IndexFailed;
 use super::json_error::JsonError;
@@ -295,12 +295,37 @@ fn work<E: Entries>(shared: &Shared<E>, inbox: &Mutex<Receiver<Chunk>>) {
     }
 }
 
-/// Parses `chunk` of the array `name` with `seed`, which reads the entries; serde's path and
-/// position in the chunk are moved to the document's.
-fn parse_chunk<S>(chunk: &Chunk, name: &str, seed: S) -> Result<(), JsonError>
-where
-    S: for<'de> DeserializeSeed<'de, Value = ()>,
-{
+/// How a kind of entries reads a chunk's array, one element at a time.
+trait ReadEntries {
+    fn read<'de, S: SeqAccess<'de>>(&mut self, seq: S) -> Result<(), S::Error>;
+}
+
+/// A chunk's array handed to a `ReadEntries`.
+struct Seq<'r, R>(&'r mut R);
+
+impl<'de, R: ReadEntries> DeserializeSeed<'de> for Seq<'_, R> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de, R: ReadEntries> Visitor<'de> for Seq<'_, R> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array of entries")
+    }
+
+    fn visit_seq<S: SeqAccess<'de>>(self, seq: S) -> Result<(), S::Error> {
+        self.0.read(seq)
+    }
+}
+
+/// Parses `chunk` of the array `name` with `entries`; serde's path and position in the chunk
+/// are moved to the document's.
+fn parse_chunk(chunk: &Chunk, name: &str, entries: &mut impl ReadEntries) -> Result<(), JsonError> {
     let content = chunk
         .bytes
         .get(1..chunk.bytes.len().saturating_sub(usize::from(chunk.closed)))
@@ -310,7 +335,8 @@ where
     }
     let mut de = serde_json::Deserializer::from_slice(&chunk.bytes);
     let mut track = serde_path_to_error::Track::new();
-    let read = seed.deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
+    let read =
+        Seq(entries).deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track));
     let at = |line: usize, column: usize| in_document(chunk, line, column, 0);
     if let Err(e) = read {
         let path = in_array(name, &track.path().to_string(), chunk.first);

@@ -22,12 +22,10 @@ use super::format::{Deletes, DeltaDocument, OrganisationDoc, Upserts, UserDoc, W
 use super::indexer::{IndexFailed, Indexer, Job};
 use super::json_error::JsonError;
 use super::shards::ShardedMap;
-use super::snapshot::{Snapshot, SnapshotError, organisation_from, user_from, work_from};
+use super::snapshot::{Snapshot, SnapshotError, organisation_from, user_from};
 use super::split::{Arming, Control, Finished, Splitter};
 use super::timestamp::parse_rfc3339;
-use super::validate::{
-    Orgs, Report, check_generated_at, check_user, check_version, check_work, organisations,
-};
+use super::validate::{Orgs, Report, check_generated_at, check_user, check_version, organisations};
 use super::work_batch::WorkBatch;
 use super::work_entry::{WorkFields, WorkScratch};
 
@@ -356,20 +354,8 @@ impl Loader {
     fn work(&mut self, work: &WorkDoc<'_>) -> Result<(), IndexFailed> {
         let i = self.work_count;
         self.work_count += 1;
-        let wrn = &*work.work_reference_number;
-        let mut full = false;
-        if !wrn.is_empty()
-            && let Some(info) = work_from(work)
-        {
-            full = self.batch.push(i, wrn, info);
-        }
-        if let Some(orgs) = &self.orgs {
-            let mut r = Report::new();
-            check_work(|| format!("works[{i}]"), work, orgs, &mut r);
-            if !r.is_empty() {
-                self.deferred.push((i, r));
-            }
-        }
+        let orgs = self.orgs.as_deref();
+        let full = self.batch.take(i, work, orgs, &mut self.deferred);
         // Past the report's cap nothing more is listed: no need to hold more.
         if full || self.deferred.len() > MAX_DEFERRED {
             self.index_works(true, full)?;

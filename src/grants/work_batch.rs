@@ -5,7 +5,9 @@
 //! about 9k: the chunks are parsed on every core, which is the bigger gain). A repeated reference still keeps its first
 //! entry: equal references share a shard, and within a shard a batch keeps document order.
 
-use super::snapshot::WorkInfo;
+use super::format::WorkDoc;
+use super::snapshot::{WorkInfo, work_from};
+use super::validate::{Orgs, Report, check_work};
 use super::works::{TooLarge, WorkIndex};
 
 /// Works per batch (and a cap on the batch's references, so odd documents stay bounded).
@@ -42,6 +44,33 @@ impl WorkBatch {
             at,
         });
         self.rows.len() >= WORKS || self.refs.len() >= REF_BYTES
+    }
+
+    /// Takes the document's work number `i`: batched if it can be indexed, and its problems
+    /// (against `orgs`, when known) kept by position in `deferred`. True when the batch is
+    /// full.
+    pub(super) fn take(
+        &mut self,
+        i: usize,
+        work: &WorkDoc<'_>,
+        orgs: Option<&Orgs>,
+        deferred: &mut Vec<(usize, Report)>,
+    ) -> bool {
+        let wrn = &*work.work_reference_number;
+        let mut full = false;
+        if !wrn.is_empty()
+            && let Some(info) = work_from(work)
+        {
+            full = self.push(i, wrn, info);
+        }
+        if let Some(orgs) = orgs {
+            let mut r = Report::new();
+            check_work(|| format!("works[{i}]"), work, orgs, &mut r);
+            if !r.is_empty() {
+                deferred.push((i, r));
+            }
+        }
+        full
     }
 
     pub(super) fn len(&self) -> usize {

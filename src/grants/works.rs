@@ -106,6 +106,7 @@ impl WorkIndex {
     }
 
     /// Adds a work unless its reference is already indexed; says whether it was added.
+    #[cfg(any(test, feature = "testing"))]
     pub(crate) fn insert_new(&mut self, wrn: &str, info: WorkInfo) -> Result<bool, TooLarge> {
         let hash = self.hash(wrn);
         self.insert_new_hashed(hash, wrn, info)

@@ -170,27 +170,9 @@ impl Ring {
 mod tests {
     use super::*;
     use crate::authn::identity::{Role, RoleSet};
-    use crate::authz::rule::{Access, Allow};
 
     fn route(id: &str, api: &str) -> Route {
-        Route {
-            id: id.into(),
-            api: 0,
-            api_name: api.into(),
-            index: 0,
-            method: http::Method::GET,
-            template: "/t".into(),
-            rule: Arc::new(Rule {
-                allow: Allow::Public,
-                access: Access::RoleOnly,
-                organisation_member: false,
-                body: Default::default(),
-            }),
-            creates_work: None,
-            response: None,
-            shadow: false,
-            unfiltered_in_check_mode: false,
-        }
+        Route::public_for_test(id, api, http::Method::GET)
     }
 
     fn caller(sub: &str) -> Arc<Identity> {

@@ -110,21 +110,19 @@ impl Router {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::authz::rule::{Access, Allow};
-
-    fn route(id: &str, method: Method) -> Route {
+impl Route {
+    /// A public route, for the tests of what sits around routing.
+    pub(crate) fn public_for_test(id: &str, api_name: &str, method: Method) -> Route {
         Route {
             id: id.into(),
             api: 0,
-            api_name: "work".into(),
+            api_name: api_name.into(),
             index: 0,
             method,
             template: "/t".into(),
             rule: Arc::new(Rule {
-                allow: Allow::Public,
-                access: Access::RoleOnly,
+                allow: crate::authz::rule::Allow::Public,
+                access: crate::authz::rule::Access::RoleOnly,
                 organisation_member: false,
                 body: Default::default(),
             }),
@@ -133,6 +131,15 @@ mod tests {
             shadow: false,
             unfiltered_in_check_mode: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(id: &str, method: Method) -> Route {
+        Route::public_for_test(id, "work", method)
     }
 
     #[test]

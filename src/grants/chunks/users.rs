@@ -2,10 +2,10 @@
 //! and put in the map in the chunk's turn (a repeated subject replaces the one before, and is
 //! reported, as when read in one thread).
 
-use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::de::SeqAccess;
 use std::sync::Arc;
 
-use super::{Chunk, Entries, parse_chunk};
+use super::{Chunk, Entries, ReadEntries, parse_chunk};
 use crate::grants::format::UserDoc;
 use crate::grants::indexer::IndexFailed;
 use crate::grants::json_error::JsonError;
@@ -72,22 +72,8 @@ struct Read<'a> {
     users: &'a mut Vec<Parsed>,
 }
 
-impl<'de> DeserializeSeed<'de> for &mut Read<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for &mut Read<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of entries")
-    }
-
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+impl ReadEntries for Read<'_> {
+    fn read<'de, S: SeqAccess<'de>>(&mut self, mut seq: S) -> Result<(), S::Error> {
         while let Some(user) = seq.next_element::<UserDoc<'de>>()? {
             let at = self.first + self.users.len();
             let mut report = Report::new();

@@ -1,14 +1,13 @@
 //! The works array in chunks: each work is checked and batched by the worker that parsed it,
 //! and the batch indexed in the chunk's turn.
 
-use serde::de::{DeserializeSeed, Deserializer, SeqAccess, Visitor};
+use serde::de::SeqAccess;
 use std::sync::Arc;
 
-use super::{Chunk, Entries, parse_chunk};
+use super::{Chunk, Entries, ReadEntries, parse_chunk};
 use crate::grants::indexer::{IndexFailed, Job, index_batch};
 use crate::grants::json_error::JsonError;
-use crate::grants::snapshot::work_from;
-use crate::grants::validate::{Orgs, Report, check_work};
+use crate::grants::validate::{Orgs, Report};
 use crate::grants::work_batch::WorkBatch;
 use crate::grants::work_entry::{WorkFields, WorkScratch};
 use crate::grants::works::WorkIndex;
@@ -78,42 +77,21 @@ struct Read<'a> {
     count: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for &mut Read<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for &mut Read<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("an array of entries")
-    }
-
-    fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+impl ReadEntries for Read<'_> {
+    fn read<'de, S: SeqAccess<'de>>(&mut self, mut seq: S) -> Result<(), S::Error> {
         let Scratch {
             fields,
             batch,
             deferred,
         } = &mut *self.scratch;
         while seq.next_element_seed(WorkFields(fields))?.is_some() {
-            let i = self.first + self.count;
+            batch.take(
+                self.first + self.count,
+                &fields.doc(),
+                Some(self.orgs),
+                deferred,
+            );
             self.count += 1;
-            let work = fields.doc();
-            let wrn = &*work.work_reference_number;
-            if !wrn.is_empty()
-                && let Some(info) = work_from(&work)
-            {
-                batch.push(i, wrn, info);
-            }
-            let mut r = Report::new();
-            check_work(|| format!("works[{i}]"), &work, self.orgs, &mut r);
-            if !r.is_empty() {
-                deferred.push((i, r));
-            }
         }
         Ok(())
     }
