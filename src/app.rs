@@ -36,6 +36,8 @@ pub enum StartError {
     #[error(transparent)]
     Workers(#[from] WorkersError),
     #[error(transparent)]
+    Http1(#[from] listener::native::Http1EnvError),
+    #[error(transparent)]
     AcceptToken(#[from] crate::guard::AcceptTokenError),
 }
 
@@ -113,7 +115,8 @@ pub async fn start_with_clock(
             .with_guard(guard),
     );
     let tls = Arc::new(ArcSwapOption::new(tls));
-    let limits = Limits::from(&listen);
+    let mut limits = Limits::from(&listen);
+    limits.http1 = listener::native::server(gateway.runtime.load().config.runtime.http1)?;
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
     spawn_evict(gateway.clone(), shutdown_rx.clone());

@@ -2,16 +2,16 @@
 //! the guard refused. Off (404) unless `grants.accept_token_file` is configured; the caller
 //! proves it holds that token with `Authorization: Bearer <token>`.
 
+use crate::listener::ClientBody;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use super::text;
 use crate::grants::store::AcceptError;
 use crate::proxy::Gateway;
 
-pub(crate) fn accept(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) fn accept(gateway: &Gateway, req: &Request<ClientBody>) -> Response<Full<Bytes>> {
     let (Some(guard), Some(store)) = (&gateway.guard, &gateway.grants) else {
         return text(StatusCode::NOT_FOUND, "not found\n");
     };

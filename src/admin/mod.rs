@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::listener::ClientBody;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 mod accept;
 
@@ -23,7 +23,7 @@ pub struct Admin(pub Arc<Gateway>);
 impl Handler for Admin {
     type Body = Full<Bytes>;
 
-    async fn handle(&self, _conn: ConnInfo, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(&self, _conn: ConnInfo, request: Request<ClientBody>) -> Response<Full<Bytes>> {
         route(&self.0, &request)
     }
 
@@ -32,7 +32,7 @@ impl Handler for Admin {
     }
 }
 
-fn route(gateway: &Gateway, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn route(gateway: &Gateway, req: &Request<ClientBody>) -> Response<Full<Bytes>> {
     if req.uri().path() == "/grants/accept" {
         return accept::accept(gateway, req);
     }

@@ -13,11 +13,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::listener::ClientBody;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
 
 use super::original;
 use crate::listener::ConnInfo;
@@ -37,7 +37,7 @@ pub struct CheckHttp(pub Arc<Gateway>);
 impl Handler for CheckHttp {
     type Body = ProxyBody;
 
-    async fn handle(&self, conn: ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(&self, conn: ConnInfo, request: Request<ClientBody>) -> Response<ProxyBody> {
         answer(&self.0, conn, request).await.map(Either::Right)
     }
 
@@ -49,7 +49,7 @@ impl Handler for CheckHttp {
 async fn answer(
     gateway: &Gateway,
     conn: ConnInfo,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
 ) -> Response<Full<Bytes>> {
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path();
@@ -130,7 +130,7 @@ fn keep_host(parts: &mut http::request::Parts) {
 }
 
 /// The body Envoy sent along (`with_request_body`), bounded like proxy mode's.
-async fn read_body(body: Incoming, max: usize, timeout: Duration) -> (Bytes, Option<Reason>) {
+async fn read_body(body: ClientBody, max: usize, timeout: Duration) -> (Bytes, Option<Reason>) {
     match tokio::time::timeout(timeout, Limited::new(body, max).collect()).await {
         Ok(Ok(collected)) => (collected.to_bytes(), None),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {

@@ -108,6 +108,10 @@ pub struct RuntimeConfig {
     /// affinity included); the `STREETGATE_WORKERS` environment variable overrides it.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Which server reads HTTP/1 requests: `hyper` (default) or `native`, streetgate's own
+    /// loop for plain requests (no body), hyper for the rest. `STREETGATE_HTTP1` overrides it.
+    #[serde(default)]
+    pub http1: crate::listener::native::Http1Server,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,13 +13,15 @@ use http::{Request, Response, Uri};
 use http_body_util::{Either, Full, Limited};
 use hyper::body::Incoming;
 
+use crate::listener::ClientBody;
+
 use self::body_timeout::TimedBody;
 use self::pool::Pool;
 use crate::reason::Reason;
 
 /// A client body streams on, size-capped and failing when the client stalls for
 /// `listen.body_read_timeout`; a body the decision had to read is sent buffered.
-pub type RequestBody = Either<TimedBody<Limited<Incoming>>, Full<Bytes>>;
+pub type RequestBody = Either<TimedBody<Limited<ClientBody>>, Full<Bytes>>;
 
 /// The upstream's response body, failing when it stalls for `body_timeout`.
 pub type UpstreamBody = TimedBody<Incoming>;

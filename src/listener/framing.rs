@@ -382,6 +382,17 @@ impl<I> FramingIo<I> {
         (io, verdicts)
     }
 
+    /// The same connection, with `bytes` (read from it already) handed to the reader first.
+    pub fn replaying(mut self, bytes: bytes::Bytes) -> Self {
+        self.replay = bytes;
+        self
+    }
+
+    /// The connection and the bytes `sniff` read ahead that nobody has read yet.
+    pub fn into_parts(self) -> (I, bytes::Bytes) {
+        (self.inner, self.replay)
+    }
+
     /// A connection that is not HTTP/1 (TLS with ALPN h2): nothing to track.
     pub fn untracked(inner: I) -> Self {
         FramingIo {

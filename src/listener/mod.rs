@@ -3,8 +3,10 @@
 //! idle timeout for keep-alive connections, and graceful shutdown.
 
 mod activity;
+mod body;
 pub mod config;
 pub mod framing;
+pub mod native;
 pub mod tls;
 pub mod workers;
 
@@ -27,8 +29,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::listener::config::ListenConfig;
 use crate::reason::Reason;
 
+pub use self::body::ClientBody;
+
 use self::activity::{ActiveBody, Activity};
 use self::framing::{FramingIo, Protocol, Verdict, Verdicts};
+use self::native::Http1Server;
 use self::workers::Connections;
 
 /// A listening socket that could not be opened.
@@ -65,6 +70,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Bytes of request bodies one connection may buffer at once.
     pub body_budget: usize,
+    /// Which server reads HTTP/1 heads.
+    pub http1: Http1Server,
 }
 
 impl Limits {
@@ -91,6 +98,7 @@ impl From<&ListenConfig> for Limits {
             body_budget: usize::try_from(l.buffered_body_budget())
                 .unwrap_or(usize::MAX)
                 .min(tokio::sync::Semaphore::MAX_PERMITS),
+            http1: Http1Server::Hyper,
         }
     }
 }
@@ -98,12 +106,12 @@ impl From<&ListenConfig> for Limits {
 /// What a listener serves: the proxy (`proxy::Gateway`), the admin, check or publish endpoints. Both get the same
 /// connection handling: limits, timeouts, the framing guard and graceful shutdown.
 pub trait Handler: Send + Sync + 'static {
-    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + Unpin + 'static;
+    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError> + Send> + Send + Unpin + 'static;
 
     fn handle(
         &self,
         conn: ConnInfo,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
     ) -> impl Future<Output = Response<Self::Body>> + Send;
 
     /// The answer to a request the framing guard refused (the listener closes the connection
@@ -187,6 +195,12 @@ pub async fn serve<H: Handler>(
                     let Some(protocol) = sniff(&mut io, deadline, &mut stopping, peer).await else {
                         return;
                     };
+                    if protocol == Protocol::Http1 && limits.http1 == Http1Server::Native {
+                        let (io, read) = io.into_parts();
+                        let read = bytes::BytesMut::from(&read[..]);
+                        native::serve(conn, io, read, info, stopping, watcher).await;
+                        return;
+                    }
                     conn.serve(TokioIo::new(io), protocol, Some(verdicts), info, watcher)
                         .await;
                 }
@@ -218,6 +232,12 @@ pub async fn serve<H: Handler>(
                                     None => return,
                                 },
                             };
+                            if protocol == Protocol::Http1 && limits.http1 == Http1Server::Native {
+                                let (io, read) = io.into_parts();
+                                let read = bytes::BytesMut::from(&read[..]);
+                                native::serve(conn, io, read, info, stopping, watcher).await;
+                                return;
+                            }
                             let io = TokioIo::new(io);
                             conn.serve(io, protocol, Some(verdicts), info, watcher)
                                 .await;
@@ -318,7 +338,7 @@ impl<H: Handler> Conn<'_, H> {
                     Verdict::Refuse(reason) => {
                         refuse_and_close(&*handler, &info, request.method(), reason)
                     }
-                    Verdict::Pass => handler.handle(info, request).await,
+                    Verdict::Pass => handler.handle(info, request.map(ClientBody::from)).await,
                 };
                 Ok::<_, std::convert::Infallible>(response.map(|b| ActiveBody::new(b, busy)))
             }

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::listener::ClientBody;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::{BodyError, media, strict};
@@ -32,7 +32,7 @@ pub(super) struct Bounds<'a> {
 
 pub(super) async fn read(
     headers: &HeaderMap,
-    body: Incoming,
+    body: ClientBody,
     bounds: Bounds<'_>,
 ) -> Result<ReadBody, BodyError> {
     media::check_json(headers)?;
@@ -50,7 +50,7 @@ pub(super) async fn read(
 /// Collects frames, taking budget for each before buffering it. Budget is taken without
 /// waiting: streams of one connection waiting on each other's budget could wait forever.
 async fn collect(
-    mut body: Incoming,
+    mut body: ClientBody,
     bounds: &Bounds<'_>,
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
     let mut buffer = BytesMut::new();

@@ -6,9 +6,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::listener::ClientBody;
 use bytes::Bytes;
 use http::request::Parts;
-use hyper::body::Incoming;
 use tokio::sync::Semaphore;
 
 use super::body::{self, ReadBody};
@@ -53,7 +53,7 @@ pub(super) struct Decided<'r, 'p> {
     /// The body the rule read, if it read one.
     pub read: Option<ReadBody>,
     /// Proxy mode: the client's body, unread (the rule needs none).
-    pub unread: Option<Incoming>,
+    pub unread: Option<ClientBody>,
 }
 
 impl Gateway {

@@ -9,18 +9,19 @@
 
 use std::time::Duration;
 
+use crate::listener::ClientBody;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 
 /// The client's body until a phase takes it; dropped untaken, it is drained (HTTP/1 only).
 pub(super) struct Lingering {
-    body: Option<Incoming>,
+    body: Option<ClientBody>,
     drain_for: Option<Duration>,
 }
 
 impl Lingering {
     /// `drain_for`: how long an unread body may be drained (None: never, e.g. HTTP/2).
-    pub fn new(body: Incoming, drain_for: Option<Duration>) -> Lingering {
+    pub fn new(body: ClientBody, drain_for: Option<Duration>) -> Lingering {
         Lingering {
             body: Some(body),
             drain_for,
@@ -32,7 +33,7 @@ impl Lingering {
         clippy::expect_used,
         reason = "the body is Some from `new` until `take` or `drop`, and each runs once"
     )]
-    pub fn take(mut self) -> Incoming {
+    pub fn take(mut self) -> ClientBody {
         self.body.take().expect("a lingering body is taken once")
     }
 }
@@ -54,6 +55,6 @@ impl Drop for Lingering {
     }
 }
 
-async fn drain(mut body: Incoming) {
+async fn drain(mut body: ClientBody) {
     while let Some(Ok(_)) = body.frame().await {}
 }

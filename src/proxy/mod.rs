@@ -21,11 +21,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
+use crate::listener::ClientBody;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{Method, Request, Response};
 use http_body_util::{BodyExt, Either, Full, Limited};
-use hyper::body::Incoming;
 
 use crate::authn::Authenticator;
 use crate::authn::identity::Identity;
@@ -157,7 +157,11 @@ impl Gateway {
     }
 
     /// Handles one request; never fails: errors become rejection responses here.
-    pub async fn handle(&self, conn: ConnInfo, request: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle(
+        &self,
+        conn: ConnInfo,
+        request: Request<ClientBody>,
+    ) -> Response<ProxyBody> {
         // The clocks are read here once each; the phases take their times from `log`.
         let started = Instant::now();
         let at = SystemTime::now();
@@ -232,7 +236,7 @@ impl Gateway {
         &self,
         runtime: &Runtime,
         conn: ConnInfo,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
         log: &mut DecisionRecord,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let (mut parts, body) = request.into_parts();
@@ -520,7 +524,7 @@ impl crate::listener::Handler for Gateway {
     fn handle(
         &self,
         conn: ConnInfo,
-        request: Request<Incoming>,
+        request: Request<ClientBody>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send {
         Gateway::handle(self, conn, request)
     }

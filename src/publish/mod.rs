@@ -164,6 +164,7 @@ pub async fn start(args: PublishArgs) -> Result<RunningPublisher, PublishStartEr
         header_read_timeout: Duration::from_secs(10),
         idle_timeout: args.max_wait + Duration::from_secs(30),
         body_budget: 0,
+        http1: crate::listener::native::Http1Server::Hyper,
     };
     let server = tokio::spawn(listener::serve(
         listener::workers::Connections::Listener(tcp),

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::listener::ClientBody;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use hyper::body::Incoming;
 
 use super::catalog::{Catalog, Since};
 use super::encoded::{Encoded, Encoding};
@@ -60,7 +60,7 @@ type Reply = Response<Full<Bytes>>;
 impl Handler for Publisher {
     type Body = Full<Bytes>;
 
-    async fn handle(&self, _conn: ConnInfo, request: Request<Incoming>) -> Reply {
+    async fn handle(&self, _conn: ConnInfo, request: Request<ClientBody>) -> Reply {
         let encoding = Encoding::negotiate(request.headers().get(header::ACCEPT_ENCODING));
         let (kind, resp) = self.route(&request, encoding).await;
         let status = resp.status();
@@ -88,7 +88,7 @@ impl Handler for Publisher {
 }
 
 impl Publisher {
-    async fn route(&self, req: &Request<Incoming>, encoding: Encoding) -> (Kind, Reply) {
+    async fn route(&self, req: &Request<ClientBody>, encoding: Encoding) -> (Kind, Reply) {
         let path = req.uri().path();
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return (
@@ -180,7 +180,7 @@ impl Publisher {
     }
 
     /// `<base>` and `<base>?since=V`, long-polled when asked.
-    async fn moving(&self, req: &Request<Incoming>, encoding: Encoding) -> (Kind, Reply) {
+    async fn moving(&self, req: &Request<ClientBody>, encoding: Encoding) -> (Kind, Reply) {
         let since = match since_param(req.uri().query()) {
             Ok(s) => s,
             Err(()) => {
@@ -273,7 +273,7 @@ impl Publisher {
     /// in place for a small body (a delta), off the runtime for a full document.
     async fn body(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         doc: &Arc<Encoded>,
         encoding: Encoding,
         cache: &'static str,
