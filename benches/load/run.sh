@@ -12,7 +12,8 @@
 #          pass-through, haproxy verifying the RS256 JWT (jwt_verify + alg/iss/aud/exp), the
 #          bare hyper ceiling proxy (../shared/perf-ceiling, tpc + conn), streetgate with the
 #          Street Manager routing config, a token-cached RS256 token and a realistic snapshot,
-#          on a route that needs a workstream grant, every decision logged. Every response must
+#          on a route that needs a workstream grant, every decision logged, once with hyper's
+#          HTTP/1 server (streetgate) and once with the native one (sg_native). Every response must
 #          be a 200. CPU µs per request (user + system, from /proc/<pid>/stat of the proxy and
 #          its children) is printed for every proxy: it is the figure other load disturbs least.
 # swap     streetgate's latency with a 1M-work snapshot, without swaps and while a new version
@@ -22,7 +23,8 @@
 #          examples/delta_source (deltas prepared and checked before the run, so it costs almost
 #          no CPU during it), not `streetgate publish`, which would validate every version on
 #          the same two cores and measure itself.
-# ab       two streetgate builds side by side (BIN_A, BIN_B; default BIN_A=$BIN), 1 worker each
+# ab       two streetgate builds side by side (BIN_A, BIN_B; default BIN_A=$BIN; HTTP1_A, HTTP1_B
+#          pick each one's HTTP/1 server, hyper by default: BIN_B=$BIN HTTP1_B=native), 1 worker each
 #          (STREETGATE_WORKERS), same config, snapshot and token, in A B A B turns: the way each
 #          trim is measured. Prints CPU µs per request and req/s for each, and B / A.
 # profile  streetgate (BIN, 1 worker) under wrk, sampled by `perf record` (cpu-clock) for
@@ -184,7 +186,7 @@ PY
 
 start_streetgate() { # CONFIG ADMIN_PORT: waits until ready (STREETGATE_WORKERS passes through)
     start streetgate env RUST_LOG="${SG_LOG:-info}" STREETGATE_WORKERS="${STREETGATE_WORKERS:-$WORKERS}" \
-        "$BIN" serve -c "$1"
+        STREETGATE_HTTP1="${STREETGATE_HTTP1:-hyper}" "$BIN" serve -c "$1"
     SG_PID=$LAST_PID
     wait_http "http://127.0.0.1:$2/readyz" 120
 }
@@ -267,21 +269,29 @@ compare_pairing() { # P RESULTS
     local haproxy_pid=$LAST_PID
     streetgate_config "$DIR/streetgate.yaml" "$sg_port" "$sg_admin" "$DIR/grants.json" 10s
     STREETGATE_WORKERS=$p start_streetgate "$DIR/streetgate.yaml" "$sg_admin"
+    local sg_pid=$SG_PID
+    # The same build and config with the native HTTP/1 server (runtime.http1: native).
+    local native_port native_admin
+    native_port=$(free_port) native_admin=$(free_port)
+    streetgate_config "$DIR/native.yaml" "$native_port" "$native_admin" "$DIR/grants.json" 10s
+    STREETGATE_HTTP1=native STREETGATE_WORKERS=$p start_streetgate "$DIR/native.yaml" "$native_admin"
+    local native_pid=$SG_PID
     local -A url=(
         [direct]="http://127.0.0.1:$UPSTREAM_PORT$PATH_ALLOWED"
         [nginx]="http://127.0.0.1:$nginx_port$PATH_ALLOWED"
         [haproxy]="http://127.0.0.1:$haproxy_port$PATH_ALLOWED"
         [haproxy_jwt]="http://127.0.0.1:$jwt_port$PATH_ALLOWED"
         [streetgate]="http://127.0.0.1:$sg_port$PATH_ALLOWED"
+        [sg_native]="http://127.0.0.1:$native_port$PATH_ALLOWED"
     )
     local -A pid=([direct]="" [nginx]=$nginx_pid [haproxy]=$haproxy_pid [haproxy_jwt]=$haproxy_pid
-        [streetgate]=$SG_PID)
-    local order=(direct nginx haproxy haproxy_jwt streetgate)
+        [streetgate]=$sg_pid [sg_native]=$native_pid)
+    local order=(direct nginx haproxy haproxy_jwt streetgate sg_native)
     if [[ -n $HAVE_CEILING ]]; then
         start ceiling "$CEILING_BIN" "127.0.0.1:$ceiling_port" "127.0.0.1:$UPSTREAM_PORT" tpc conn "$p"
         url[ceiling]="http://127.0.0.1:$ceiling_port$PATH_ALLOWED"
         pid[ceiling]=$LAST_PID
-        order=(direct nginx haproxy haproxy_jwt ceiling streetgate)
+        order=(direct nginx haproxy haproxy_jwt ceiling streetgate sg_native)
     fi
     for name in "${order[@]}"; do
         local port=${url[$name]#http://127.0.0.1:}
@@ -293,7 +303,7 @@ compare_pairing() { # P RESULTS
     local at=$((${#TOKEN} - 10)) swap=A
     [[ ${TOKEN:at:1} == A ]] && swap=B
     local forged=${TOKEN:0:at}$swap${TOKEN:at+1}
-    for name in haproxy_jwt streetgate; do
+    for name in haproxy_jwt streetgate sg_native; do
         local code
         code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $forged" "${url[$name]}")
         [[ $code == 401 ]] || { log "$name let a forged token through ($code)"; return 1; }
@@ -312,12 +322,12 @@ compare_pairing() { # P RESULTS
         done
     done
     local rss
-    rss=$(awk '/VmRSS/ {print $2}' "/proc/$SG_PID/status")
+    rss=$(awk '/VmRSS/ {print $2}' "/proc/$sg_pid/status")
     echo "streetgate ($p workers) RSS after the run: $((rss / 1024)) MiB"
-    for name in nginx haproxy streetgate ceiling; do
+    for name in nginx haproxy streetgate sg_native ceiling; do
         [[ -n ${pid[$name]:-} ]] && kill "${pid[$name]}" 2>/dev/null || true
     done
-    wait "${pid[nginx]}" "${pid[haproxy]}" "${pid[streetgate]}" ${pid[ceiling]:-} 2>/dev/null || true
+    wait "${pid[nginx]}" "${pid[haproxy]}" "${pid[streetgate]}" "${pid[sg_native]}" ${pid[ceiling]:-} 2>/dev/null || true
 }
 
 compare() {
@@ -355,18 +365,21 @@ for p in pairs:
                 continue
             rps, p50, p99, cpu = get[(p, r, n)]
             print(f"{r:>5} {n:<12} {fmt(cpu, '>10.1f'):>10} {rps:>8.0f} {p50:>7} {p99:>7}")
-    print(f"streetgate / target, mean of per-round ratios (CPU <1, req/s >1, p99 <1 favour streetgate)")
-    print(f"{'vs':<12} {'CPU/req':>8} {'req/s':>8} {'p99':>8}   per round req/s")
-    for n in names:
-        if n == "streetgate" or (p, rounds[0], n) not in get:
+    for subject in ("streetgate", "sg_native"):
+        if (p, rounds[0], subject) not in get:
             continue
-        tput = [get[(p, r, "streetgate")][0] / get[(p, r, n)][0] for r in rounds]
-        p99 = [get[(p, r, "streetgate")][2] / get[(p, r, n)][2] for r in rounds]
-        cpus = [get[(p, r, "streetgate")][3] / get[(p, r, n)][3] for r in rounds
-                if get[(p, r, n)][3]]
-        cpu = f"{st.mean(cpus):.2f}x" if cpus else "-"
-        per = " ".join(f"{t:.2f}x" for t in tput)
-        print(f"{n:<12} {cpu:>8} {st.mean(tput):>7.2f}x {st.mean(p99):>7.2f}x   {per}")
+        print(f"{subject} / target, mean of per-round ratios (CPU <1, req/s >1, p99 <1 favour {subject})")
+        print(f"{'vs':<12} {'CPU/req':>8} {'req/s':>8} {'p99':>8}   per round req/s")
+        for n in names:
+            if n == subject or (p, rounds[0], n) not in get:
+                continue
+            tput = [get[(p, r, subject)][0] / get[(p, r, n)][0] for r in rounds]
+            p99 = [get[(p, r, subject)][2] / get[(p, r, n)][2] for r in rounds]
+            cpus = [get[(p, r, subject)][3] / get[(p, r, n)][3] for r in rounds
+                    if get[(p, r, n)][3]]
+            cpu = f"{st.mean(cpus):.2f}x" if cpus else "-"
+            per = " ".join(f"{t:.2f}x" for t in tput)
+            print(f"{n:<12} {cpu:>8} {st.mean(tput):>7.2f}x {st.mean(p99):>7.2f}x   {per}")
 PY
 }
 
@@ -496,7 +509,10 @@ ab() {
         [[ $name == A ]] && bin=$a || bin=$b
         port=$(free_port) admin=$(free_port)
         BIN=$bin streetgate_config "$DIR/sg-$name.yaml" "$port" "$admin" "$DIR/grants.json" 10s
-        BIN=$bin STREETGATE_WORKERS=${STREETGATE_WORKERS:-1} start_streetgate "$DIR/sg-$name.yaml" "$admin"
+        local http1=${HTTP1_A:-hyper}
+        [[ $name == B ]] && http1=${HTTP1_B:-hyper}
+        BIN=$bin STREETGATE_HTTP1=$http1 STREETGATE_WORKERS=${STREETGATE_WORKERS:-1} \
+            start_streetgate "$DIR/sg-$name.yaml" "$admin"
         url[$name]="http://127.0.0.1:$port$PATH_ALLOWED"
         pid[$name]=$SG_PID
         check_200 "$name" "${url[$name]}"
