@@ -3,17 +3,19 @@
 
 pub mod body_timeout;
 pub mod headers;
+pub mod native;
 pub mod pool;
+mod response_body;
+
+pub use response_body::ResponseBody;
 
 use std::time::Duration;
 
+use crate::listener::ClientBody;
 use bytes::Bytes;
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use http_body_util::{Either, Full, Limited};
-use hyper::body::Incoming;
-
-use crate::listener::ClientBody;
 
 use self::body_timeout::TimedBody;
 use self::pool::Pool;
@@ -24,7 +26,7 @@ use crate::reason::Reason;
 pub type RequestBody = Either<TimedBody<Limited<ClientBody>>, Full<Bytes>>;
 
 /// The upstream's response body, failing when it stalls for `body_timeout`.
-pub type UpstreamBody = TimedBody<Incoming>;
+pub type UpstreamBody = TimedBody<ResponseBody>;
 
 /// An upstream API and how to reach it.
 #[derive(Debug, Clone)]
@@ -66,7 +68,8 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(api: &Api) -> Upstream {
+    /// `native`: HTTP/1 exchanges go through the native client where it can take them.
+    pub fn new(api: &Api, native: bool) -> Upstream {
         Upstream {
             name: api.name.clone(),
             scheme: api
@@ -86,7 +89,7 @@ impl Upstream {
             },
             timeout: api.request_timeout,
             body_timeout: api.body_timeout,
-            pool: Pool::new(&api.upstream, api.connect_timeout),
+            pool: Pool::new(&api.upstream, api.connect_timeout, native),
         }
     }
 
@@ -161,15 +164,18 @@ mod tests {
     use super::*;
 
     fn upstream(prefix: &str, strip_prefix: bool) -> Upstream {
-        Upstream::new(&Api {
-            name: "work".into(),
-            prefix: prefix.into(),
-            strip_prefix,
-            upstream: "http://10.0.0.7:8443".parse().unwrap(),
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            body_timeout: Duration::from_secs(1),
-        })
+        Upstream::new(
+            &Api {
+                name: "work".into(),
+                prefix: prefix.into(),
+                strip_prefix,
+                upstream: "http://10.0.0.7:8443".parse().unwrap(),
+                connect_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(1),
+                body_timeout: Duration::from_secs(1),
+            },
+            false,
+        )
     }
 
     fn uri_for(u: &Upstream, target: &str) -> String {

@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
-use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::RequestBody;
+use super::native::{self, NativeBody};
+use super::{RequestBody, ResponseBody};
 use crate::listener::workers;
 
 /// A pooled HTTP/1 connection unused for this long is closed rather than reused (its upstream
@@ -48,6 +48,8 @@ pub enum SendError {
     },
     #[error("HTTP exchange with the upstream failed")]
     Http(#[source] hyper::Error),
+    #[error("HTTP exchange with the upstream failed")]
+    Native(#[source] native::ExchangeError),
 }
 
 pub struct Pool {
@@ -57,13 +59,22 @@ pub struct Pool {
     /// For `https` upstreams.
     tls: Option<TlsConnector>,
     connect_timeout: Duration,
-    slots: Box<[Mutex<Slot>]>,
+    /// Whether HTTP/1 exchanges the native client can take go through it (plain TCP only).
+    native: bool,
+    /// Shared with native response bodies, which put their connection back when they end.
+    slots: Arc<[Mutex<Slot>]>,
 }
 
 #[derive(Default)]
 struct Slot {
     h1: Vec<Idle>,
     h2: Option<http2::SendRequest<RequestBody>>,
+    native: Vec<NativeIdle>,
+}
+
+struct NativeIdle {
+    conn: native::Conn,
+    since: Instant,
 }
 
 struct Idle {
@@ -78,7 +89,7 @@ enum Sender {
 
 impl Pool {
     /// `upstream` is `scheme://authority` (validated by the config).
-    pub fn new(upstream: &Uri, connect_timeout: Duration) -> Pool {
+    pub fn new(upstream: &Uri, connect_timeout: Duration, native: bool) -> Pool {
         let https = upstream.scheme_str() == Some("https");
         let host = upstream.host().unwrap_or_default();
         // `[::1]` in a URI is `::1` to the resolver and to TLS.
@@ -94,6 +105,7 @@ impl Pool {
             port,
             tls,
             connect_timeout,
+            native: native && !https,
             slots: (0..workers::slots())
                 .map(|_| Mutex::new(Slot::default()))
                 .collect(),
@@ -106,10 +118,66 @@ impl Pool {
     /// a little early, which only closes it sooner.
     pub async fn send(
         &self,
+        request: Request<RequestBody>,
+        now: Instant,
+    ) -> Result<Response<ResponseBody>, SendError> {
+        let index = workers::current().unwrap_or(0) % self.slots.len();
+        if self.native && native::takes(&request) {
+            let response = self.send_native(index, request, now).await?;
+            return Ok(response.map(ResponseBody::Native));
+        }
+        let response = self.send_hyper(&self.slots[index], request, now).await?;
+        Ok(response.map(ResponseBody::Hyper))
+    }
+
+    /// The native client: a pooled connection of this worker, or a new one. A reused
+    /// connection that answers nothing (the upstream closed it while idle) is replaced once
+    /// for an idempotent request; any other request could have been acted on, so it fails.
+    async fn send_native(
+        &self,
+        index: usize,
+        request: Request<RequestBody>,
+        now: Instant,
+    ) -> Result<Response<NativeBody>, SendError> {
+        let mut head = Vec::with_capacity(512);
+        let (method, body) = native::encode(request, &mut head).await;
+        let pooled = checkout_native(&mut lock(&self.slots[index]), now);
+        if let Some(conn) = pooled {
+            let home = self.home(index, now);
+            match native::exchange(conn, &head, &body, &method, home).await {
+                Ok(response) => return Ok(response),
+                Err(e) if method.is_idempotent() && e.nothing_received() => {}
+                Err(e) => return Err(SendError::Native(e)),
+            }
+        }
+        let tcp = Box::pin(self.connect_tcp()).await?;
+        let home = self.home(index, now);
+        native::exchange(native::Conn::new(tcp), &head, &body, &method, home)
+            .await
+            .map_err(SendError::Native)
+    }
+
+    /// Puts a native connection back in worker `index`'s slot, idle since `since`.
+    fn home(
+        &self,
+        index: usize,
+        since: Instant,
+    ) -> impl FnOnce(native::Conn) + Send + Sync + 'static {
+        let slots = self.slots.clone();
+        move |conn| {
+            let mut slot = lock(&slots[index]);
+            if slot.native.len() < MAX_PER_SLOT {
+                slot.native.push(NativeIdle { conn, since });
+            }
+        }
+    }
+
+    async fn send_hyper(
+        &self,
+        slot: &Mutex<Slot>,
         mut request: Request<RequestBody>,
         now: Instant,
-    ) -> Result<Response<Incoming>, SendError> {
-        let slot = &self.slots[workers::current().unwrap_or(0) % self.slots.len()];
+    ) -> Result<Response<hyper::body::Incoming>, SendError> {
         let pooled = checkout(&mut lock(slot), now);
         if let Some(sender) = pooled {
             match self.exchange(slot, sender, request, now).await {
@@ -132,7 +200,7 @@ impl Pool {
         sender: Sender,
         mut request: Request<RequestBody>,
         now: Instant,
-    ) -> Result<Response<Incoming>, (Option<Request<RequestBody>>, SendError)> {
+    ) -> Result<Response<hyper::body::Incoming>, (Option<Request<RequestBody>>, SendError)> {
         match sender {
             Sender::H1(mut sender) => {
                 // HTTP/1 wants the origin form; the Host header is already set.
@@ -170,7 +238,7 @@ impl Pool {
         }
     }
 
-    async fn connect(&self, slot: &Mutex<Slot>) -> Result<Sender, SendError> {
+    async fn connect_tcp(&self) -> Result<TcpStream, SendError> {
         let tcp = tokio::time::timeout(
             self.connect_timeout,
             TcpStream::connect((self.host.as_str(), self.port)),
@@ -182,6 +250,11 @@ impl Pool {
             source,
         })?;
         let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    async fn connect(&self, slot: &Mutex<Slot>) -> Result<Sender, SendError> {
+        let tcp = self.connect_tcp().await?;
         let Some(connector) = &self.tls else {
             return h1(TokioIo::new(tcp)).await;
         };
@@ -238,6 +311,16 @@ fn checkout(slot: &mut Slot, now: Instant) -> Option<Sender> {
             slot.h1.swap_remove(i);
         } else if idle.sender.is_ready() {
             return Some(Sender::H1(slot.h1.swap_remove(i).sender));
+        }
+    }
+    None
+}
+
+/// A native connection of the slot that is still open and fresh; stale ones are dropped.
+fn checkout_native(slot: &mut Slot, now: Instant) -> Option<native::Conn> {
+    while let Some(idle) = slot.native.pop() {
+        if now.saturating_duration_since(idle.since) <= IDLE && idle.conn.usable() {
+            return Some(idle.conn);
         }
     }
     None

@@ -758,7 +758,7 @@ mod tests {
         assert_eq!(
             without_date(&wire),
             format!(
-                "HTTP/1.1 200 OK\nconnection: close\n\nhello {}",
+                "HTTP/1.0 200 OK\nconnection: close\n\nhello {}",
                 "x".repeat(17)
             )
         );

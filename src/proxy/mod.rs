@@ -65,7 +65,15 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: Config, metrics: &Metrics) -> Runtime {
-        let upstreams = config.apis.iter().map(Upstream::new).collect();
+        // The environment was checked at start (`app`); a reload keeps its override.
+        let http1 =
+            crate::listener::native::server(config.runtime.http1).unwrap_or(config.runtime.http1);
+        let native = http1 == crate::listener::native::Http1Server::Native;
+        let upstreams = config
+            .apis
+            .iter()
+            .map(|api| Upstream::new(api, native))
+            .collect();
         let limiter = config
             .rate_limit
             .as_ref()
