@@ -2,8 +2,8 @@
 # Load comparison of streetgate against the proxies a platform team would otherwise deploy, in
 # one run on this machine, plus latency while grants snapshots are swapped and idle memory.
 #
-#   benches/load/run.sh [compare|swap|deltas|rss|all|ab|profile]
-#                       (default: all; deltas, ab and profile only when named)
+#   benches/load/run.sh [compare|swap|deltas|rss|all|ab|profile|syscalls]
+#                       (default: all; deltas, ab, profile and syscalls only when named)
 #
 # compare  one fixed upstream (nginx, 1 worker, small JSON body); for each worker count in PAIRS
 #          (fair pairings: nginx worker_processes P, haproxy nbthread P, streetgate
@@ -32,6 +32,8 @@
 #          top lines out. CALLGRAPH=dwarf for callers (release builds have no frame pointers).
 #          PERF_EVENT=probe_libc:clock_gettime (after `perf probe -x <libc> -a clock_gettime`;
 #          or malloc) records every call over one wrk run instead and prints calls per request.
+# syscalls system calls per request: streetgate with hyper's HTTP/1, with the native one, and
+#          haproxy (perf stat over DURATION).
 # rss      streetgate's resident memory at idle (demo config if `streetgate demo` runs, else
 #          the load config without a grants snapshot).
 #
@@ -589,6 +591,57 @@ profile() {
     head -60 "$DIR/perf.txt"
 }
 
+# syscalls: system calls per request of streetgate (hyper's HTTP/1 server and client, then
+# the native ones) and of haproxy (nbthread 1), each under the same wrk load, counted with
+# `perf stat -e raw_syscalls:sys_enter` over DURATION.
+syscalls() {
+    command -v perf >/dev/null || { log "perf not found"; return 1; }
+    start_upstream
+    "$FIXTURE" snapshot "$DIR/grants.json" --orgs "$ORGS" --users "$USERS" --works "$WORKS"
+    TOKEN=$(token)
+    local name port admin url pid
+    for name in hyper native haproxy; do
+        port=$(free_port)
+        if [[ $name == haproxy ]]; then
+            fill "$HERE/haproxy.cfg" "$DIR/haproxy.cfg" WORKERS=1 PORT="$port" \
+                JWT_PORT="$(free_port)" UPSTREAM_PORT="$UPSTREAM_PORT" PUBKEY="$KEYS/rsa1.pub.pem" \
+                ISSUER="$ISSUER" AUDIENCE="$AUDIENCE"
+            start haproxy haproxy -W -db -f "$DIR/haproxy.cfg"
+            wait_port "$port"
+            sleep 0.5
+            pid=$(pgrep -P "$LAST_PID" | head -1)
+        else
+            admin=$(free_port)
+            streetgate_config "$DIR/sg-$name.yaml" "$port" "$admin" "$DIR/grants.json" 10s
+            STREETGATE_HTTP1=$name STREETGATE_WORKERS=1 start_streetgate "$DIR/sg-$name.yaml" "$admin"
+            pid=$SG_PID
+        fi
+        url="http://127.0.0.1:$port$PATH_ALLOWED"
+        check_200 "$name" "$url"
+        wrk -t"$THREADS" -c"$CONNS" -d2s -H "Authorization: Bearer $TOKEN" "$url" >/dev/null
+        wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" -H "Authorization: Bearer $TOKEN" "$url" \
+            >"$DIR/wrk-$name.log" &
+        local wrk_pid=$!
+        local before after
+        before=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12, $13}')
+        perf stat -e raw_syscalls:sys_enter -p "$pid" -x, -o "$DIR/stat-$name.txt" \
+            -- sleep "${DURATION%s}" >/dev/null 2>&1
+        after=$(sed 's/.*) //' "/proc/$pid/stat" | awk '{print $12, $13}')
+        wait "$wrk_pid"
+        local calls rps
+        calls=$(awk -F, '/raw_syscalls/ {print $1}' "$DIR/stat-$name.txt")
+        rps=$(awk '/Requests\/sec/ {print $2}' "$DIR/wrk-$name.log")
+        python3 - "$name" "$calls" "$rps" "${DURATION%s}" "$CLK_TCK" $before $after <<'PY'
+import sys
+name, calls, rps, secs, tck = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+u0, s0, u1, s1 = map(float, sys.argv[6:10])
+n = rps * secs
+print(f"{name}: {calls / n:.2f} syscalls per request, user {(u1 - u0) * 1e6 / tck / n:.1f} µs + "
+      f"system {(s1 - s0) * 1e6 / tck / n:.1f} µs per request ({rps:.0f} req/s)")
+PY
+    done
+}
+
 rss() {
     local port admin
     port=$(free_port)
@@ -635,6 +688,7 @@ deltas) deltas ;;
 rss) rss ;;
 ab) ab ;;
 profile) profile ;;
+syscalls) syscalls ;;
 all)
     compare
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
@@ -647,7 +701,7 @@ all)
     rss
     ;;
 *)
-    echo "usage: $0 [compare|swap|deltas|rss|all|ab|profile]" >&2
+    echo "usage: $0 [compare|swap|deltas|rss|all|ab|profile|syscalls]" >&2
     exit 2
     ;;
 esac
