@@ -35,6 +35,7 @@ pub mod proxy;
 pub mod publish;
 pub mod ratelimit;
 pub mod reason;
+pub mod recycle;
 pub mod reload;
 pub mod route;
 pub mod telemetry;

@@ -129,10 +129,12 @@ pub async fn encode(request: Request<RequestBody>, out: &mut Vec<u8>) -> (Method
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
+    crate::recycle::give_map(parts.headers);
     (parts.method, body)
 }
 
-/// Sends `head` and `body` on `conn` and reads the response head. The connection is given to
+/// Sends `head` and then `body` (a small body is best sent as part of `head`: one write) on
+/// `conn` and reads the response head. The connection is given to
 /// `home` (its pool) when the response body has been read: at once when it came with the
 /// head, else by the body when it ends. A connection that cannot carry another request is
 /// dropped instead.
@@ -146,16 +148,9 @@ pub async fn exchange<H>(
 where
     H: FnOnce(Conn) + Send + Sync + 'static,
 {
-    if body.is_empty() || body.len() > 16 * 1024 {
-        conn.io.write_all(head).await?;
-        if !body.is_empty() {
-            conn.io.write_all(body).await?;
-        }
-    } else {
-        let mut whole = Vec::with_capacity(head.len() + body.len());
-        whole.extend_from_slice(head);
-        whole.extend_from_slice(body);
-        conn.io.write_all(&whole).await?;
+    conn.io.write_all(head).await?;
+    if !body.is_empty() {
+        conn.io.write_all(body).await?;
     }
     let (parts, framing, reusable) = read_head(&mut conn, method).await?;
     let body = match framing {
@@ -212,21 +207,14 @@ async fn read_head(
 ) -> Result<(http::response::Parts, Framing, bool), ExchangeError> {
     let mut received = false;
     loop {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&conn.buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let code = response.code.unwrap_or(0);
-                // 100 Continue and the like: the real answer follows.
-                if (100..200).contains(&code) && code != 101 {
-                    conn.buf.advance(len);
-                    continue;
-                }
-                return head(conn, len, method);
+        match head_len(&conn.buf)? {
+            // 100 Continue and the like: the real answer follows.
+            Some((len, true)) => {
+                conn.buf.advance(len);
+                continue;
             }
-            Ok(httparse::Status::Partial) if conn.buf.len() < MAX_HEAD => {}
-            Ok(httparse::Status::Partial) => return Err(ExchangeError::HeadTooLarge),
-            Err(_) => return Err(ExchangeError::Malformed("response head")),
+            Some((len, false)) => return head(conn, len, method),
+            None => {}
         }
         conn.buf.reserve(4096);
         if conn.io.read_buf(&mut conn.buf).await? == 0 {
@@ -237,6 +225,23 @@ async fn read_head(
             });
         }
         received = true;
+    }
+}
+
+/// The length of the complete response head at the start of `buf`, and whether it is an
+/// informational one to skip; None until it is all there. (Not inlined into `read_head`: the
+/// header array would then live in its future, kilobytes moved with it on every request.)
+fn head_len(buf: &[u8]) -> Result<Option<(usize, bool)>, ExchangeError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let code = response.code.unwrap_or(0);
+            Ok(Some((len, (100..200).contains(&code) && code != 101)))
+        }
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => Ok(None),
+        Ok(httparse::Status::Partial) => Err(ExchangeError::HeadTooLarge),
+        Err(_) => Err(ExchangeError::Malformed("response head")),
     }
 }
 
@@ -260,7 +265,7 @@ fn head(
     } else {
         Version::HTTP_11
     };
-    let mut map = HeaderMap::with_capacity(parsed.headers.len());
+    let mut map = crate::recycle::header_map();
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| ExchangeError::Malformed("header name"))?;

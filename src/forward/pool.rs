@@ -26,6 +26,8 @@ use crate::listener::workers;
 const IDLE: Duration = Duration::from_secs(60);
 /// Connections kept per worker and upstream; past it a finished connection is closed.
 const MAX_PER_SLOT: usize = 1024;
+/// A request body up to this size is copied behind its head for the native client.
+const SMALL_BODY: usize = 16 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -139,12 +141,32 @@ impl Pool {
         request: Request<RequestBody>,
         now: Instant,
     ) -> Result<Response<NativeBody>, SendError> {
-        let mut head = Vec::with_capacity(512);
-        let (method, body) = native::encode(request, &mut head).await;
+        let mut head = crate::recycle::buffer();
+        let (method, mut body) = native::encode(request, &mut head).await;
+        if body.len() <= SMALL_BODY {
+            // One write for head and body.
+            head.extend_from_slice(&body);
+            body = bytes::Bytes::new();
+        }
+        let sent = self
+            .exchange_native(index, &head, &body, &method, now)
+            .await;
+        crate::recycle::give_buffer(head);
+        sent
+    }
+
+    async fn exchange_native(
+        &self,
+        index: usize,
+        head: &[u8],
+        body: &bytes::Bytes,
+        method: &http::Method,
+        now: Instant,
+    ) -> Result<Response<NativeBody>, SendError> {
         let pooled = checkout_native(&mut lock(&self.slots[index]), now);
         if let Some(conn) = pooled {
             let home = self.home(index, now);
-            match native::exchange(conn, &head, &body, &method, home).await {
+            match native::exchange(conn, head, body, method, home).await {
                 Ok(response) => return Ok(response),
                 Err(e) if method.is_idempotent() && e.nothing_received() => {}
                 Err(e) => return Err(SendError::Native(e)),
@@ -152,7 +174,7 @@ impl Pool {
         }
         let tcp = Box::pin(self.connect_tcp()).await?;
         let home = self.home(index, now);
-        native::exchange(native::Conn::new(tcp), &head, &body, &method, home)
+        native::exchange(native::Conn::new(tcp), head, body, method, home)
             .await
             .map_err(SendError::Native)
     }

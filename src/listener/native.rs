@@ -89,7 +89,7 @@ pub(super) async fn serve<H, I>(
     mut io: I,
     mut buf: BytesMut,
     info: ConnInfo,
-    mut stopping: watch::Receiver<bool>,
+    stopping: watch::Receiver<bool>,
     watcher: Watcher,
 ) where
     H: Handler,
@@ -103,10 +103,17 @@ pub(super) async fn serve<H, I>(
     let mut deadline = conn.activity.deadline(&limits).unwrap_or_else(Instant::now);
     let timer = tokio::time::sleep_until(deadline);
     tokio::pin!(timer);
+    // Shutdown is watched by one future for the connection's life: a new one per wait would
+    // join and leave the watch's waiter list on every request.
+    let mut watch = stopping.clone();
+    let stop = watch.changed();
+    tokio::pin!(stop);
+    // Filled by `parse` in place: it is a kilobyte, not to be moved on every request.
+    let mut plain = Plain::default();
     loop {
-        let plain = loop {
-            match parse(&buf, cap, limits.max_headers) {
-                Parsed::Plain(head) => break head,
+        loop {
+            match parse(&buf, cap, limits.max_headers, &mut plain) {
+                Parsed::Plain => break,
                 Parsed::HandOff => {
                     return hand_off(conn, io, buf, info, watcher).await;
                 }
@@ -120,13 +127,13 @@ pub(super) async fn serve<H, I>(
                 biased;
                 read = io.read_buf(&mut buf) => read,
                 () = timer.as_mut() => return,
-                _ = stopping.changed() => return,
+                _ = stop.as_mut() => return,
             };
             match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
-        };
+        }
         let Some(request) = plain.request(&mut buf) else {
             // Never seen: httparse's tokens and values are what `http` accepts.
             return hand_off(conn, io, buf, info, watcher).await;
@@ -173,13 +180,9 @@ where
     .await;
 }
 
-#[allow(
-    clippy::large_enum_variant,
-    reason = "a value on the stack, made and taken once per request: boxing would allocate"
-)]
 enum Parsed {
-    /// A complete plain head at the start of the buffer.
-    Plain(Plain),
+    /// A complete plain head at the start of the buffer (in the `Plain` given).
+    Plain,
     /// More bytes are needed.
     Partial,
     /// Not for the native loop.
@@ -187,6 +190,7 @@ enum Parsed {
 }
 
 /// Where a plain head's parts lie in the buffer; converted once the head is split off.
+#[derive(Default)]
 struct Plain {
     len: usize,
     method: Method,
@@ -198,7 +202,7 @@ struct Plain {
 }
 
 /// Parses the head at the start of `buf` and says whether the native loop serves it.
-fn parse(buf: &[u8], cap: usize, max_headers: usize) -> Parsed {
+fn parse(buf: &[u8], cap: usize, max_headers: usize, plain: &mut Plain) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; STACK_HEADERS];
     let mut req = httparse::Request::new(&mut headers[..max_headers.min(STACK_HEADERS)]);
     let len = match req.parse(buf) {
@@ -222,15 +226,12 @@ fn parse(buf: &[u8], cap: usize, max_headers: usize) -> Parsed {
     };
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
-    let mut plain = Plain {
-        len,
-        method,
-        target: at(path.as_bytes()),
-        version,
-        headers: [(0, 0, 0, 0); STACK_HEADERS],
-        count: req.headers.len(),
-        keep_alive: version == Version::HTTP_11,
-    };
+    plain.len = len;
+    plain.method = method;
+    plain.target = at(path.as_bytes());
+    plain.version = version;
+    plain.count = req.headers.len();
+    plain.keep_alive = version == Version::HTTP_11;
     let mut length_seen = false;
     for (i, h) in req.headers.iter().enumerate() {
         let name = h.name.as_bytes();
@@ -259,7 +260,7 @@ fn parse(buf: &[u8], cap: usize, max_headers: usize) -> Parsed {
         let (value_at, value_len) = at(h.value);
         plain.headers[i] = (name_at, name_len, value_at, value_len);
     }
-    Parsed::Plain(plain)
+    Parsed::Plain
 }
 
 impl Plain {
@@ -285,7 +286,7 @@ impl Plain {
             restore(buf, &head);
             return None;
         };
-        let mut headers = HeaderMap::with_capacity(self.count);
+        let mut headers = crate::recycle::header_map();
         for (i, &(_, _, value_at, value_len)) in self.headers[..self.count].iter().enumerate() {
             let (Some(name), Ok(value)) = (
                 known[i].take(),
@@ -360,6 +361,7 @@ where
     let close = close || framing == Framing::UntilClose;
     out.clear();
     encode_head(out, status, &parts.headers, framing, version, close);
+    crate::recycle::give_map(parts.headers);
     let result = write_body(io, out, &mut body, framing).await;
     out.clear();
     if out.capacity() > 64 * 1024 {
@@ -568,15 +570,19 @@ mod tests {
     use http_body_util::Full;
 
     fn plain(head: &[u8]) -> Plain {
-        match parse(head, 8192, 100) {
-            Parsed::Plain(p) => p,
+        let mut p = Plain::default();
+        match parse(head, 8192, 100, &mut p) {
+            Parsed::Plain => p,
             Parsed::Partial => panic!("partial: {:?}", String::from_utf8_lossy(head)),
             Parsed::HandOff => panic!("handed off: {:?}", String::from_utf8_lossy(head)),
         }
     }
 
     fn handed_off(head: &[u8]) -> bool {
-        matches!(parse(head, 8192, 100), Parsed::HandOff)
+        matches!(
+            parse(head, 8192, 100, &mut Plain::default()),
+            Parsed::HandOff
+        )
     }
 
     #[test]
@@ -616,25 +622,37 @@ mod tests {
     #[test]
     fn heads_over_the_caps_go_to_hyper_which_answers_431() {
         let big = format!("GET /a HTTP/1.1\r\nX: {}\r\n\r\n", "v".repeat(9000));
-        assert!(matches!(parse(big.as_bytes(), 8192, 100), Parsed::HandOff));
+        assert!(matches!(
+            parse(big.as_bytes(), 8192, 100, &mut Plain::default()),
+            Parsed::HandOff
+        ));
         // Unfinished but already over the cap: no more reading.
         assert!(matches!(
-            parse(&big.as_bytes()[..8500], 8192, 100),
+            parse(&big.as_bytes()[..8500], 8192, 100, &mut Plain::default()),
             Parsed::HandOff
         ));
         assert!(matches!(
-            parse(&big.as_bytes()[..100], 8192, 100),
+            parse(&big.as_bytes()[..100], 8192, 100, &mut Plain::default()),
             Parsed::Partial
         ));
         let many: String = (0..5).map(|i| format!("h{i}: v\r\n")).collect();
         let many = format!("GET /a HTTP/1.1\r\n{many}\r\n");
-        assert!(matches!(parse(many.as_bytes(), 8192, 4), Parsed::HandOff));
-        assert!(matches!(parse(many.as_bytes(), 8192, 5), Parsed::Plain(_)));
+        assert!(matches!(
+            parse(many.as_bytes(), 8192, 4, &mut Plain::default()),
+            Parsed::HandOff
+        ));
+        assert!(matches!(
+            parse(many.as_bytes(), 8192, 5, &mut Plain::default()),
+            Parsed::Plain
+        ));
         let more: String = (0..STACK_HEADERS + 1)
             .map(|i| format!("h{i}: v\r\n"))
             .collect();
         let more = format!("GET /a HTTP/1.1\r\n{more}\r\n");
-        assert!(matches!(parse(more.as_bytes(), 8192, 100), Parsed::HandOff));
+        assert!(matches!(
+            parse(more.as_bytes(), 8192, 100, &mut Plain::default()),
+            Parsed::HandOff
+        ));
     }
 
     #[test]
