@@ -54,9 +54,23 @@ pub fn install(sink: LogBuffer) -> bool {
 pub struct DecisionId(bytes::Bytes);
 
 impl DecisionId {
-    /// A UUID's text (the ids `proxy` mints).
+    /// A UUID's text (the ids `proxy` mints). Cut from a per-thread slab, so an id costs no
+    /// allocation of its own (one per 1,024 ids); a slab is freed when its last id is.
     pub fn from_uuid(text: [u8; 36]) -> DecisionId {
-        DecisionId(bytes::Bytes::from_owner(text))
+        thread_local! {
+            static SLAB: std::cell::RefCell<bytes::BytesMut> =
+                std::cell::RefCell::new(bytes::BytesMut::new());
+        }
+        const IDS_PER_SLAB: usize = 1024;
+        SLAB.with(|slab| {
+            let mut slab = slab.borrow_mut();
+            if slab.capacity() < text.len() {
+                // A new slab rather than `reserve`, which could move ids still in use.
+                *slab = bytes::BytesMut::with_capacity(text.len() * IDS_PER_SLAB);
+            }
+            slab.extend_from_slice(&text);
+            DecisionId(slab.split().freeze())
+        })
     }
 
     pub fn as_str(&self) -> &str {
