@@ -397,66 +397,70 @@ enum Step {
 
 impl Streaming {
     fn step(&mut self) -> Result<Step, ExchangeError> {
-        let buf = &mut self.conn.buf;
-        loop {
-            match self.framing {
-                Framing::Empty | Framing::Length(0) => return Ok(Step::End),
-                Framing::Length(n) => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    self.framing = Framing::Length(n - take as u64);
-                    return Ok(Step::Data(buf.split_to(take).freeze()));
+        decode(&mut self.conn.buf, &mut self.framing)
+    }
+}
+
+/// Takes the next piece of body out of `buf`, following `framing` (updated as it goes).
+fn decode(buf: &mut BytesMut, framing: &mut Framing) -> Result<Step, ExchangeError> {
+    loop {
+        match *framing {
+            Framing::Empty | Framing::Length(0) => return Ok(Step::End),
+            Framing::Length(n) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
                 }
-                Framing::UntilClose => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    return Ok(Step::Data(buf.split().freeze()));
+                let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                *framing = Framing::Length(n - take as u64);
+                return Ok(Step::Data(buf.split_to(take).freeze()));
+            }
+            Framing::UntilClose => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
                 }
-                Framing::Chunked(Chunk::Data(n)) => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
-                    let left = n - take as u64;
-                    self.framing = Framing::Chunked(if left == 0 {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left)
-                    });
-                    return Ok(Step::Data(buf.split_to(take).freeze()));
+                return Ok(Step::Data(buf.split().freeze()));
+            }
+            Framing::Chunked(Chunk::Data(n)) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
                 }
-                Framing::Chunked(Chunk::DataEnd) => {
-                    if buf.len() < 2 {
-                        return Ok(Step::More);
-                    }
-                    if &buf[..2] != b"\r\n" {
-                        return Err(ExchangeError::Malformed("chunk end"));
-                    }
-                    buf.advance(2);
-                    self.framing = Framing::Chunked(Chunk::Size);
+                let take = usize::try_from(n).unwrap_or(usize::MAX).min(buf.len());
+                let left = n - take as u64;
+                *framing = Framing::Chunked(if left == 0 {
+                    Chunk::DataEnd
+                } else {
+                    Chunk::Data(left)
+                });
+                return Ok(Step::Data(buf.split_to(take).freeze()));
+            }
+            Framing::Chunked(Chunk::DataEnd) => {
+                if buf.len() < 2 {
+                    return Ok(Step::More);
                 }
-                Framing::Chunked(chunk @ (Chunk::Size | Chunk::Trailers)) => {
-                    let Some(line) = line(buf)? else {
-                        return Ok(Step::More);
-                    };
-                    if chunk == Chunk::Trailers {
-                        // Trailers are not passed on (hyper's server sends none on HTTP/1 unless
-                        // asked); the empty line ends the body.
-                        if line.is_empty() {
-                            self.framing = Framing::Empty;
-                        }
-                        continue;
-                    }
-                    let size = chunk_size(&line)?;
-                    self.framing = Framing::Chunked(if size == 0 {
-                        Chunk::Trailers
-                    } else {
-                        Chunk::Data(size)
-                    });
+                if &buf[..2] != b"\r\n" {
+                    return Err(ExchangeError::Malformed("chunk end"));
                 }
+                buf.advance(2);
+                *framing = Framing::Chunked(Chunk::Size);
+            }
+            Framing::Chunked(chunk @ (Chunk::Size | Chunk::Trailers)) => {
+                let Some(line) = line(buf)? else {
+                    return Ok(Step::More);
+                };
+                if chunk == Chunk::Trailers {
+                    // Trailers are not passed on (hyper's server sends none on HTTP/1 unless
+                    // asked); the empty line ends the body.
+                    if line.is_empty() {
+                        *framing = Framing::Empty;
+                    }
+                    continue;
+                }
+                let size = chunk_size(&line)?;
+                *framing = Framing::Chunked(if size == 0 {
+                    Chunk::Trailers
+                } else {
+                    Chunk::Data(size)
+                });
             }
         }
     }
