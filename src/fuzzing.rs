@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::filter::config::RawResponsePolicy;
 use crate::filter::{ResponsePolicy, Viewer, filter_bytes};
 use crate::grants::snapshot::Snapshot;
+use crate::listener::framing::{Tracker, Verdict, Verdicts};
 use crate::normalize;
 
 /// A fuzz entry point: panics only when its property is broken.
@@ -41,6 +42,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("csv_filter", csv_filter),
     ("snapshot", snapshot),
     ("config", config),
+    ("native_head", native_head),
+    ("chunked_body", chunked_body),
 ];
 
 /// Request-target checks. Every accepted path splits into the same segments before and after
@@ -402,4 +405,66 @@ pub fn config(data: &[u8]) {
             "validation is not deterministic"
         );
     }
+}
+
+/// The native HTTP/1 loop's reading of a request head against the framing guard's. A head the
+/// native loop serves itself (it bypasses hyper and the guard) must be one the guard passes
+/// with no body: the guard, fed the same head and then a second request, passes both. A body
+/// the native loop missed would make the second request the guard's body, or be refused.
+pub fn native_head(data: &[u8]) {
+    const CAP: usize = 8192;
+    const MAX_HEADERS: usize = 100;
+    let Some((len, request)) = crate::listener::native::plain_request(data, CAP, MAX_HEADERS)
+    else {
+        return;
+    };
+    let headers = request.headers();
+    assert!(
+        !headers.contains_key(header::TRANSFER_ENCODING),
+        "a transfer-encoded head was served natively"
+    );
+    let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    assert!(
+        lengths.is_empty() || lengths == [HeaderValue::from_static("0")],
+        "a head with a body was served natively: {lengths:?}"
+    );
+    let verdicts = Verdicts::default();
+    let mut tracker = Tracker::new(CAP, MAX_HEADERS, verdicts.clone());
+    tracker.observe(&data[..len]);
+    tracker.observe(b"GET /next HTTP/1.1\r\nhost: gw.example\r\n\r\n");
+    assert_eq!(
+        (verdicts.next(), verdicts.next()),
+        (Verdict::Pass, Verdict::Pass),
+        "the guard reads {:?} otherwise",
+        String::from_utf8_lossy(&data[..len])
+    );
+}
+
+/// The native upstream client's chunked decoder: the same data and the same end wherever the
+/// reads split the stream, and where it accepts a body, the framing guard (which follows
+/// hyper's chunked decoder) ends the body at the same byte.
+pub fn chunked_body(data: &[u8]) {
+    use crate::forward::native::decode_chunked;
+    let whole = decode_chunked(data, data.len());
+    for piece in [1, 3, 7] {
+        assert_eq!(
+            decode_chunked(data, piece),
+            whole,
+            "reads of {piece} bytes decode otherwise"
+        );
+    }
+    let Some((_, taken)) = whole else {
+        return;
+    };
+    let verdicts = Verdicts::default();
+    let mut tracker = Tracker::new(8192, 100, verdicts.clone());
+    tracker.observe(b"POST /up HTTP/1.1\r\nhost: gw.example\r\ntransfer-encoding: chunked\r\n\r\n");
+    tracker.observe(&data[..taken]);
+    tracker.observe(b"GET /next HTTP/1.1\r\nhost: gw.example\r\n\r\n");
+    assert_eq!(
+        (verdicts.next(), verdicts.next()),
+        (Verdict::Pass, Verdict::Pass),
+        "hyper ends the body {:?} elsewhere",
+        String::from_utf8_lossy(&data[..taken])
+    );
 }

@@ -466,6 +466,28 @@ fn decode(buf: &mut BytesMut, framing: &mut Framing) -> Result<Step, ExchangeErr
     }
 }
 
+/// A chunked response body read the way an exchange reads it, `stream` arriving `piece` bytes
+/// at a time: the data it passes on and how many bytes of `stream` the body took, or None
+/// where it refuses the framing or the body has not ended. For the fuzz target.
+pub(crate) fn decode_chunked(stream: &[u8], piece: usize) -> Option<(Vec<u8>, usize)> {
+    let mut framing = Framing::Chunked(Chunk::Size);
+    let mut buf = BytesMut::new();
+    let mut data = Vec::new();
+    let mut pieces = stream.chunks(piece.max(1));
+    let mut fed = 0;
+    loop {
+        match decode(&mut buf, &mut framing).ok()? {
+            Step::Data(bytes) => data.extend_from_slice(&bytes),
+            Step::End => return Some((data, fed - buf.len())),
+            Step::More => {
+                let next = pieces.next()?;
+                fed += next.len();
+                buf.extend_from_slice(next);
+            }
+        }
+    }
+}
+
 /// The next CRLF-terminated line, without its CRLF; None until it is all buffered.
 fn line(buf: &mut BytesMut) -> Result<Option<BytesMut>, ExchangeError> {
     let Some(end) = memchr::memchr(b'\n', buf) else {

@@ -306,6 +306,23 @@ impl Plain {
     }
 }
 
+/// The request the native loop would build from the head `data` starts with, and the head's
+/// length; None where it hands the connection to hyper or needs more bytes. For the fuzz
+/// target that holds the native reading to the framing guard's.
+pub(crate) fn plain_request(
+    data: &[u8],
+    cap: usize,
+    max_headers: usize,
+) -> Option<(usize, Request<ClientBody>)> {
+    let mut plain = Plain::default();
+    if !matches!(parse(data, cap, max_headers, &mut plain), Parsed::Plain) {
+        return None;
+    }
+    let mut buf = BytesMut::from(data);
+    let request = plain.request(&mut buf)?;
+    Some((plain.len, request))
+}
+
 /// Whether a comma-separated header value lists `token` (any case).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
