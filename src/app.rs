@@ -117,6 +117,7 @@ pub async fn start_with_clock(
     let tls = Arc::new(ArcSwapOption::new(tls));
     let mut limits = Limits::from(&listen);
     limits.http1 = listener::native::server(gateway.runtime.load().config.runtime.http1)?;
+    let http1 = limits.http1;
     let reloader = Arc::new(Reloader::new(gateway.clone(), tls.clone(), source));
     reload::spawn_watch(reloader.clone(), shutdown_rx.clone());
     spawn_evict(gateway.clone(), shutdown_rx.clone());
@@ -167,7 +168,13 @@ pub async fn start_with_clock(
         Duration::ZERO,
         None,
     ));
-    tracing::info!(%addr, %admin_addr, workers = worker_count, "streetgate listening");
+    tracing::info!(
+        %addr,
+        %admin_addr,
+        workers = worker_count,
+        ?http1,
+        "streetgate listening"
+    );
     Ok(Running {
         addr,
         admin_addr,

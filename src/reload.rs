@@ -6,7 +6,8 @@
 //! What a reload changes: routes and APIs, `listen.max_body_bytes` and `body_read_timeout`
 //! (read per request), the TLS certificate and key (paths and contents), `decision_log`,
 //! `shadow`, `rate_limit`, `watch`. What needs a restart (refused with `result="invalid"`):
-//! listener addresses and connection limits, the per-connection body budget among them (the
+//! listener addresses and connection limits, `runtime.workers` and `runtime.http1` (the serving
+//! threads and the HTTP/1 server and client are chosen at start), the per-connection body budget among them (the
 //! listener and its HTTP builder are set up once), turning TLS on or off, `shutdown`, `auth`
 //! (the authenticator owns the JWKS refresh task and the token cache; rebuilding it would drop
 //! every cached verification at once) and `grants` (its source task and store are started
@@ -232,6 +233,12 @@ pub fn needs_restart(old: &Config, new: &Config) -> Problems {
     );
     unchanged(
         &mut problems,
+        "runtime.http1",
+        &old.runtime.http1,
+        &new.runtime.http1,
+    );
+    unchanged(
+        &mut problems,
         "shutdown.drain",
         &old.shutdown.drain,
         &new.shutdown.drain,
@@ -355,7 +362,7 @@ auth:
   issuer: other
   audience: a
 shutdown: {drain: 1s}
-runtime: {workers: 3}
+runtime: {workers: 3, http1: native}
 apis:
   - name: work
     upstream: http://127.0.0.1:1
@@ -374,6 +381,7 @@ apis:
                 "admin.addr",
                 "auth",
                 "runtime.workers",
+                "runtime.http1",
                 "shutdown.drain"
             ]
         );
