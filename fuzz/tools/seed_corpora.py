@@ -71,3 +71,25 @@ for f in ['config/demo-grants.json', 'tests/fixtures/explain/snapshot.json',
     put('snapshot', open(f, 'rb').read())
 for f in ['config/demo.yaml', 'config/streetmanager.yaml', 'benches/load/streetgate.yaml']:
     put('config', open(f, 'rb').read())
+
+# native_head: request heads the native HTTP/1 loop serves, and ones it must hand to hyper.
+for h in ['GET /work/works/SW00000000100 HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer x\r\n\r\n',
+          'GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n',
+          'DELETE /work/works/1 HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n',
+          'POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\r\nhello',
+          'POST / HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+          'GET / HTTP/1.1\nHost: gw\nContent-Length: 0\n\n',
+          '\r\n\r\nGET / HTTP/1.1\r\nHost: gw\r\n\r\n',
+          'GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n',
+          'GET / HTTP/1.1\r\nHost: gw\r\nContent-Length: 00\r\n\r\n',
+          'GET / HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+          'GET http://gw/work/works/1 HTTP/1.1\r\nHost: gw\r\nExpect: 100-continue\r\n\r\n',
+          'OPTIONS * HTTP/1.1\r\nHost: gw\r\nX: a\r\n folded\r\n\r\n']:
+    put('native_head', h)
+
+# chunked_body: chunked response bodies, then whatever follows them on the connection.
+for b in ['5\r\nhello\r\n0\r\n\r\n', '5;ext=1\r\nhello\r\n0\r\nTrailer: x\r\n\r\nHTTP/1.1 200 OK\r\n',
+          'A\r\n0123456789\r\n3\r\nabc\r\n0\r\n\r\n', '5\nhello\n0\n\n',
+          '0000000000000000005\r\nhello\r\n0\r\n\r\n', '5 \t;a="b c"\r\nhello\r\n0\r\n\r\n',
+          'ffffffffffffffffff\r\n', '5\r\nhello\r\n0\r\nA: b\r\nC: d\r\n\r\n']:
+    put('chunked_body', b)

@@ -517,7 +517,13 @@ fn chunk_size(line: &[u8]) -> Result<u64, ExchangeError> {
     if digits_end == 0 {
         return Err(ExchangeError::Malformed("chunk size"));
     }
-    let rest = line[digits_end..].trim_ascii_start();
+    // Only spaces and tabs may follow the digits (hyper's decoder): `trim_ascii_start` would also
+    // pass a form feed, which hyper refuses, and the two would end the body apart.
+    let lws = line[digits_end..]
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    let rest = &line[digits_end + lws..];
     if !rest.is_empty() && rest[0] != b';' {
         return Err(ExchangeError::Malformed("chunk size"));
     }
