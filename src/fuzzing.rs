@@ -438,6 +438,64 @@ pub fn native_head(data: &[u8]) {
         "the guard reads {:?} otherwise",
         String::from_utf8_lossy(&data[..len])
     );
+    let native = (
+        request.method().clone(),
+        request.uri().clone(),
+        request.version(),
+        request.headers().clone(),
+    );
+    assert_eq!(
+        Some(native),
+        hyper_reads(&data[..len], CAP, MAX_HEADERS),
+        "hyper reads {:?} otherwise",
+        String::from_utf8_lossy(&data[..len])
+    );
+}
+
+/// The request hyper's HTTP/1 server, built as the listener builds it, hands its service for
+/// the head `head`; None if it refuses it.
+fn hyper_reads(
+    head: &[u8],
+    cap: usize,
+    max_headers: usize,
+) -> Option<(Method, Uri, Version, HeaderMap)> {
+    use std::sync::Mutex;
+    use tokio::io::AsyncWriteExt;
+
+    static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime")
+    });
+    let seen = std::sync::Arc::new(Mutex::new(None));
+    let service = {
+        let seen = seen.clone();
+        hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let parts = (
+                request.method().clone(),
+                request.uri().clone(),
+                request.version(),
+                request.headers().clone(),
+            );
+            *seen.lock().expect("not poisoned") = Some(parts);
+            async { Ok::<_, std::convert::Infallible>(http::Response::new(String::new())) }
+        })
+    };
+    RUNTIME.block_on(async {
+        let (mut client, server) = tokio::io::duplex(cap * 2);
+        client.write_all(head).await.expect("the duplex takes the head");
+        client.shutdown().await.expect("half close");
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.max_buf_size(cap.max(8192)).max_headers(max_headers);
+        let serving = builder.serve_connection(hyper_util::rt::TokioIo::new(server), service);
+        // The answer is read and dropped as it comes, so hyper never waits on a full pipe.
+        let reading = async {
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut client, &mut sink).await;
+        };
+        let _ = tokio::join!(serving, reading);
+    });
+    seen.lock().expect("not poisoned").take()
 }
 
 /// The native upstream client's chunked decoder: the same data and the same end wherever the
