@@ -483,7 +483,10 @@ fn hyper_reads(
     };
     RUNTIME.block_on(async {
         let (mut client, server) = tokio::io::duplex(cap * 2);
-        client.write_all(head).await.expect("the duplex takes the head");
+        client
+            .write_all(head)
+            .await
+            .expect("the duplex takes the head");
         client.shutdown().await.expect("half close");
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.max_buf_size(cap.max(8192)).max_headers(max_headers);
