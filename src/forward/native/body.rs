@@ -126,6 +126,7 @@ fn decode(buf: &mut BytesMut, framing: &mut Framing) -> Result<Step, ExchangeErr
 /// A chunked response body read the way an exchange reads it, `stream` arriving `piece` bytes
 /// at a time: the data it passes on and how many bytes of `stream` the body took, or None
 /// where it refuses the framing or the body has not ended. For the fuzz target.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn decode_chunked(stream: &[u8], piece: usize) -> Option<(Vec<u8>, usize)> {
     let mut framing = Framing::Chunked(Chunk::Size);
     let mut buf = BytesMut::new();

@@ -17,6 +17,7 @@ mod request;
 
 pub use self::body::NativeBody;
 use self::body::Streaming;
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use self::body::decode_chunked;
 use self::head::{Framing, read_head};
 pub use self::request::{encode, takes};

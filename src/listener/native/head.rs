@@ -140,6 +140,7 @@ impl Plain {
 /// The request the native loop would build from the head `data` starts with, and the head's
 /// length; None where it hands the connection to hyper or needs more bytes. For the fuzz
 /// target that holds the native reading to the framing guard's.
+#[cfg(any(test, feature = "testing"))]
 pub(crate) fn plain_request(
     data: &[u8],
     cap: usize,

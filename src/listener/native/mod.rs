@@ -14,6 +14,7 @@
 mod head;
 mod respond;
 
+#[cfg(any(test, feature = "testing"))]
 pub(crate) use self::head::plain_request;
 use self::head::{Parsed, Plain, has_token, parse};
 use self::respond::write_response;
