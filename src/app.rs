@@ -172,7 +172,7 @@ pub async fn start_with_clock(
         %addr,
         %admin_addr,
         workers = worker_count,
-        ?http1,
+        http1 = http1.as_str(),
         "streetgate listening"
     );
     Ok(Running {

@@ -45,6 +45,16 @@ pub enum Http1Server {
     Native,
 }
 
+impl Http1Server {
+    /// The name the config and the environment use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Http1Server::Hyper => "hyper",
+            Http1Server::Native => "native",
+        }
+    }
+}
+
 /// Overrides `runtime.http1`.
 pub const ENV: &str = "STREETGATE_HTTP1";
 
