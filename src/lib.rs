@@ -26,6 +26,7 @@ pub mod forward;
 pub mod fuzzing;
 pub mod grants;
 pub mod guard;
+pub mod http1;
 mod json_str;
 pub mod listener;
 pub mod model;

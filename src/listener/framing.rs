@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::http1::{digits, is_chunked};
 use crate::normalize::hex;
 use crate::reason::Reason;
 
@@ -305,28 +306,6 @@ fn judge_prefix<'h>(
         (false, _, _) => State::Head,
     };
     Ok(Some((verdict, body, len)))
-}
-
-/// hyper: the last comma-separated coding of the line is `chunked`.
-fn is_chunked(value: &[u8]) -> bool {
-    std::str::from_utf8(value).is_ok_and(|s| {
-        s.rsplit(',')
-            .next()
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"))
-    })
-}
-
-/// hyper's Content-Length parse: ASCII digits only, no sign, no overflow.
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |acc, &b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        acc.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
 }
 
 /// One byte of chunked framing outside chunk data.

@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode, Ver
 use tokio::io::AsyncReadExt;
 
 use super::{Conn, ExchangeError, MAX_HEAD};
+use crate::http1::{digits, has_token, is_chunked};
 
 /// Response headers parsed at most.
 const MAX_HEADERS: usize = 100;
@@ -138,12 +139,7 @@ fn framing(
         if version == Version::HTTP_10 {
             return Err(ExchangeError::Malformed("transfer-encoding on HTTP/1.0"));
         }
-        let chunked = te
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked {
+        return Ok(if is_chunked(te.as_bytes()) {
             Framing::Chunked(Chunk::Size)
         } else {
             Framing::UntilClose
@@ -169,20 +165,4 @@ pub(super) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
         }
     }
     Ok(length)
-}
-
-fn digits(value: &[u8]) -> Option<u64> {
-    if value.is_empty() {
-        return None;
-    }
-    value.iter().try_fold(0u64, |acc, &b| {
-        b.is_ascii_digit()
-            .then(|| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))?
-    })
-}
-
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }

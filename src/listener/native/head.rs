@@ -4,6 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
 
+use crate::http1::has_token;
 use crate::listener::ClientBody;
 
 /// Headers a native head may have; a head with more goes to hyper (which has the limit).
@@ -153,13 +154,6 @@ pub(crate) fn plain_request(
     let mut buf = BytesMut::from(data);
     let request = plain.request(&mut buf)?;
     Some((plain.len, request))
-}
-
-/// Whether a comma-separated header value lists `token` (any case).
-pub(super) fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

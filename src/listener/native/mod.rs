@@ -16,7 +16,7 @@ mod respond;
 
 #[cfg(any(test, feature = "testing"))]
 pub(crate) use self::head::plain_request;
-use self::head::{Parsed, Plain, has_token, parse};
+use self::head::{Parsed, Plain, parse};
 use self::respond::write_response;
 
 use std::time::Duration;
@@ -33,6 +33,7 @@ use tokio::time::Instant;
 use super::activity::Activity;
 use super::framing::{FramingIo, Protocol};
 use super::{Conn, ConnInfo, Handler};
+use crate::http1::has_token;
 
 /// Which server reads HTTP/1 request heads (`runtime.http1`, `STREETGATE_HTTP1`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
