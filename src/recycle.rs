@@ -6,6 +6,7 @@
 //! the next one on the same thread.
 
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 use http::HeaderMap;
 
@@ -37,12 +38,7 @@ pub fn give_map(mut map: HeaderMap) {
         return;
     }
     map.clear();
-    MAPS.with(|m| {
-        let mut m = m.borrow_mut();
-        if m.len() < KEEP {
-            m.push(map);
-        }
-    });
+    keep(&MAPS, map);
 }
 
 /// An empty write buffer.
@@ -52,15 +48,21 @@ pub fn buffer() -> Vec<u8> {
         .unwrap_or_else(|| Vec::with_capacity(BUFFER))
 }
 
+/// Gives a write buffer back for a later request.
 pub fn give_buffer(mut buffer: Vec<u8>) {
     if buffer.capacity() > MAX_BUFFER {
         return;
     }
     buffer.clear();
-    BUFFERS.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() < KEEP {
-            b.push(buffer);
+    keep(&BUFFERS, buffer);
+}
+
+/// Keeps a cleared spare unless this thread already holds `KEEP` of its kind.
+fn keep<T: 'static>(spares: &'static LocalKey<RefCell<Vec<T>>>, spare: T) {
+    spares.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < KEEP {
+            s.push(spare);
         }
     });
 }
