@@ -5,9 +5,6 @@ pub mod body_timeout;
 pub mod headers;
 pub mod native;
 pub mod pool;
-mod response_body;
-
-pub use response_body::ResponseBody;
 
 use std::time::Duration;
 
@@ -26,6 +23,9 @@ use crate::reason::Reason;
 pub type RequestBody = Either<TimedBody<Limited<ClientBody>>, Full<Bytes>>;
 
 /// The upstream's response body, failing when it stalls for `body_timeout`.
+/// The upstream's response body, whichever client read it: hyper's (TLS upstreams, HTTP/2,
+/// streamed request bodies, or `runtime.http1: hyper`) or the native one.
+pub type ResponseBody = Either<hyper::body::Incoming, native::NativeBody>;
 pub type UpstreamBody = TimedBody<ResponseBody>;
 
 /// An upstream API and how to reach it.

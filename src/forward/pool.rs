@@ -18,6 +18,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::native::{self, NativeBody};
+use http_body_util::Either;
+
 use super::{RequestBody, ResponseBody};
 use crate::listener::workers;
 
@@ -126,10 +128,10 @@ impl Pool {
         let index = workers::current().unwrap_or(0) % self.slots.len();
         if self.native && native::takes(&request) {
             let response = self.send_native(index, request, now).await?;
-            return Ok(response.map(ResponseBody::Native));
+            return Ok(response.map(Either::Right));
         }
         let response = self.send_hyper(&self.slots[index], request, now).await?;
-        Ok(response.map(ResponseBody::Hyper))
+        Ok(response.map(Either::Left))
     }
 
     /// The native client: a pooled connection of this worker, or a new one. A reused
