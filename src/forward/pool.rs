@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, Uri};
+use http_body_util::Either;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
@@ -18,8 +19,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::native::{self, NativeBody};
-use http_body_util::Either;
-
 use super::{RequestBody, ResponseBody};
 use crate::listener::workers;
 
