@@ -34,11 +34,14 @@ pub enum DemoError {
     #[error("the embedded demo config is invalid:\n{0}")]
     Config(Problems),
     #[error("could not start streetgate (is port {port} or {} free? try --port)", port + 1)]
-    Start {
+    Bind {
         port: u16,
         #[source]
         source: StartError,
     },
+    /// Anything else (the environment, the keys): the port is not the question.
+    #[error("could not start streetgate")]
+    Start(#[source] StartError),
     #[error("streetgate did not become ready: {0}")]
     NotReady(String),
 }
@@ -152,7 +155,10 @@ async fn launch(yaml: &str, port: u16) -> Result<Running, DemoError> {
     let config = Config::from_yaml(yaml).map_err(DemoError::Config)?;
     let running = app::start(config, Metrics::new())
         .await
-        .map_err(|source| DemoError::Start { port, source })?;
+        .map_err(|source| match source {
+            StartError::Bind(_) => DemoError::Bind { port, source },
+            source => DemoError::Start(source),
+        })?;
     for _ in 0..100 {
         if running.gateway.not_ready().is_empty() {
             break;
