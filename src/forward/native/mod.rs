@@ -106,24 +106,22 @@ where
         conn.io.write_all(body).await?;
     }
     let (parts, framing, reusable) = read_head(&mut conn, method).await?;
-    let body = match framing {
-        Framing::Length(n) if conn.buf.len() as u64 >= n => {
-            let bytes = conn
-                .buf
-                .split_to(usize::try_from(n).unwrap_or(usize::MAX))
-                .freeze();
+    // A body already read whole (or none at all) is handed over as it is, and the connection
+    // goes home now; any other streams and gives it back when it ends.
+    let whole = match framing {
+        Framing::Empty => Some(0),
+        Framing::Length(n) => usize::try_from(n).ok().filter(|&n| n <= conn.buf.len()),
+        _ => None,
+    };
+    let body = match whole {
+        Some(n) => {
+            let bytes = conn.buf.split_to(n).freeze();
             if reusable && conn.buf.is_empty() {
                 home(conn);
             }
             NativeBody::whole(bytes)
         }
-        Framing::Empty => {
-            if reusable && conn.buf.is_empty() {
-                home(conn);
-            }
-            NativeBody::whole(Bytes::new())
-        }
-        framing => NativeBody::streaming(Streaming {
+        None => NativeBody::streaming(Streaming {
             conn,
             framing,
             reusable,
